@@ -1,0 +1,166 @@
+"""The contract between provider clients and the rest of the platform.
+
+Every provider module (simulated, schwab, polygon, ...) turns its wire format into the canonical
+frames described here and reports failure as a `ProviderError` carrying one `ErrorCategory`.
+Nothing in this package imports Dagster: providers are plain async Python so the sandbox, the
+benchmarks and the assets can all drive them the same way.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+import pandas as pd
+
+
+class ErrorCategory(enum.StrEnum):
+    """Why a symbol failed; the values are stored in `sync_stock_results.error_type`."""
+
+    RATE_LIMITED = "rate_limited"
+    TIMEOUT = "timeout"
+    SERVER_ERROR = "server_error"
+    AUTH = "auth"
+    NOT_FOUND = "not_found"
+    NO_DATA = "no_data"
+    BAD_DATA = "bad_data"
+    CIRCUIT_OPEN = "circuit_open"
+    UNKNOWN = "unknown"
+    # Not a provider failure: the warehouse refused the write (connection lost, database down).
+    WRITE_FAILED = "write_failed"
+
+
+# Transient categories: worth another attempt on the same provider (with backoff) and worth
+# the retry sensor's attention. Everything else is permanent for this provider and moves the
+# fallback chain on (or is recorded as final).
+RETRYABLE_CATEGORIES: frozenset[ErrorCategory] = frozenset(
+    {ErrorCategory.RATE_LIMITED, ErrorCategory.TIMEOUT, ErrorCategory.SERVER_ERROR}
+)
+
+
+class ProviderError(Exception):
+    """A categorised provider failure.
+
+    `message` must never contain a secret: provider modules build it from status codes and
+    field names, not from request URLs or headers (which carry keys and tokens).
+    """
+
+    def __init__(
+        self,
+        category: ErrorCategory,
+        message: str,
+        *,
+        provider: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.category = ErrorCategory(category)
+        self.provider = provider
+        self.retry_after = retry_after
+
+    @property
+    def retryable(self) -> bool:
+        return self.category in RETRYABLE_CATEGORIES
+
+    def __str__(self) -> str:
+        prefix = f"{self.provider}: " if self.provider else ""
+        return f"{prefix}{self.category.value}: {self.args[0]}"
+
+
+# Canonical frame columns. Providers return exactly these columns (extra columns are dropped by
+# `canonical()`); the warehouse tables are a superset. Conventions every provider follows:
+# - bars: `ts` is the bar START, tz-aware UTC, for 1m/5m; daily bars are stamped with the session
+#   DATE at 00:00 UTC whatever the provider sends (midnight ET, midnight Central...).
+# - chains: `occ_symbol` is rebuilt with `symbols.occ_symbol` (21 chars, root padded to 6) from
+#   underlying/expiration/right/strike, never copied from the wire; `expiration` is a `date`;
+#   `right` is "C" or "P"; `implied_volatility` is a decimal (Schwab's percent is divided by 100);
+#   greeks a provider marks missing (-999, "NaN", absent) are NaN; `quote_ts` is tz-aware UTC;
+#   `dte` is calendar days from the quote's New York date to expiration; theta is per day and
+#   vega per vol point (0.01), as Schwab and Polygon send them.
+BAR_COLUMNS: tuple[str, ...] = (
+    "symbol",
+    "timeframe",
+    "ts",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "provider",
+)
+
+CHAIN_COLUMNS: tuple[str, ...] = (
+    "symbol",
+    "occ_symbol",
+    "expiration",
+    "strike",
+    "right",
+    "bid",
+    "ask",
+    "mark_price",
+    "last",
+    "volume",
+    "open_interest",
+    "implied_volatility",
+    "delta",
+    "gamma",
+    "theta",
+    "vega",
+    "underlying_price",
+    "dte",
+    "provider",
+    "quote_ts",
+)
+
+TIMEFRAMES: tuple[str, ...] = ("1m", "5m", "1d")
+
+
+def canonical(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
+    """Select and order the canonical columns, adding missing ones as NaN.
+
+    A missing column becomes NaN rather than an exception so that validation can reject the
+    affected rows with a reason instead of the whole symbol failing.
+    """
+    out = frame.reindex(columns=list(columns))
+    return out.reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class CompanyProfile:
+    """Reference data for one symbol (sector enrichment of the constituents table)."""
+
+    symbol: str
+    name: str | None
+    sector: str | None
+    sub_industry: str | None
+
+
+@runtime_checkable
+class ChainSource(Protocol):
+    """Something that can return one symbol's option chain as a canonical frame."""
+
+    name: str
+
+    async def option_chain(self, symbol: str, as_of: datetime) -> pd.DataFrame:
+        """All listed contracts for `symbol`; `as_of` (UTC) matters to the simulated market and
+        the sandbox; live providers return their current chain and stamp `quote_ts`."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class BarSource(Protocol):
+    """Something that can return bars for one symbol over a half-open UTC interval."""
+
+    name: str
+
+    async def bars(
+        self, symbol: str, timeframe: str, start: datetime, end: datetime
+    ) -> pd.DataFrame:
+        """Bars with `start <= ts < end`, `ts` being the bar's start, tz-aware UTC."""
+        ...
+
+    async def aclose(self) -> None: ...

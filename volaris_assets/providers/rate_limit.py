@@ -1,0 +1,127 @@
+"""Client-side request budgets: one token bucket per provider, and the default budgets.
+
+The bucket works by reservation: each caller takes its tokens at once, possibly driving the
+balance negative, and sleeps until the refill covers its debt. Callers are therefore served in
+arrival order, however many wait, and the grant rate never exceeds `rate` beyond the initial
+`burst`. Nothing in it is bound to an event loop (no Lock, no Event), so one bucket can be shared
+by every chain in the process, across separate `asyncio.run` calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class TokenBucket:
+    """At most `burst` requests at once, then `rate` requests per second, first come first served.
+
+    A rate of `math.inf` disables limiting (the simulated market has no quota). A caller that is
+    cancelled while waiting forfeits its reservation: the bucket errs on the slow side rather than
+    let a later caller jump ahead of the ones already queued.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        burst: float,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        if not rate > 0:
+            raise ValueError(f"rate must be > 0, got {rate}")
+        if not burst > 0:
+            raise ValueError(f"burst must be > 0, got {burst}")
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._sleep = sleep
+        self._tokens = burst
+        self._updated = clock()
+        self.acquired = 0.0
+
+    @property
+    def unlimited(self) -> bool:
+        return math.isinf(self.rate)
+
+    async def acquire(self, tokens: float = 1.0) -> None:
+        """Wait until `tokens` may be spent; `acquired` counts the tokens granted so far."""
+        if not tokens > 0:
+            raise ValueError(f"tokens must be > 0, got {tokens}")
+        if not self.unlimited:
+            debt = self._reserve(tokens)
+            if debt > 0:
+                await self._sleep(debt / self.rate)
+        self.acquired += tokens
+
+    def _reserve(self, tokens: float) -> float:
+        """Take `tokens` now and return how many the balance is short (0 if none)."""
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
+        self._updated = now
+        self._tokens -= tokens
+        return max(0.0, -self._tokens)
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """A provider's request budget: sustained requests per second plus how many may go at once."""
+
+    per_second: float
+    burst: float
+
+    @classmethod
+    def per_minute(cls, requests: float, burst: float = 1.0) -> RateLimit:
+        return cls(per_second=requests / 60.0, burst=burst)
+
+    @classmethod
+    def per_hour(cls, requests: float, burst: float = 1.0) -> RateLimit:
+        return cls(per_second=requests / 3600.0, burst=burst)
+
+    @classmethod
+    def unlimited(cls) -> RateLimit:
+        return cls(per_second=math.inf, burst=math.inf)
+
+    def bucket(self, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep) -> TokenBucket:
+        return TokenBucket(self.per_second, self.burst, clock=clock, sleep=sleep)
+
+
+# Default budgets, keyed by `source.name`. Figures and their sources are from
+# /work/shared/reference/provider-notes.md (section numbers below) unless said otherwise.
+# Bursts are ours and kept small: a token bucket lets through up to `burst` more than the
+# quota in any one quota window, and providers count per fixed window. The odd 429 that
+# results is retried after its Retry-After.
+# Override per deployment by passing `rate_limits=` to `ResilienceRegistry`; entries there
+# replace these by provider name, e.g. a paid Polygon plan:
+#     ResilienceRegistry(rate_limits={"polygon": RateLimit(per_second=100, burst=10)})
+DEFAULT_RATE_LIMITS: dict[str, RateLimit] = {
+    # In-process simulated market: no quota to respect.
+    "simulated": RateLimit.unlimited(),
+    # Schwab publishes no GET market-data quota; 120/min is the budget inherited from TD
+    # Ameritrade's documented non-trading limit (notes §1.3, reported, not documented by Schwab).
+    "schwab": RateLimit.per_minute(120, burst=2),
+    # Free (Basic) plan: 5 calls/min (notes §4, reported; Polygon knowledge base "What is the
+    # request limit for Polygon's RESTful APIs?"). Paid plans are unlimited, with a request to
+    # stay under 100 requests/s: override with RateLimit(per_second=100, burst=10).
+    "polygon": RateLimit.per_minute(5, burst=1),
+    # Free "Power User" plan: about 50 requests/hour and 1000/day (notes §2, reported). A bucket
+    # cannot express the daily cap; a run over 20 hours would need per_hour(41).
+    "tiingo": RateLimit.per_hour(50, burst=1),
+    # Basic (free) plan: 200 requests/min; Algo Trader Plus allows 10,000/min (notes §3).
+    "alpaca": RateLimit.per_minute(200, burst=3),
+    # Free tier: 60 calls/min; every plan is also capped at 30 calls/s, so an override for a
+    # paid plan must stay at or below RateLimit(per_second=30, burst=1) (notes §5, reported).
+    "finnhub": RateLimit.per_minute(60, burst=2),
+    # Historical API: 100 time-series requests/s per team (Databento docs "Rate limits",
+    # databento.com/docs/api-historical/basics/rate-limits). Every request also costs money.
+    "databento": RateLimit(per_second=100, burst=10),
+    # Yahoo publishes no quota and throttles with 429 (notes §7). One request per second is
+    # a conservative guess, not a documented figure.
+    "yahoo": RateLimit.per_minute(60, burst=1),
+}

@@ -1,0 +1,56 @@
+"""One spelling of a ticker inside the platform, each provider's spelling at the edge.
+
+Class shares are spelled three ways in the wild (BRK.B, BRK-B, BRK/B). The platform stores the
+dotted Nasdaq/Wikipedia form; provider modules call `to_provider` when they build a request and
+`normalize_symbol` on whatever the provider echoes back.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+# A US listed ticker: 1-6 letters, optionally a class suffix of 1-2 letters.
+_CANONICAL = re.compile(r"^[A-Z]{1,6}(\.[A-Z]{1,2})?$")
+_SEPARATORS = re.compile(r"[-/. ]")
+
+# Provider -> class-share separator. Providers not listed use the canonical dot.
+_CLASS_SEPARATOR: dict[str, str] = {
+    "yahoo": "-",
+    "tiingo": "-",
+    "schwab": "/",
+}
+
+
+class InvalidSymbol(ValueError):
+    """Raised for text that cannot be a US equity ticker (SQL, emoji, empty, too long...)."""
+
+
+def normalize_symbol(raw: str) -> str:
+    """Return the canonical spelling of `raw` or raise `InvalidSymbol`.
+
+    Lower case and any of the three class separators are accepted; anything else is refused
+    rather than guessed at, because a wrong guess writes data under the wrong name.
+    """
+    text = str(raw).strip().upper()
+    parts = [p for p in _SEPARATORS.split(text) if p]
+    candidate = ".".join(parts[:2]) if len(parts) == 2 else (parts[0] if len(parts) == 1 else "")
+    if not _CANONICAL.match(candidate):
+        shown = text[:24].encode("ascii", "backslashreplace").decode()
+        raise InvalidSymbol(f"not a US ticker: {shown!r}")
+    return candidate
+
+
+def to_provider(symbol: str, provider: str) -> str:
+    """The spelling `provider` expects for canonical `symbol`."""
+    separator = _CLASS_SEPARATOR.get(provider, ".")
+    return symbol.replace(".", separator)
+
+
+def occ_symbol(symbol: str, expiration: date, right: str, strike: float) -> str:
+    """The OCC option symbol (21 characters, root padded to 6), the contract's natural key.
+
+    Class-share separators are dropped from the root (BRK.B -> BRKB), as the OCC does.
+    """
+    root = symbol.replace(".", "").replace("-", "").replace("/", "")
+    return f"{root:<6}{expiration:%y%m%d}{right}{round(strike * 1000):08d}"
