@@ -1,0 +1,388 @@
+"""A deterministic simulated market: the offline default provider and the sandbox's data source.
+
+Everything is a pure function of (seed, symbol, time), so two runs, two processes or the sandbox
+and the test that checks it all see the same numbers. It is built to make the downstream maths
+meaningful, not to look random:
+- a daily close path per symbol (a random walk over weekdays whose variance follows the symbol's
+  implied-volatility state), and 1-minute bars that bridge each session's open to its close, so
+  daily bars are exactly the aggregate of the minute bars;
+- a volatility surface whose level mean-reverts from day to day (so IV rank and percentile move),
+  with a term structure that inverts when volatility is high and a put skew;
+- option chains priced with Black-Scholes from that surface, on real expiration cycles (weekly
+  Fridays, monthly third Fridays, moved to Thursday when Friday is a holiday).
+Every frame says `provider == "simulated"`.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
+import numpy as np
+import pandas as pd
+
+from volaris_assets import calendar
+from volaris_assets.providers.base import BAR_COLUMNS, CHAIN_COLUMNS, ErrorCategory, ProviderError
+from volaris_assets.quant.black_scholes import bs_greeks, bs_price
+from volaris_assets.symbols import occ_symbol
+
+PROVIDER = "simulated"
+RISK_FREE_RATE = 0.04
+# Weekday ordinals count from this Monday; the path is defined for every weekday after it.
+_EPOCH = date(2015, 1, 5)
+_VOL_MEAN_REVERSION = 0.96
+_VOL_OF_VOL = 0.07
+_PRICE_MEAN_REVERSION = 0.9986
+_WEEKLY_HORIZON_DAYS = 35
+_MONTHLY_HORIZON_DAYS = 200
+_STRIKES_PER_SIDE = 10
+_MIN_MARK = 0.02
+
+
+@dataclass(frozen=True)
+class SymbolProfile:
+    """The fixed personality of a simulated symbol, drawn from a hash of its name."""
+
+    symbol: str
+    key: int
+    base_price: float
+    base_vol: float
+    dividend_yield: float
+    daily_volume: float
+    term_tilt: float
+
+
+def _stable_key(symbol: str) -> int:
+    return int.from_bytes(hashlib.blake2b(symbol.encode(), digest_size=8).digest(), "little")
+
+
+def _weekday_ordinal(day: date) -> int:
+    """Weekdays between the epoch and `day` (a weekend day maps to the Friday before)."""
+    return int(np.busday_count(_EPOCH, day + timedelta(days=1))) - 1
+
+
+@dataclass(frozen=True)
+class _Path:
+    """Per-weekday closes and volatility levels from the epoch up to a horizon."""
+
+    closes: np.ndarray
+    vol_levels: np.ndarray
+
+
+class SimulatedMarket:
+    """The simulated market. Cheap to construct; caches a little per symbol."""
+
+    def __init__(self, seed: int = 7) -> None:
+        self.seed = seed
+        self._path = functools.lru_cache(maxsize=256)(self._build_path)
+
+    # ----------------------------------------------------------------- per-symbol state
+    def profile(self, symbol: str) -> SymbolProfile:
+        key = _stable_key(symbol)
+        rng = np.random.default_rng([self.seed, key, 0])
+        return SymbolProfile(
+            symbol=symbol,
+            key=key,
+            base_price=float(math.exp(rng.uniform(math.log(12), math.log(650)))),
+            base_vol=float(rng.uniform(0.16, 0.62)),
+            dividend_yield=float(rng.choice([0.0, rng.uniform(0.0, 0.035)])),
+            daily_volume=float(math.exp(rng.uniform(math.log(4e5), math.log(4e7)))),
+            term_tilt=float(rng.uniform(-0.08, 0.12)),
+        )
+
+    def _build_path(self, symbol: str, horizon: int) -> _Path:
+        profile = self.profile(symbol)
+        rng = np.random.default_rng([self.seed, profile.key, 1])
+        shocks = rng.standard_normal((2, horizon + 1))
+        log_vol = np.empty(horizon + 1)
+        log_level = np.empty(horizon + 1)
+        vol_state = price_state = 0.0
+        # AR(1) recursions have no vectorised form worth it. The price wanders around its base
+        # (half-life ~2 years) so that a decade of simulated history keeps plausible prices.
+        for i in range(horizon + 1):
+            vol_state = _VOL_MEAN_REVERSION * vol_state + _VOL_OF_VOL * shocks[0, i]
+            log_vol[i] = vol_state
+            daily_sigma = 0.85 * profile.base_vol * math.exp(vol_state) / math.sqrt(252.0)
+            price_state = _PRICE_MEAN_REVERSION * price_state + daily_sigma * shocks[1, i]
+            log_level[i] = price_state
+        vol_levels = profile.base_vol * np.exp(log_vol)
+        closes = profile.base_price * np.exp(log_level)
+        return _Path(closes=closes, vol_levels=vol_levels)
+
+    def _day_state(self, symbol: str, day: date) -> tuple[float, float, float]:
+        """(previous close, close, volatility level) for the weekday `day`."""
+        ordinal = _weekday_ordinal(day)
+        if ordinal < 1:
+            raise ProviderError(
+                ErrorCategory.NO_DATA, f"no simulated history before {_EPOCH}", provider=PROVIDER
+            )
+        horizon = (ordinal // 256 + 1) * 256  # grow the cached path in steps, not per day
+        path = self._path(symbol, horizon)
+        return (
+            float(path.closes[ordinal - 1]),
+            float(path.closes[ordinal]),
+            float(path.vol_levels[ordinal]),
+        )
+
+    # ----------------------------------------------------------------- bars
+    def minute_bars(self, symbol: str, day: date) -> pd.DataFrame:
+        """All 1-minute bars of the session on `day` (empty frame if it is not a session)."""
+        if not calendar.is_session(day):
+            return pd.DataFrame(columns=list(BAR_COLUMNS))
+        session = calendar.session(day)
+        n = session.minutes
+        previous_close, close, vol = self._day_state(symbol, day)
+        profile = self.profile(symbol)
+        rng = np.random.default_rng([self.seed, profile.key, 2, _weekday_ordinal(day)])
+        minute_sigma = 0.85 * vol / math.sqrt(252.0 * 390.0)
+        gap = rng.normal(0.0, 0.25 * vol / math.sqrt(252.0))
+        log_open, log_close = math.log(previous_close) + gap, math.log(close)
+        walk = np.concatenate([[0.0], np.cumsum(rng.standard_normal(n) * minute_sigma)])
+        fraction = np.arange(n + 1) / n
+        log_path = log_open + fraction * (log_close - log_open) + walk - fraction * walk[-1]
+        prices = np.exp(log_path)
+        opens, closes = prices[:-1], prices[1:]
+        wick = np.exp(np.abs(rng.standard_normal((2, n))) * minute_sigma * 0.6)
+        highs = np.maximum(opens, closes) * wick[0]
+        lows = np.minimum(opens, closes) / wick[1]
+        shape = 1.0 + 1.6 * (np.linspace(-1.0, 1.0, n) ** 2)  # the intraday U of volume
+        weights = shape * rng.lognormal(0.0, 0.35, n)
+        day_volume = profile.daily_volume * rng.lognormal(0.0, 0.3)
+        volumes = np.maximum(1, np.round(day_volume * weights / weights.sum()))
+        ts = pd.date_range(session.open, periods=n, freq="1min", tz="UTC")
+        return pd.DataFrame(
+            {
+                "symbol": symbol,
+                "timeframe": "1m",
+                "ts": ts,
+                "open": np.round(opens, 4),
+                "high": np.round(highs, 4),
+                "low": np.round(lows, 4),
+                "close": np.round(closes, 4),
+                "volume": volumes.astype("int64"),
+                "provider": PROVIDER,
+            }
+        )
+
+    def bars(self, symbol: str, timeframe: str, start: datetime, end: datetime) -> pd.DataFrame:
+        """Bars with start <= ts < end; 5m and 1d are aggregated from the 1m bars."""
+        if timeframe not in ("1m", "5m", "1d"):
+            raise ProviderError(ErrorCategory.BAD_DATA, f"unknown timeframe {timeframe!r}")
+        first = max(
+            start.astimezone(calendar.NY).date() - timedelta(days=1), calendar.FIRST_SESSION
+        )
+        last = min(end.astimezone(calendar.NY).date(), calendar.CALENDAR_END)
+        frames = []
+        for current in calendar.sessions_between(first, last):
+            minutes = self.minute_bars(symbol, current.day)
+            frames.append(_aggregate(minutes, timeframe, current.day))
+        if not frames:
+            return pd.DataFrame(columns=list(BAR_COLUMNS))
+        out = pd.concat(frames, ignore_index=True)
+        out = out[(out["ts"] >= pd.Timestamp(start)) & (out["ts"] < pd.Timestamp(end))]
+        return out.reset_index(drop=True)[list(BAR_COLUMNS)]
+
+    def spot(self, symbol: str, as_of: datetime) -> float:
+        """The last traded price at `as_of`: the last completed minute's close in a session."""
+        day = as_of.astimezone(calendar.NY).date()
+        if calendar.is_session(day):
+            session = calendar.session(day)
+            if as_of >= session.open:
+                minutes = self.minute_bars(symbol, day)
+                done = int((min(as_of, session.close) - session.open).total_seconds() // 60)
+                if done > 0:
+                    return float(minutes["close"].iloc[done - 1])
+        return float(self.minute_bars(symbol, calendar.previous_session(day).day)["close"].iloc[-1])
+
+    # ----------------------------------------------------------------- options
+    def atm_vol(self, symbol: str, day: date, years: np.ndarray | float) -> np.ndarray:
+        """ATM implied volatility for maturities `years` on `day`: level x term structure.
+
+        The short end sits above the long end when the level is above the symbol's base (a
+        stressed, inverted term structure) and below it in calm regimes.
+        """
+        _, _, level = self._day_state(symbol, day)
+        profile = self.profile(symbol)
+        stress = math.log(level / profile.base_vol)
+        tilt = profile.term_tilt + 0.8 * stress
+        return level * (1.0 + tilt * (np.exp(-np.asarray(years) / 0.15) - 0.35))
+
+    def implied_vol(
+        self, symbol: str, day: date, years: np.ndarray, log_moneyness: np.ndarray
+    ) -> np.ndarray:
+        """The surface: ATM vol with a put skew and a smile in standardised moneyness."""
+        atm = self.atm_vol(symbol, day, years)
+        z = log_moneyness / (atm * np.sqrt(np.maximum(years, 1.0 / 365.0)))
+        return np.clip(atm * (1.0 - 0.10 * z + 0.025 * z * z), 0.04, 4.0)
+
+    def expirations(self, as_of: datetime) -> list[date]:
+        """Listed expirations: weekly Fridays near term, monthly third Fridays further out."""
+        today = as_of.astimezone(calendar.NY).date()
+        out: set[date] = set()
+        friday = today + timedelta(days=(4 - today.weekday()) % 7)
+        while (friday - today).days <= _MONTHLY_HORIZON_DAYS:
+            is_monthly = 15 <= friday.day <= 21
+            if is_monthly or (friday - today).days <= _WEEKLY_HORIZON_DAYS:
+                out.add(_business_expiry(friday))
+            friday += timedelta(days=7)
+        close_today = datetime.combine(today, time(16, 0), calendar.NY)
+        return sorted(d for d in out if d > today or (d == today and as_of < close_today))
+
+    def option_chain(self, symbol: str, as_of: datetime) -> pd.DataFrame:
+        """Every listed contract for `symbol` at `as_of`, priced from the surface."""
+        spot = self.spot(symbol, as_of)
+        profile = self.profile(symbol)
+        day = _latest_weekday(as_of.astimezone(calendar.NY).date())
+        expiries = self.expirations(as_of)
+        step = _strike_step(spot)
+        atm_strike = round(spot / step) * step
+        offsets = np.arange(-_STRIKES_PER_SIDE, _STRIKES_PER_SIDE + 1)
+        rows_expiry, rows_strike = [], []
+        for expiry in expiries:
+            years = _years_to(expiry, as_of)
+            width = max(
+                1.0, 1.6 * profile.base_vol * math.sqrt(years) * spot / step / _STRIKES_PER_SIDE
+            )
+            strikes = atm_strike + np.round(offsets * width) * step
+            strikes = np.unique(strikes[strikes > 0])
+            rows_expiry.extend([expiry] * len(strikes))
+            rows_strike.append(strikes)
+        strikes = np.concatenate(rows_strike) if rows_strike else np.array([])
+        expiry_arr = np.array(rows_expiry, dtype=object)
+        strikes = np.concatenate([strikes, strikes])
+        expiry_arr = np.concatenate([expiry_arr, expiry_arr])
+        is_call = np.repeat([True, False], len(strikes) // 2)
+        years = np.array([_years_to(e, as_of) for e in expiry_arr])
+        q = profile.dividend_yield
+        forward = spot * np.exp((RISK_FREE_RATE - q) * years)
+        vol = self.implied_vol(symbol, day, years, np.log(strikes / forward))
+        theo = bs_price(spot, strikes, years, vol, RISK_FREE_RATE, q, is_call)
+        keep = theo >= _MIN_MARK
+        strikes, expiry_arr, is_call, years, vol, theo = (
+            a[keep] for a in (strikes, expiry_arr, is_call, years, vol, theo)
+        )
+        greeks = bs_greeks(spot, strikes, years, vol, RISK_FREE_RATE, q, is_call)
+        rng = np.random.default_rng([self.seed, profile.key, 3, int(as_of.timestamp()) // 60])
+        mark = np.round(theo, 4)
+        half_spread = 0.01 + 0.03 * mark * rng.uniform(0.5, 1.5, len(mark))
+        bid = np.maximum(np.round(mark - half_spread, 2), 0.0)
+        ask = np.maximum(np.round(mark + half_spread, 2), bid + 0.01)
+        moneyness = np.abs(np.log(strikes / spot)) / (vol * np.sqrt(years))
+        open_interest = np.round(
+            profile.daily_volume
+            / 200.0
+            * np.exp(-0.5 * moneyness**2)
+            * rng.lognormal(0, 0.5, len(mark))
+        ).astype("int64")
+        volume = np.round(open_interest * rng.uniform(0.0, 0.25, len(mark))).astype("int64")
+        rights = np.where(is_call, "C", "P")
+        quote_day = as_of.astimezone(calendar.NY).date()
+        frame = pd.DataFrame(
+            {
+                "symbol": symbol,
+                "occ_symbol": [
+                    occ_symbol(symbol, e, r, k)
+                    for e, r, k in zip(expiry_arr, rights, strikes, strict=False)
+                ],
+                "expiration": list(expiry_arr),
+                "strike": strikes,
+                "right": rights,
+                "bid": bid,
+                "ask": ask,
+                "mark_price": mark,
+                "last": np.round(mark * rng.uniform(0.97, 1.03, len(mark)), 2),
+                "volume": volume,
+                "open_interest": open_interest,
+                "implied_volatility": np.round(vol, 6),
+                "delta": greeks["delta"],
+                "gamma": greeks["gamma"],
+                "theta": greeks["theta"],
+                "vega": greeks["vega"],
+                "underlying_price": spot,
+                "dte": [(e - quote_day).days for e in expiry_arr],
+                "provider": PROVIDER,
+                "quote_ts": pd.Timestamp(as_of).tz_convert("UTC"),
+            }
+        )
+        return frame[list(CHAIN_COLUMNS)]
+
+    def average_dollar_volume(self, symbol: str) -> float:
+        """A liquidity score for ordering scans (liquid symbols first)."""
+        profile = self.profile(symbol)
+        return profile.daily_volume * profile.base_price
+
+
+class SimulatedProvider:
+    """`SimulatedMarket` behind the async `ChainSource`/`BarSource` protocols."""
+
+    name = PROVIDER
+
+    def __init__(self, market: SimulatedMarket | None = None) -> None:
+        self.market = market or SimulatedMarket()
+
+    async def option_chain(self, symbol: str, as_of: datetime) -> pd.DataFrame:
+        return self.market.option_chain(symbol, as_of)
+
+    async def bars(
+        self, symbol: str, timeframe: str, start: datetime, end: datetime
+    ) -> pd.DataFrame:
+        return self.market.bars(symbol, timeframe, start, end)
+
+    async def aclose(self) -> None:
+        """Nothing to close; present so callers treat every source alike."""
+
+
+def expiry_instant(expiration: date) -> datetime:
+    """Options stop trading at 16:00 New York time on expiration day."""
+    return datetime.combine(expiration, time(16, 0), calendar.NY)
+
+
+def _years_to(expiration: date, as_of: datetime) -> float:
+    seconds = (expiry_instant(expiration) - as_of).total_seconds()
+    return max(seconds, 60.0) / (365.0 * 86400.0)
+
+
+def _business_expiry(friday: date) -> date:
+    """A Friday expiry moves to the previous session when the exchange is closed that day."""
+    day = friday
+    while calendar.FIRST_SESSION <= day <= calendar.CALENDAR_END and not calendar.is_session(day):
+        day -= timedelta(days=1)
+    return day
+
+
+def _latest_weekday(day: date) -> date:
+    while day.weekday() >= 5:
+        day -= timedelta(days=1)
+    return day
+
+
+def _strike_step(spot: float) -> float:
+    for limit, step in ((25, 0.5), (100, 1.0), (250, 2.5), (1000, 5.0)):
+        if spot < limit:
+            return step
+    return 10.0
+
+
+def _aggregate(minutes: pd.DataFrame, timeframe: str, day: date) -> pd.DataFrame:
+    """Aggregate one session's 1m bars to `timeframe` (5m buckets start at the open)."""
+    if timeframe == "1m" or minutes.empty:
+        return minutes
+    if timeframe == "5m":
+        bucket = minutes["ts"].dt.floor("5min")
+    else:
+        bucket = pd.Series(pd.Timestamp(day, tz="UTC"), index=minutes.index)
+    grouped = minutes.groupby(bucket, sort=True)
+    out = grouped.agg(
+        open=("open", "first"),
+        high=("high", "max"),
+        low=("low", "min"),
+        close=("close", "last"),
+        volume=("volume", "sum"),
+    ).reset_index(names="ts")
+    out["symbol"] = minutes["symbol"].iloc[0]
+    out["timeframe"] = timeframe
+    out["provider"] = PROVIDER
+    return out[list(BAR_COLUMNS)]
