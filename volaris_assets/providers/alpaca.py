@@ -1,0 +1,140 @@
+"""Alpaca Market Data v2: stock bars through the multi-symbol endpoint.
+
+Auth is the `APCA-API-KEY-ID` / `APCA-API-SECRET-KEY` header pair. `/v2/stocks/bars` answers
+`{"bars": {"AAPL": [{t, o, h, l, c, v, n, vw}]}, "next_page_token": str | null}`; `limit` caps
+bars per page across all symbols, so one symbol's bars span pages and are merged by the key
+Alpaca echoes. `bars` may be `null` (no trades in the window). `t` is RFC 3339 UTC; daily bars
+are stamped at midnight New York. The free plan only has the IEX feed (`ALPACA_FEED=iex`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pandas as pd
+
+from volaris_assets.providers.base import BAR_COLUMNS, canonical
+from volaris_assets.providers.http import (
+    HttpSource,
+    bad_data,
+    field,
+    in_window,
+    iso_to_utc,
+    numeric,
+    session_day,
+)
+from volaris_assets.symbols import InvalidSymbol, normalize_symbol, to_provider
+
+NAME = "alpaca"
+DEFAULT_BASE = "https://data.alpaca.markets"
+DEFAULT_FEED = "iex"
+REQUIRED_SETTINGS: tuple[str, ...] = ("ALPACA_API_KEY", "ALPACA_API_SECRET")
+CAPABILITIES: frozenset[str] = frozenset({"intraday", "daily"})
+PAGE_LIMIT = 10000  # the documented maximum per page
+MAX_PAGES = 500
+_TIMEFRAME = {"1m": "1Min", "5m": "5Min", "1d": "1Day"}
+
+
+class AlpacaClient(HttpSource):
+    """`BarSource` over Alpaca's historical stock bars."""
+
+    name = NAME
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        api_secret: str,
+        base_url: str = DEFAULT_BASE,
+        feed: str = DEFAULT_FEED,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        super().__init__(base_url, client)
+        self._headers = {"APCA-API-KEY-ID": api_key, "APCA-API-SECRET-KEY": api_secret}
+        self._feed = feed
+        self.pages_fetched = 0
+
+    async def bars(
+        self, symbol: str, timeframe: str, start: datetime, end: datetime
+    ) -> pd.DataFrame:
+        if timeframe not in _TIMEFRAME:
+            raise ValueError(f"unsupported timeframe {timeframe!r}")
+        params = {
+            "symbols": to_provider(symbol, NAME),
+            "timeframe": _TIMEFRAME[timeframe],
+            "start": _rfc3339(start),
+            "end": _rfc3339(end),
+            "limit": str(PAGE_LIMIT),
+            "adjustment": "raw",
+            "feed": self._feed,
+            "sort": "asc",
+        }
+        rows: list[dict[str, Any]] = []
+        token: str | None = None
+        for _ in range(MAX_PAGES):
+            query = params if token is None else {**params, "page_token": token}
+            payload = await self._get_json("/v2/stocks/bars", params=query, headers=self._headers)
+            self.pages_fetched += 1
+            rows += _symbol_bars(payload, symbol)
+            token = payload.get("next_page_token")
+            if not token:
+                return parse_bars(rows, symbol, timeframe, start, end)
+            if not isinstance(token, str):
+                raise bad_data(NAME, "next_page_token is not a string")
+        raise bad_data(NAME, f"more than {MAX_PAGES} pages: pagination does not end")
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _symbol_bars(payload: Any, symbol: str) -> list[dict[str, Any]]:
+    """This symbol's bars from one page, selected by the key Alpaca echoes."""
+    if not isinstance(payload, dict):
+        raise bad_data(NAME, "response is not a JSON object")
+    bars = payload.get("bars")
+    if bars is None:
+        return []
+    if not isinstance(bars, dict):
+        raise bad_data(NAME, "bars is not an object")
+    rows: list[dict[str, Any]] = []
+    for key, values in bars.items():
+        try:
+            matches = normalize_symbol(key) == symbol
+        except InvalidSymbol:
+            matches = False
+        if matches and isinstance(values, list):
+            rows += [bar for bar in values if isinstance(bar, dict)]
+    return rows
+
+
+def parse_bars(
+    rows: list[dict[str, Any]], symbol: str, timeframe: str, start: datetime, end: datetime
+) -> pd.DataFrame:
+    """Canonical bars from Alpaca bar objects."""
+    if not rows:
+        return canonical(pd.DataFrame(), BAR_COLUMNS)
+    raw = pd.DataFrame.from_records(rows)
+    ts = iso_to_utc(field(raw, "t"))
+    if timeframe == "1d":
+        ts = session_day(ts, "America/New_York")
+    frame = pd.DataFrame({"symbol": symbol, "timeframe": timeframe, "ts": ts})
+    for target, source in (("open", "o"), ("high", "h"), ("low", "l"), ("close", "c")):
+        frame[target] = numeric(field(raw, source))
+    frame["volume"] = numeric(field(raw, "v"))
+    frame["provider"] = NAME
+    return canonical(in_window(frame, start, end), BAR_COLUMNS)
+
+
+def create(settings: Mapping[str, str], client: httpx.AsyncClient | None = None) -> AlpacaClient:
+    """A client from environment-style settings (`REQUIRED_SETTINGS` must be present)."""
+    return AlpacaClient(
+        api_key=settings["ALPACA_API_KEY"],
+        api_secret=settings["ALPACA_API_SECRET"],
+        base_url=settings.get("ALPACA_API_BASE") or DEFAULT_BASE,
+        feed=settings.get("ALPACA_FEED") or DEFAULT_FEED,
+        client=client,
+    )

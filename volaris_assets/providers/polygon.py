@@ -1,0 +1,202 @@
+"""Polygon.io (now Massive): aggregates and the options chain snapshot.
+
+Auth is the `Authorization: Bearer <key>` header, chosen over the `apiKey` query parameter so
+the key never appears in a URL (URLs end up in logs and in `next_url`). Pagination follows
+`next_url` while it points at the configured host; the header re-attaches the key, since
+`next_url` never carries it.
+
+Wire facts: snapshot results carry `details{contract_type, expiration_date, strike_price,
+ticker}`, `greeks{delta, gamma, theta, vega}` (omitted when Polygon has none),
+`implied_volatility` (decimal), `open_interest`, `day{volume, close, last_updated ns}`,
+`last_quote{bid, ask, midpoint, last_updated ns}`, `last_trade{price}`,
+`underlying_asset{ticker, price}`; aggregates carry `ticker` and `results[{t ms, o, h, l, c, v}]`
+with `t` the window start (daily bars at midnight ET).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import httpx
+import pandas as pd
+
+from volaris_assets.providers.base import (
+    BAR_COLUMNS,
+    CHAIN_COLUMNS,
+    ErrorCategory,
+    ProviderError,
+    canonical,
+)
+from volaris_assets.providers.http import (
+    HttpSource,
+    bad_data,
+    build_occ,
+    echoed_symbol,
+    epoch_to_utc,
+    field,
+    in_window,
+    no_data,
+    numeric,
+    same_origin,
+    session_day,
+)
+from volaris_assets.symbols import to_provider
+
+NAME = "polygon"
+DEFAULT_BASE = "https://api.polygon.io"
+REQUIRED_SETTINGS: tuple[str, ...] = ("POLYGON_API_KEY",)
+CAPABILITIES: frozenset[str] = frozenset({"chain", "intraday", "daily"})
+
+SNAPSHOT_PAGE_LIMIT = 250  # the documented maximum
+AGGS_LIMIT = 50000
+# A chain of 250-contract pages this long would be ~50k contracts: a cursor loop, not a chain.
+MAX_PAGES = 200
+_RANGE = {"1m": ("1", "minute"), "5m": ("5", "minute"), "1d": ("1", "day")}
+_RIGHTS = {"call": "C", "put": "P"}
+
+
+class PolygonClient(HttpSource):
+    """`ChainSource` and `BarSource` over the Polygon REST API."""
+
+    name = NAME
+
+    def __init__(
+        self, *, api_key: str, base_url: str = DEFAULT_BASE, client: httpx.AsyncClient | None = None
+    ) -> None:
+        super().__init__(base_url, client)
+        self._headers = {"Authorization": f"Bearer {api_key}"}
+        self.pages_fetched = 0
+
+    async def _pages(self, path: str, params: Mapping[str, str]) -> list[dict[str, Any]]:
+        """Every page of a paginated endpoint, following `next_url` on the configured host."""
+        pages: list[dict[str, Any]] = []
+        url: str | None = f"{self.base_url}{path}"
+        query: Mapping[str, str] | None = params
+        while url is not None:
+            if len(pages) >= MAX_PAGES:
+                raise bad_data(NAME, f"more than {MAX_PAGES} pages: pagination does not end")
+            payload = await self._get_json(url, params=query, headers=self._headers)
+            pages.append(_checked(payload))
+            self.pages_fetched += 1
+            next_url = payload.get("next_url")
+            if next_url is not None and not isinstance(next_url, str):
+                raise bad_data(NAME, "next_url is not a string")
+            if next_url and not same_origin(next_url, self.base_url):
+                raise bad_data(NAME, "next_url points at another host")
+            url, query = (next_url or None), None
+        return pages
+
+    async def option_chain(self, symbol: str, as_of: datetime) -> pd.DataFrame:
+        ticker = to_provider(symbol, NAME)
+        pages = await self._pages(
+            f"/v3/snapshot/options/{ticker}", {"limit": str(SNAPSHOT_PAGE_LIMIT)}
+        )
+        results = [r for page in pages for r in _results(page) if isinstance(r, dict)]
+        if not results:
+            raise no_data(NAME, symbol, "option contracts")
+        return parse_snapshot(results, symbol)
+
+    async def bars(
+        self, symbol: str, timeframe: str, start: datetime, end: datetime
+    ) -> pd.DataFrame:
+        if timeframe not in _RANGE:
+            raise ValueError(f"unsupported timeframe {timeframe!r}")
+        multiplier, timespan = _RANGE[timeframe]
+        first_ms, last_ms = int(start.timestamp() * 1000), int(end.timestamp() * 1000) - 1
+        ticker = to_provider(symbol, NAME)
+        pages = await self._pages(
+            f"/v2/aggs/ticker/{ticker}/range/{multiplier}/{timespan}/{first_ms}/{last_ms}",
+            {"adjusted": "false", "sort": "asc", "limit": str(AGGS_LIMIT)},
+        )
+        for page in pages:
+            echoed_symbol(page.get("ticker"), symbol, NAME)
+        results = [r for page in pages for r in _results(page) if isinstance(r, dict)]
+        return parse_aggregates(results, symbol, timeframe, start, end)
+
+
+def _checked(payload: Any) -> dict[str, Any]:
+    """The page as a dict; Polygon can answer 200 with `status: ERROR | NOT_AUTHORIZED`."""
+    if not isinstance(payload, dict):
+        raise bad_data(NAME, "response is not a JSON object")
+    status = str(payload.get("status", "OK")).upper()
+    if status == "NOT_AUTHORIZED":
+        raise ProviderError(ErrorCategory.AUTH, "plan not entitled to this data", provider=NAME)
+    if status == "ERROR":
+        raise bad_data(NAME, "status ERROR in a 200 response")
+    return payload
+
+
+def _results(page: Mapping[str, Any]) -> list[Any]:
+    results = page.get("results")
+    if results is None:
+        return []
+    if not isinstance(results, list):
+        raise bad_data(NAME, "results is not a list")
+    return results
+
+
+def _nested(raw: pd.DataFrame, parent: str, child: str) -> pd.Series:
+    return field(raw, parent).map(lambda v: v.get(child) if isinstance(v, dict) else None)
+
+
+def parse_snapshot(results: list[dict[str, Any]], requested: str) -> pd.DataFrame:
+    """Canonical chain frame from `/v3/snapshot/options` results (all pages)."""
+    raw = pd.DataFrame.from_records(results)
+    for echoed in set(_nested(raw, "underlying_asset", "ticker").dropna()):
+        echoed_symbol(echoed, requested, NAME)
+    frame = pd.DataFrame({"symbol": [requested] * len(raw)})
+    frame["right"] = _nested(raw, "details", "contract_type").map(_RIGHTS)
+    expiration = pd.to_datetime(
+        _nested(raw, "details", "expiration_date"), format="%Y-%m-%d", errors="coerce"
+    )
+    frame["expiration"] = expiration.dt.date.astype(object).where(expiration.notna(), None)
+    frame["strike"] = numeric(_nested(raw, "details", "strike_price"))
+    frame["bid"] = numeric(_nested(raw, "last_quote", "bid"))
+    frame["ask"] = numeric(_nested(raw, "last_quote", "ask"))
+    frame["mark_price"] = numeric(_nested(raw, "last_quote", "midpoint"))
+    frame["last"] = numeric(_nested(raw, "last_trade", "price"))
+    frame["volume"] = numeric(_nested(raw, "day", "volume"))
+    frame["open_interest"] = numeric(field(raw, "open_interest"))
+    frame["implied_volatility"] = numeric(field(raw, "implied_volatility"))
+    for greek in ("delta", "gamma", "theta", "vega"):
+        frame[greek] = numeric(_nested(raw, "greeks", greek))
+    frame["underlying_price"] = numeric(_nested(raw, "underlying_asset", "price"))
+    quoted = epoch_to_utc(_nested(raw, "last_quote", "last_updated"), "ns")
+    frame["quote_ts"] = quoted.where(
+        quoted.notna(), epoch_to_utc(_nested(raw, "day", "last_updated"), "ns")
+    )
+    quote_day = frame["quote_ts"].dt.tz_convert("America/New_York").dt.normalize()
+    expiry_day = pd.to_datetime(expiration).dt.tz_localize("America/New_York")
+    frame["dte"] = numeric((expiry_day - quote_day).dt.days)
+    frame["provider"] = NAME
+    frame["occ_symbol"] = build_occ(frame)
+    return canonical(frame, CHAIN_COLUMNS)
+
+
+def parse_aggregates(
+    results: list[dict[str, Any]], symbol: str, timeframe: str, start: datetime, end: datetime
+) -> pd.DataFrame:
+    """Canonical bars from aggregate results (`t` = window start, ms)."""
+    if not results:
+        return canonical(pd.DataFrame(), BAR_COLUMNS)
+    raw = pd.DataFrame.from_records(results)
+    ts = epoch_to_utc(field(raw, "t"), "ms")
+    if timeframe == "1d":
+        ts = session_day(ts, "America/New_York")
+    frame = pd.DataFrame({"symbol": symbol, "timeframe": timeframe, "ts": ts})
+    for target, source in (("open", "o"), ("high", "h"), ("low", "l"), ("close", "c")):
+        frame[target] = numeric(field(raw, source))
+    frame["volume"] = numeric(field(raw, "v"))
+    frame["provider"] = NAME
+    return canonical(in_window(frame, start, end), BAR_COLUMNS)
+
+
+def create(settings: Mapping[str, str], client: httpx.AsyncClient | None = None) -> PolygonClient:
+    """A client from environment-style settings (`REQUIRED_SETTINGS` must be present)."""
+    return PolygonClient(
+        api_key=settings["POLYGON_API_KEY"],
+        base_url=settings.get("POLYGON_API_BASE") or DEFAULT_BASE,
+        client=client,
+    )

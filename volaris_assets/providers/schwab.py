@@ -1,0 +1,346 @@
+"""Charles Schwab Trader API: option chains and price history (the primary chain source).
+
+Auth is OAuth2 with a refresh token that a human obtains in a browser and that lapses after
+about 7 days; the client exchanges it for ~30-minute access tokens, refreshes one minute before
+expiry and once more on a 401 (Schwab also rejects tokens early), and keeps any new refresh
+token the endpoint returns. `refresh_token_status()` tells the operator when to log in again.
+
+Wire facts (captured payloads of `/marketdata/v1/chains`): `callExpDateMap`/`putExpDateMap` are
+keyed "YYYY-MM-DD:DTE" then strike ("265.0") → list of contracts with `bid`, `ask`, `last`,
+`mark`, `totalVolume`, `openInterest`, `volatility` (a PERCENT), `delta`..`vega` (-999 or "NaN"
+when Schwab's model has no value), `strikePrice`, `daysToExpiration`, `quoteTimeInLong` (epoch
+ms); top level has `symbol`, `status`, `underlyingPrice` and, when asked, `underlying{...}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pandas as pd
+
+from volaris_assets.providers.base import (
+    BAR_COLUMNS,
+    CHAIN_COLUMNS,
+    ErrorCategory,
+    ProviderError,
+    canonical,
+)
+from volaris_assets.providers.http import (
+    HttpSource,
+    bad_data,
+    build_occ,
+    echoed_symbol,
+    epoch_to_utc,
+    field,
+    in_window,
+    json_body,
+    monotonic,
+    no_data,
+    numeric,
+    send,
+    session_day,
+)
+from volaris_assets.symbols import to_provider
+
+NAME = "schwab"
+DEFAULT_BASE = "https://api.schwabapi.com"
+REQUIRED_SETTINGS: tuple[str, ...] = (
+    "SCHWAB_APP_KEY",
+    "SCHWAB_SECRET_KEY",
+    "SCHWAB_REFRESH_TOKEN",
+)
+CAPABILITIES: frozenset[str] = frozenset({"chain", "intraday", "daily"})
+
+REFRESH_TOKEN_LIFETIME = timedelta(days=7)
+REFRESH_TOKEN_WARNING = timedelta(days=2)
+# Refresh this long (at most a tenth of the lifetime) before the access token's stated expiry,
+# so a request never leaves with a token that lapses in flight.
+ACCESS_TOKEN_MARGIN_S = 60.0
+MISSING = (-999.0,)
+_DAILY_ZONE = "America/Chicago"  # Schwab stamps daily candles at midnight Central
+_HISTORY_PARAMS: dict[str, dict[str, str]] = {
+    "1m": {"periodType": "day", "frequencyType": "minute", "frequency": "1"},
+    "5m": {"periodType": "day", "frequencyType": "minute", "frequency": "5"},
+    "1d": {"periodType": "year", "frequencyType": "daily", "frequency": "1"},
+}
+
+
+@dataclass(frozen=True)
+class RefreshTokenStatus:
+    """How long the operator has before the refresh token lapses (None when its issue time
+    is unknown, i.e. `SCHWAB_REFRESH_TOKEN_ISSUED_AT` is unset and no rotation happened)."""
+
+    issued_at: datetime | None
+    expires_at: datetime | None
+    relogin_soon: bool
+
+    def time_left(self, now: datetime) -> timedelta | None:
+        return None if self.expires_at is None else self.expires_at - now
+
+
+class SchwabClient(HttpSource):
+    """`ChainSource` and `BarSource` over the Schwab Trader API."""
+
+    name = NAME
+
+    def __init__(
+        self,
+        *,
+        app_key: str,
+        secret_key: str,
+        refresh_token: str,
+        base_url: str = DEFAULT_BASE,
+        refresh_token_issued_at: datetime | None = None,
+        client: httpx.AsyncClient | None = None,
+        on_new_refresh_token: Callable[[str], None] | None = None,
+    ) -> None:
+        super().__init__(base_url, client)
+        self._basic = base64.b64encode(f"{app_key}:{secret_key}".encode()).decode()
+        self._refresh_token = refresh_token
+        self._refresh_issued_at = refresh_token_issued_at
+        self._on_new_refresh_token = on_new_refresh_token
+        self._access_token: str | None = None
+        self._access_expires_at = 0.0
+        self._token_lock = asyncio.Lock()
+        self.token_refreshes = 0
+
+    # ---- auth ------------------------------------------------------------------------------
+
+    @property
+    def refresh_token(self) -> str:
+        """The refresh token in force (rotated if the token endpoint returned a new one); the
+        caller persists it. Never log it."""
+        return self._refresh_token
+
+    def refresh_token_status(self, now: datetime | None = None) -> RefreshTokenStatus:
+        """Whether the 7-day refresh token lapses within two days (operator re-login)."""
+        issued = self._refresh_issued_at
+        if issued is None:
+            return RefreshTokenStatus(None, None, relogin_soon=False)
+        expires = issued + REFRESH_TOKEN_LIFETIME
+        current = now or datetime.now(UTC)
+        return RefreshTokenStatus(
+            issued, expires, relogin_soon=expires - current <= REFRESH_TOKEN_WARNING
+        )
+
+    async def _token(self, stale: str | None = None) -> str:
+        """A valid access token; `stale` is one a 401 just rejected.
+
+        The lock makes concurrent requests share one refresh; comparing against `stale` stops a
+        burst of 401s from refreshing once per request.
+        """
+        async with self._token_lock:
+            fresh = self._access_token is not None and monotonic() < self._access_expires_at
+            if fresh and self._access_token != stale:
+                return self._access_token  # type: ignore[return-value]
+            await self._refresh()
+            return self._access_token  # type: ignore[return-value]
+
+    async def _refresh(self) -> None:
+        response = await send(
+            self.http,
+            "POST",
+            f"{self.base_url}/v1/oauth/token",
+            provider=NAME,
+            ok_statuses=(400, 401, 403),
+            headers={"Authorization": f"Basic {self._basic}"},
+            data={"grant_type": "refresh_token", "refresh_token": self._refresh_token},
+        )
+        if response.status_code != 200:
+            raise ProviderError(
+                ErrorCategory.AUTH,
+                f"token refresh refused (HTTP {response.status_code}); the refresh token is "
+                "invalid or expired: an operator must log in again",
+                provider=NAME,
+            )
+        payload = json_body(response, NAME)
+        token = payload.get("access_token") if isinstance(payload, dict) else None
+        if not isinstance(token, str) or not token:
+            raise bad_data(NAME, "token response without access_token")
+        lifetime = numeric([payload.get("expires_in")]).iloc[0]
+        lifetime = 1800.0 if pd.isna(lifetime) else float(lifetime)
+        self._access_token = token
+        margin = min(ACCESS_TOKEN_MARGIN_S, lifetime * 0.1)
+        self._access_expires_at = monotonic() + max(lifetime - margin, 0.0)
+        self.token_refreshes += 1
+        rotated = payload.get("refresh_token")
+        if isinstance(rotated, str) and rotated and rotated != self._refresh_token:
+            self._refresh_token = rotated
+            self._refresh_issued_at = datetime.now(UTC)
+            if self._on_new_refresh_token is not None:
+                self._on_new_refresh_token(rotated)
+
+    async def _get(self, path: str, params: Mapping[str, str]) -> Any:
+        """GET with a bearer token, refreshing and retrying exactly once on a 401."""
+        token = await self._token()
+        for attempt in (1, 2):
+            response = await send(
+                self.http,
+                "GET",
+                f"{self.base_url}{path}",
+                provider=NAME,
+                ok_statuses=(401,) if attempt == 1 else (),
+                params=params,
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            if response.status_code != 401:
+                return json_body(response, NAME)
+            token = await self._token(stale=token)
+        raise AssertionError("unreachable: the second attempt raises on 401")
+
+    # ---- chains ----------------------------------------------------------------------------
+
+    async def option_chain(self, symbol: str, as_of: datetime) -> pd.DataFrame:
+        payload = await self._get(
+            "/marketdata/v1/chains",
+            {
+                "symbol": to_provider(symbol, NAME),
+                "contractType": "ALL",
+                "includeUnderlyingQuote": "true",
+                "strategy": "SINGLE",
+            },
+        )
+        return parse_chain(payload, symbol)
+
+    # ---- bars ------------------------------------------------------------------------------
+
+    async def bars(
+        self, symbol: str, timeframe: str, start: datetime, end: datetime
+    ) -> pd.DataFrame:
+        if timeframe not in _HISTORY_PARAMS:
+            raise ValueError(f"unsupported timeframe {timeframe!r}")
+        params = {
+            "symbol": to_provider(symbol, NAME),
+            **_HISTORY_PARAMS[timeframe],
+            "startDate": str(int(start.timestamp() * 1000)),
+            "endDate": str(int(end.timestamp() * 1000)),
+            "needExtendedHoursData": "false",
+        }
+        payload = await self._get("/marketdata/v1/pricehistory", params)
+        return parse_price_history(payload, symbol, timeframe, start, end)
+
+
+def _contract_records(side_map: Any, right: str) -> list[dict[str, Any]]:
+    if not isinstance(side_map, dict):
+        raise bad_data(NAME, f"{right} expiration map is not an object")
+    records: list[dict[str, Any]] = []
+    for exp_key, strikes in side_map.items():
+        if not isinstance(strikes, dict):
+            raise bad_data(NAME, "strike map is not an object")
+        for strike_key, contracts in strikes.items():
+            if not isinstance(contracts, list):
+                raise bad_data(NAME, "contract list is not a list")
+            for contract in contracts:
+                if isinstance(contract, dict):
+                    records.append(
+                        {**contract, "_exp": exp_key, "_strike": strike_key, "_right": right}
+                    )
+    return records
+
+
+def _expirations(keys: pd.Series, fallback: pd.Series) -> pd.Series:
+    """Expiration dates from the "YYYY-MM-DD:DTE" map keys, else from `expirationDate`."""
+    from_key = pd.to_datetime(keys.str.split(":").str[0], format="%Y-%m-%d", errors="coerce")
+    from_field = pd.to_datetime(fallback, utc=True, errors="coerce").dt.tz_convert(
+        "America/New_York"
+    )
+    dates = from_key.dt.date.where(from_key.notna(), from_field.dt.date)
+    return dates.where(dates.notna(), None)
+
+
+def parse_chain(payload: Any, requested: str) -> pd.DataFrame:
+    """Canonical chain frame from a `/marketdata/v1/chains` payload."""
+    if (
+        not isinstance(payload, dict)
+        or "callExpDateMap" not in payload
+        and "putExpDateMap" not in payload
+    ):
+        raise bad_data(NAME, "chain payload without expiration maps")
+    symbol = echoed_symbol(payload.get("symbol"), requested, NAME)
+    records = _contract_records(payload.get("callExpDateMap", {}), "C")
+    records += _contract_records(payload.get("putExpDateMap", {}), "P")
+    if not records:
+        raise no_data(NAME, symbol, "option contracts")
+    raw = pd.DataFrame.from_records(records)
+    frame = pd.DataFrame({"symbol": symbol, "right": raw["_right"]})
+    frame["expiration"] = _expirations(raw["_exp"].astype(str), field(raw, "expirationDate"))
+    strike = numeric(field(raw, "strikePrice"))
+    frame["strike"] = strike.where(strike.notna(), numeric(raw["_strike"]))
+    for target, source in (
+        ("bid", "bid"),
+        ("ask", "ask"),
+        ("last", "last"),
+        ("mark_price", "mark"),
+    ):
+        frame[target] = numeric(field(raw, source))
+    frame["volume"] = numeric(field(raw, "totalVolume"))
+    frame["open_interest"] = numeric(field(raw, "openInterest"))
+    frame["implied_volatility"] = numeric(field(raw, "volatility"), sentinels=MISSING) / 100.0
+    for greek in ("delta", "gamma", "theta", "vega"):
+        frame[greek] = numeric(field(raw, greek), sentinels=MISSING)
+    frame["underlying_price"] = _underlying_price(payload)
+    dte = numeric(field(raw, "daysToExpiration"))
+    frame["dte"] = dte.where(dte.notna(), numeric(raw["_exp"].astype(str).str.split(":").str[1]))
+    frame["provider"] = NAME
+    frame["quote_ts"] = epoch_to_utc(
+        numeric(field(raw, "quoteTimeInLong")).mask(lambda s: s <= 0), "ms"
+    )
+    frame["occ_symbol"] = build_occ(frame)
+    return canonical(frame, CHAIN_COLUMNS)
+
+
+def _underlying_price(payload: Mapping[str, Any]) -> float:
+    top = numeric([payload.get("underlyingPrice")]).iloc[0]
+    if pd.notna(top) and top > 0:
+        return float(top)
+    underlying = payload.get("underlying")
+    if isinstance(underlying, dict):
+        for key in ("last", "mark"):
+            value = numeric([underlying.get(key)]).iloc[0]
+            if pd.notna(value) and value > 0:
+                return float(value)
+    return float("nan")
+
+
+def parse_price_history(
+    payload: Any, requested: str, timeframe: str, start: datetime, end: datetime
+) -> pd.DataFrame:
+    """Canonical bars from a `/marketdata/v1/pricehistory` payload (`empty: true` → 0 rows)."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("candles", []), list):
+        raise bad_data(NAME, "price history payload without a candle list")
+    symbol = echoed_symbol(payload.get("symbol"), requested, NAME)
+    candles = [c for c in payload.get("candles") or [] if isinstance(c, dict)]
+    if not candles:
+        return canonical(pd.DataFrame(), BAR_COLUMNS)
+    raw = pd.DataFrame.from_records(candles)
+    ts = epoch_to_utc(field(raw, "datetime"), "ms")
+    if timeframe == "1d":
+        ts = session_day(ts, _DAILY_ZONE)
+    frame = pd.DataFrame({"symbol": symbol, "timeframe": timeframe, "ts": ts})
+    for column in ("open", "high", "low", "close", "volume"):
+        frame[column] = numeric(field(raw, column))
+    frame["provider"] = NAME
+    return canonical(in_window(frame, start, end), BAR_COLUMNS)
+
+
+def create(settings: Mapping[str, str], client: httpx.AsyncClient | None = None) -> SchwabClient:
+    """A client from environment-style settings (`REQUIRED_SETTINGS` must be present)."""
+    issued = settings.get("SCHWAB_REFRESH_TOKEN_ISSUED_AT")
+    issued_at = None
+    if issued:
+        issued_at = datetime.fromisoformat(issued)
+        issued_at = issued_at if issued_at.tzinfo else issued_at.replace(tzinfo=UTC)
+    return SchwabClient(
+        app_key=settings["SCHWAB_APP_KEY"],
+        secret_key=settings["SCHWAB_SECRET_KEY"],
+        refresh_token=settings["SCHWAB_REFRESH_TOKEN"],
+        base_url=settings.get("SCHWAB_API_BASE") or DEFAULT_BASE,
+        refresh_token_issued_at=issued_at,
+        client=client,
+    )

@@ -1,0 +1,222 @@
+"""Polygon/Massive wire format: options chain snapshot and aggregates, `next_url` pagination.
+
+Keys are accepted as `Authorization: Bearer` or `apiKey=`; `next_url` never carries the key,
+as on the real API. Bodies follow the documented snapshot/aggregates shapes and the recorded
+error bodies (`{"status": "ERROR", "request_id", "error"}`).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+import pandas as pd
+
+from volaris_assets.sandbox.market import faulted_chain, malform
+from volaris_assets.sandbox.protocol import Context, Reply, Request, json_reply, num, route, whole
+from volaris_assets.symbols import occ_symbol
+
+NAME = "polygon"
+MAX_LIMIT = 250
+_TIMESPANS = {("1", "minute"): "1m", ("5", "minute"): "5m", ("1", "day"): "1d"}
+
+
+def _error(status: int, message: str, key: str = "error", state: str = "ERROR") -> Reply:
+    return json_reply({"status": state, "request_id": uuid.uuid4().hex, key: message}, status)
+
+
+def authorize(request: Request, ctx: Context) -> Reply | None:
+    header = request.headers.get("Authorization") or ""
+    offered = header[7:] if header.startswith("Bearer ") else request.query.get("apiKey", "")
+    if not offered:
+        return _error(401, "API Key was not provided")
+    return None if offered == ctx.keys["api_key"] else _error(401, "Unknown API Key")
+
+
+def rate_limited_reply(retry_after_s: float) -> Reply:
+    reply = _error(
+        429,
+        "You've exceeded the maximum requests per minute, please wait or upgrade your "
+        "subscription to continue.",
+    )
+    reply.headers["Retry-After"] = str(max(1, round(retry_after_s)))
+    return reply
+
+
+def _cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"o": offset}).encode()).decode()
+
+
+def _offset(request: Request) -> int:
+    cursor = request.query.get("cursor")
+    if not cursor:
+        return 0
+    try:
+        return int(json.loads(base64.urlsafe_b64decode(cursor.encode()))["o"])
+    except (ValueError, KeyError, TypeError):
+        return -1
+
+
+def _page(
+    request: Request, ctx: Context, items: list[Any], default_limit: int, cap: int
+) -> tuple[list[Any], str | None] | None:
+    """One page of `items` and the `next_url` (None at the end); None for a bad cursor."""
+    offset = _offset(request)
+    if offset < 0:
+        return None
+    try:
+        limit = int(request.query.get("limit", default_limit))
+    except ValueError:
+        limit = default_limit
+    size = max(1, min(limit, cap, ctx.page_size))
+    page = items[offset : offset + size]
+    if offset + size >= len(items):
+        return page, None
+    query = {k: v for k, v in request.query.items() if k not in ("apiKey", "cursor")}
+    query["cursor"] = _cursor(offset + size)
+    return page, f"{request.base_url}{request.path}?{urlencode(query)}"
+
+
+def _snapshot(request: Request, match: Any, ctx: Context) -> Reply:
+    symbol = ctx.market.listed(match["ticker"])
+    if symbol is None:
+        return json_reply({"status": "OK", "request_id": uuid.uuid4().hex, "results": []})
+    chain = faulted_chain(ctx.market.chain(symbol), ctx.fault, ctx.rng, ctx.row_fraction)
+    results = [_contract(row, match["ticker"]) for row in chain.to_dict("records")]
+    paged = _page(request, ctx, results, default_limit=10, cap=MAX_LIMIT)
+    if paged is None:
+        return _error(400, "invalid cursor")
+    page, next_url = paged
+    if ctx.fault == "malformed":
+        page = [dict(item) for item in page]
+        malform(page, ctx.rng, ctx.row_fraction)
+    payload: dict[str, Any] = {"status": "OK", "request_id": uuid.uuid4().hex, "results": page}
+    if next_url:
+        payload["next_url"] = next_url
+    return json_reply(payload, cacheable=ctx.fault is None)
+
+
+def _contract(row: dict[str, Any], ticker: str) -> dict[str, Any]:
+    quote_ns = int(pd.Timestamp(row["quote_ts"]).value)
+    right = "call" if row["right"] == "C" else "put"
+    strike = float(row["strike"])
+    occ = occ_symbol(row["symbol"], row["expiration"], row["right"], strike).replace(" ", "")
+    item: dict[str, Any] = {
+        "break_even_price": num(
+            strike + (row["mark_price"] if right == "call" else -row["mark_price"]), 4
+        ),
+        "day": {
+            "close": num(row["last"]),
+            "volume": whole(row["volume"]),
+            "last_updated": quote_ns,
+        },
+        "details": {
+            "contract_type": right,
+            "exercise_style": "american",
+            "expiration_date": f"{row['expiration']:%Y-%m-%d}",
+            "shares_per_contract": 100,
+            "strike_price": strike,
+            "ticker": f"O:{occ}",
+        },
+        "implied_volatility": num(row["implied_volatility"], 6),
+        "open_interest": whole(row["open_interest"]),
+        "last_quote": {
+            "ask": num(row["ask"]),
+            "ask_size": 10,
+            "bid": num(row["bid"]),
+            "bid_size": 10,
+            "midpoint": num(row["mark_price"], 4),
+            "last_updated": quote_ns,
+            "timeframe": "REAL-TIME",
+        },
+        "last_trade": {"price": num(row["last"]), "size": 1, "sip_timestamp": quote_ns},
+        "underlying_asset": {
+            "ticker": ticker,
+            "price": num(row["underlying_price"], 4),
+            "last_updated": quote_ns,
+            "timeframe": "REAL-TIME",
+        },
+    }
+    greeks = {g: num(row[g], 6) for g in ("delta", "gamma", "theta", "vega")}
+    if all(value is not None for value in greeks.values()):
+        item["greeks"] = greeks  # Polygon omits the object when it has no greeks
+    if item["implied_volatility"] is None:
+        del item["implied_volatility"]
+    return item
+
+
+def _aggregates(request: Request, match: Any, ctx: Context) -> Reply:
+    timeframe = _TIMESPANS.get((match["multiplier"], match["timespan"]))
+    if timeframe is None:
+        return _error(400, "unsupported multiplier/timespan in the sandbox")
+    start, end = _bound(match["from"], False), _bound(match["to"], True)
+    if start is None or end is None:
+        return _error(400, "from/to must be YYYY-MM-DD or epoch ms")
+    symbol = ctx.market.listed(match["ticker"])
+    bars = ctx.market.bars(symbol, timeframe, start, end) if symbol else pd.DataFrame()
+    results = [
+        {
+            "v": num(row["volume"]),
+            "vw": num((row["high"] + row["low"] + row["close"]) / 3, 4),
+            "o": num(row["open"]),
+            "c": num(row["close"]),
+            "h": num(row["high"]),
+            "l": num(row["low"]),
+            "t": _stamp_ms(pd.Timestamp(row["ts"]), timeframe),
+            "n": 1,
+        }
+        for row in bars.to_dict("records")
+    ]
+    paged = _page(request, ctx, results, default_limit=5000, cap=50000)
+    if paged is None:
+        return _error(400, "invalid cursor")
+    page, next_url = paged
+    if ctx.fault == "malformed":
+        page = [dict(item) for item in page]
+        malform(page, ctx.rng, ctx.row_fraction)
+    payload: dict[str, Any] = {
+        "ticker": match["ticker"],
+        "queryCount": len(page),
+        "resultsCount": len(page),
+        "adjusted": request.query.get("adjusted", "true") == "true",
+        "status": "OK",
+        "request_id": uuid.uuid4().hex,
+        "results": page,
+    }
+    if next_url:
+        payload["next_url"] = next_url
+    return json_reply(payload, cacheable=ctx.fault is None)
+
+
+def _stamp_ms(ts: pd.Timestamp, timeframe: str) -> int:
+    if timeframe == "1d":  # Polygon stamps daily bars at midnight New York
+        ts = pd.Timestamp(ts.date()).tz_localize("America/New_York")
+    return int(ts.timestamp() * 1000)
+
+
+def _bound(text: str, inclusive_end: bool) -> datetime | None:
+    """A `from`/`to` path value; a `to` date covers that whole day, a `to` in ms is inclusive."""
+    if text.isdigit():
+        moment = datetime.fromtimestamp(int(text) / 1000, UTC)
+        return moment + timedelta(milliseconds=1) if inclusive_end else moment
+    try:
+        day = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    return day + timedelta(days=1) if inclusive_end else day
+
+
+ROUTES = [
+    route("GET", r"^/v3/snapshot/options/(?P<ticker>[^/]+)$", "chain", _snapshot),
+    route(
+        "GET",
+        r"^/v2/aggs/ticker/(?P<ticker>[^/]+)/range/(?P<multiplier>\d+)/(?P<timespan>[a-z]+)"
+        r"/(?P<from>[^/]+)/(?P<to>[^/]+)$",
+        "data",
+        _aggregates,
+    ),
+]

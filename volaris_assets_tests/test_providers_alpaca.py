@@ -1,0 +1,90 @@
+"""Contract tests: the Alpaca client against the sandbox's Alpaca wire format over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+
+from volaris_assets.providers import alpaca
+from volaris_assets.providers.http import build_client
+from volaris_assets_tests.sandbox_fixtures import (
+    FAST_TIMEOUT_S,
+    SANDBOX_AS_OF,
+    SANDBOX_PAGE_SIZES,
+    assert_bars_match,
+    faults,
+    outcome,
+)
+
+pytest_plugins = ("volaris_assets_tests.sandbox_fixtures",)
+START = SANDBOX_AS_OF - timedelta(days=2)
+
+
+async def _with_client(sandbox, action, **overrides):
+    settings = {**sandbox.settings(), **overrides}
+    client = alpaca.create(settings, client=build_client(timeout_s=FAST_TIMEOUT_S))
+    try:
+        return await action(client)
+    finally:
+        await client.http.aclose()
+
+
+def test_minute_bars_span_pages_and_match_the_market(clean_sandbox, market):
+    async def action(client):
+        return await client.bars("XOM", "1m", START, SANDBOX_AS_OF), client.pages_fetched
+
+    frame, pages = asyncio.run(_with_client(clean_sandbox, action))
+    expected = market.bars("XOM", "1m", START, SANDBOX_AS_OF)
+    assert pages == -(-len(expected) // SANDBOX_PAGE_SIZES["alpaca"]) > 1
+    assert_bars_match(frame, expected, provider="alpaca")
+
+
+@pytest.mark.parametrize("timeframe", ["5m", "1d"])
+def test_other_timeframes_match_the_market(clean_sandbox, market, timeframe):
+    start = SANDBOX_AS_OF - timedelta(days=30 if timeframe == "1d" else 2)
+    frame = asyncio.run(
+        _with_client(clean_sandbox, lambda c: c.bars("XOM", timeframe, start, SANDBOX_AS_OF))
+    )
+    assert_bars_match(frame, market.bars("XOM", timeframe, start, SANDBOX_AS_OF), provider="alpaca")
+
+
+def test_null_bars_are_an_empty_frame(clean_sandbox):
+    saturday = SANDBOX_AS_OF - timedelta(days=4)  # 2026-03-07
+    frame = asyncio.run(
+        _with_client(
+            clean_sandbox, lambda c: c.bars("XOM", "1m", saturday, saturday + timedelta(hours=12))
+        )
+    )
+    assert frame.empty and list(frame.columns)[:3] == ["symbol", "timeframe", "ts"]
+
+
+def test_wrong_secret_is_an_auth_error(clean_sandbox):
+    result = asyncio.run(
+        _with_client(
+            clean_sandbox,
+            lambda c: outcome(c.bars("XOM", "1d", START, SANDBOX_AS_OF)),
+            ALPACA_API_SECRET="x",
+        )
+    )
+    assert result == "auth"
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("rate_limit", "rate_limited"),
+        ("server_error", "server_error"),
+        ("timeout", "timeout"),
+        ("reset", "server_error"),
+        ("truncated", "bad_data"),
+        ("malformed", "ok"),
+    ],
+)
+def test_each_fault_maps_to_its_category(clean_sandbox, kind, expected):
+    clean_sandbox.set_faults(faults(kind))
+    result = asyncio.run(
+        _with_client(clean_sandbox, lambda c: outcome(c.bars("XOM", "5m", START, SANDBOX_AS_OF)))
+    )
+    assert result == expected

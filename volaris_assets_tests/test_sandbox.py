@@ -1,0 +1,169 @@
+"""The sandbox itself: fault profiles, reproducible draws, rate limits, runtime control, speed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import timedelta
+
+import httpx
+import pytest
+
+from volaris_assets.providers import polygon
+from volaris_assets.providers.http import build_client
+from volaris_assets.sandbox.__main__ import _rate_limit
+from volaris_assets.sandbox.faults import PRESETS, FaultProfile, draw, parse_faults
+from volaris_assets.sandbox.server import RateLimit
+from volaris_assets_tests.sandbox_fixtures import SANDBOX_AS_OF, faults, outcome
+
+pytest_plugins = ("volaris_assets_tests.sandbox_fixtures",)
+ALL = set(PRESETS["hostile"].__dataclass_fields__) & {
+    "rate_limit",
+    "server_error",
+    "timeout",
+    "reset",
+    "truncated",
+    "expired_token",
+    "malformed",
+    "bad_greeks",
+    "crossed",
+    "empty_chain",
+}
+
+
+def test_profiles_parse_from_presets_json_and_pairs():
+    assert parse_faults("none") == FaultProfile()
+    assert parse_faults("hostile") == PRESETS["hostile"]
+    tuned = parse_faults("flaky,timeout=0.2,latency_ms=50-150")
+    assert tuned.timeout == 0.2 and tuned.latency_ms == (50.0, 150.0)
+    assert tuned.server_error == PRESETS["flaky"].server_error
+    assert parse_faults('{"reset": 0.5, "latency_ms": [1, 2]}') == FaultProfile(
+        reset=0.5, latency_ms=(1.0, 2.0)
+    )
+    for bad in ("calm", "timeout=2", "nonsense=0.1", "timeout=0.6,reset=0.6", "latency_ms=9-1"):
+        with pytest.raises(ValueError):
+            parse_faults(bad)
+
+
+def test_draws_are_reproducible_and_rates_hold():
+    profile = FaultProfile(server_error=0.3, timeout=0.1)
+    first = [draw(profile, 7, "GET /x", n, ALL).fault for n in range(1, 2001)]
+    again = [draw(profile, 7, "GET /x", n, ALL).fault for n in range(1, 2001)]
+    other_seed = [draw(profile, 8, "GET /x", n, ALL).fault for n in range(1, 2001)]
+    assert first == again and first != other_seed
+    assert 0.26 < first.count("server_error") / 2000 < 0.34
+    assert 0.07 < first.count("timeout") / 2000 < 0.13
+    assert draw(profile, 7, "GET /x", 1, {"malformed"}).fault is None  # not allowed here
+
+
+def test_latency_follows_the_configured_range():
+    profile = FaultProfile(latency_ms=(50.0, 150.0))
+    lags = [draw(profile, 1, "id", n, ALL).latency_s for n in range(1, 500)]
+    assert 0.05 <= min(lags) < 0.06 and 0.14 < max(lags) <= 0.15
+
+
+def _get(sandbox, path, **params):
+    headers = {"X-Finnhub-Token": sandbox.keys["finnhub"]["api_key"]}
+    return httpx.get(f"{sandbox.url('finnhub')}{path}", params=params, headers=headers, timeout=5)
+
+
+def test_rate_limit_answers_429_with_retry_after(clean_sandbox):
+    clean_sandbox.set_rate_limit("finnhub", RateLimit(requests=2, per_s=10))
+    statuses = [_get(clean_sandbox, "/quote", symbol="AAPL").status_code for _ in range(3)]
+    limited = _get(clean_sandbox, "/quote", symbol="AAPL")
+    assert statuses == [200, 200, 429] and limited.status_code == 429
+    assert 1 <= int(limited.headers["Retry-After"]) <= 10
+    assert "API limit reached" in limited.json()["error"]
+    assert clean_sandbox.stats.count("finnhub", "/quote", 429) == 2
+
+
+def test_unauthorized_bodies_are_the_providers_own(clean_sandbox):
+    polygon_reply = httpx.get(
+        f"{clean_sandbox.url('polygon')}/v3/snapshot/options/AAPL", params={"apiKey": "bad"}
+    )
+    tiingo_reply = httpx.get(
+        f"{clean_sandbox.url('tiingo')}/iex/AAPL/prices", headers={"Authorization": "Token bad"}
+    )
+    assert polygon_reply.status_code == tiingo_reply.status_code == 401
+    assert polygon_reply.json()["error"] == "Unknown API Key"
+    assert tiingo_reply.json() == {"detail": "Invalid token."}
+
+
+def test_a_provider_fails_then_recovers_at_runtime(clean_sandbox):
+    async def chain_outcome():
+        async with build_client(timeout_s=1) as http:
+            client = polygon.create(clean_sandbox.settings(), client=http)
+            return await outcome(client.option_chain("AAPL", SANDBOX_AS_OF))
+
+    clean_sandbox.set_faults(faults("server_error"))
+    assert asyncio.run(chain_outcome()) == "server_error"
+    clean_sandbox.set_faults("none")
+    assert asyncio.run(chain_outcome()) == "ok"
+    assert clean_sandbox.stats.faults["server_error"] == 1
+
+
+def test_pagination_tokens_are_opaque_and_resumable(clean_sandbox):
+    key = {"APCA-API-KEY-ID": "sbx-alpaca-key-id", "APCA-API-SECRET-KEY": "sbx-alpaca-secret"}
+    params = {
+        "symbols": "AAPL,MSFT",
+        "timeframe": "5Min",
+        "start": (SANDBOX_AS_OF - timedelta(days=1)).isoformat(),
+        "end": SANDBOX_AS_OF.isoformat(),
+        "limit": "50",
+    }
+    url = f"{clean_sandbox.url('alpaca')}/v2/stocks/bars"
+    seen: dict[str, int] = {}
+    token = None
+    for _ in range(20):
+        page = httpx.get(
+            url, params={**params, **({"page_token": token} if token else {})}, headers=key
+        ).json()
+        for symbol, bars in (page["bars"] or {}).items():
+            seen[symbol] = seen.get(symbol, 0) + len(bars)
+        token = page["next_page_token"]
+        if token is None:
+            break
+    assert token is None and seen["AAPL"] == seen["MSFT"] > 50
+
+
+def test_the_cli_parses_rate_limits():
+    assert _rate_limit("polygon=5/60") == ("polygon", RateLimit(5, 60.0))
+
+
+def test_serves_hundreds_of_requests_per_second(clean_sandbox):
+    """Client and server share this process (and the GIL); the CLI server alone does more."""
+
+    async def hammer(count: int) -> float:
+        headers = {"X-Finnhub-Token": clean_sandbox.keys["finnhub"]["api_key"]}
+        limits = httpx.Limits(max_connections=16)
+        async with httpx.AsyncClient(headers=headers, limits=limits, timeout=10) as client:
+            url = f"{clean_sandbox.url('finnhub')}/quote"
+            started = time.perf_counter()
+            replies = await asyncio.gather(
+                *(
+                    client.get(url, params={"symbol": s})
+                    for s in ["AAPL", "MSFT", "NVDA"] * (count // 3)
+                )
+            )
+            assert {r.status_code for r in replies} == {200}
+            return len(replies) / (time.perf_counter() - started)
+
+    assert asyncio.run(hammer(600)) > 150
+
+
+def test_chain_bodies_are_cached_per_symbol(clean_sandbox):
+    token = json.loads(
+        httpx.post(
+            f"{clean_sandbox.url('schwab')}/v1/oauth/token",
+            auth=("sbx-schwab-app-key", "sbx-schwab-secret"),
+            data={"grant_type": "refresh_token", "refresh_token": "sbx-schwab-refresh-token"},
+        ).content
+    )["access_token"]
+    url = f"{clean_sandbox.url('schwab')}/marketdata/v1/chains"
+    headers = {"Authorization": f"Bearer {token}"}
+    httpx.get(url, params={"symbol": "GOOG"}, headers=headers)
+    started = time.perf_counter()
+    replies = [httpx.get(url, params={"symbol": "GOOG"}, headers=headers) for _ in range(20)]
+    assert len({r.content for r in replies}) == 1
+    assert (time.perf_counter() - started) / 20 < 0.05
