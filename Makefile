@@ -1,0 +1,46 @@
+# Everything a fresh machine needs is installed by these targets (Python 3.11 must exist).
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+
+.PHONY: setup dev materialize test lint bench sandbox clean
+
+$(STAMP): pyproject.toml setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+
+## The Dagster UI (http://127.0.0.1:3000) with schedules and sensors running, on the simulated
+## market and the SQLite warehouse in data/.
+dev: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+## Headless: materialize the latest session of every asset and print a summary.
+materialize: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/python -m volaris_assets.materialize
+
+## The whole test suite (needs PostgreSQL on 127.0.0.1:5432, database `test`; see README).
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: $(STAMP)
+	$(BIN)/ruff check volaris_assets volaris_assets_tests bench
+
+bench: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python -m bench.run_all
+
+sandbox: $(STAMP)
+	$(BIN)/python -m volaris_assets.sandbox --port 8765 --faults flaky
+
+clean:
+	rm -rf $(VENV) .dagster_home data

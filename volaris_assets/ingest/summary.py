@@ -1,0 +1,71 @@
+"""Roll a run's symbol outcomes up into the numbers an operator looks at."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import dagster as dg
+
+from volaris_assets.ingest.fanout import SymbolOutcome
+from volaris_assets.runtime import peak_rss_mb
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    outcomes: Sequence[SymbolOutcome]
+    duration_s: float
+
+    @property
+    def ok(self) -> list[SymbolOutcome]:
+        return [o for o in self.outcomes if o.status == "ok"]
+
+    @property
+    def failed(self) -> list[SymbolOutcome]:
+        return [o for o in self.outcomes if o.status != "ok"]
+
+    @property
+    def rows_written(self) -> int:
+        return sum(o.rows_written for o in self.outcomes)
+
+    @property
+    def rows_rejected(self) -> int:
+        return sum(o.rows_rejected for o in self.outcomes)
+
+    @property
+    def success_rate(self) -> float:
+        return len(self.ok) / len(self.outcomes) if self.outcomes else 1.0
+
+    def failures_by_category(self) -> dict[str, int]:
+        return dict(Counter(o.error_type or "unknown" for o in self.failed).most_common())
+
+    def providers(self) -> dict[str, int]:
+        return dict(Counter(o.provider for o in self.ok if o.provider).most_common())
+
+    def rejections_by_reason(self) -> dict[str, int]:
+        total: Counter[str] = Counter()
+        for outcome in self.outcomes:
+            total.update(outcome.rejected)
+        return dict(total.most_common())
+
+    def metadata(self, **extra: Any) -> dict[str, Any]:
+        """Materialization metadata; numbers stay numeric so the UI can plot them over time."""
+        providers = self.providers()
+        return {
+            "rows_written": dg.MetadataValue.int(self.rows_written),
+            "rows_rejected": dg.MetadataValue.int(self.rows_rejected),
+            "symbols_total": dg.MetadataValue.int(len(self.outcomes)),
+            "symbols_ok": dg.MetadataValue.int(len(self.ok)),
+            "symbols_failed": dg.MetadataValue.int(len(self.failed)),
+            "success_rate": dg.MetadataValue.float(round(self.success_rate, 4)),
+            "failures_by_category": dg.MetadataValue.json(self.failures_by_category()),
+            "rejections_by_reason": dg.MetadataValue.json(self.rejections_by_reason()),
+            "provider": dg.MetadataValue.text(next(iter(providers), "none")),
+            "providers": dg.MetadataValue.json(providers),
+            "failed_symbols": dg.MetadataValue.json(sorted(o.symbol for o in self.failed)[:200]),
+            "duration_s": dg.MetadataValue.float(round(self.duration_s, 3)),
+            "peak_rss_mb": dg.MetadataValue.float(peak_rss_mb()),
+            **extra,
+        }

@@ -1,0 +1,201 @@
+"""Price bars: daily bars per session, and 1-minute/5-minute bars within the session."""
+
+from datetime import datetime, timedelta
+
+import dagster as dg
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from volaris_assets import calendar
+from volaris_assets.ingest.asset_support import (
+    OWNERS,
+    IngestConfig,
+    asset_metadata,
+    run_fan_out,
+    universe_symbols,
+)
+from volaris_assets.ingest.fanout import Written
+from volaris_assets.ingest.validation import validate_bars
+from volaris_assets.providers.base import BAR_COLUMNS
+from volaris_assets.providers.resilience import FallbackChain, Fetched
+from volaris_assets.resources.market_data import MarketDataResource
+from volaris_assets.resources.warehouse import WarehouseResource
+from volaris_assets.universe.assets import sp500_constituents
+from volaris_assets.warehouse import tables
+from volaris_assets.warehouse.store import Warehouse
+
+
+def session_range(context: dg.AssetExecutionContext) -> list[calendar.Session]:
+    """The sessions this step covers (one, or a backfill's range)."""
+    keys = context.partition_key_range
+    return calendar.sessions_between(
+        calendar.session_day(keys.start), calendar.session_day(keys.end)
+    )
+
+
+def _bar_sink(timeframe: str):
+    def sink(conn: Connection, symbol: str, fetched: Fetched, warehouse: Warehouse) -> Written:
+        frame = fetched.frame.assign(symbol=symbol, timeframe=timeframe, provider=fetched.provider)
+        validated = validate_bars(frame)
+        rows = warehouse.upsert(conn, "price_bars", validated.frame[list(BAR_COLUMNS)])
+        return Written(rows=rows, validated=validated)
+
+    return sink
+
+
+@dg.asset(
+    group_name="prices",
+    kinds={"python", "sql"},
+    owners=OWNERS,
+    deps=[sp500_constituents],
+    partitions_def=calendar.session_partitions(),
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    description="Daily OHLCV bars (timeframe `1d`, stamped at the session date 00:00 UTC) for the "
+    "S&P 500, one partition per NYSE session. A backfill runs as one run over its whole range.",
+    metadata=asset_metadata("price_bars"),
+)
+def daily_bars(
+    context: dg.AssetExecutionContext,
+    config: IngestConfig,
+    daily_data: MarketDataResource,
+    warehouse: WarehouseResource,
+) -> dg.MaterializeResult:
+    sessions = session_range(context)
+    start = pd.Timestamp(sessions[0].day, tz="UTC").to_pydatetime()
+    end = pd.Timestamp(sessions[-1].day + timedelta(days=1), tz="UTC").to_pydatetime()
+    sink = _bar_sink("1d")
+    with warehouse.open() as wh:
+        symbols = universe_symbols(wh, "in_sp500", config.symbols)
+        summary = run_fan_out(
+            context,
+            daily_data,
+            wh,
+            symbols,
+            lambda chain, symbol: chain.bars(symbol, "1d", start, end),
+            lambda conn, symbol, fetched: sink(conn, symbol, fetched, wh),
+            start_with=config.start_with_provider,
+        )
+    return dg.MaterializeResult(
+        metadata=summary.metadata(sessions=dg.MetadataValue.int(len(sessions)))
+    )
+
+
+@dg.asset(
+    group_name="prices",
+    kinds={"python", "sql"},
+    owners=OWNERS,
+    deps=[sp500_constituents],
+    partitions_def=calendar.session_partitions(),
+    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=5),
+    description="1-minute bars of the session, fetched incrementally (only bars newer than the "
+    "stored ones), plus the 5-minute bars rebuilt from them.",
+    metadata=asset_metadata("price_bars"),
+)
+def intraday_bars(
+    context: dg.AssetExecutionContext,
+    config: IngestConfig,
+    intraday_data: MarketDataResource,
+    warehouse: WarehouseResource,
+) -> dg.MaterializeResult:
+    sessions = session_range(context)
+    now = datetime.now(calendar.UTC)
+    window_start, window_end = sessions[0].open, min(sessions[-1].close, now)
+    with warehouse.open() as wh:
+        symbols = universe_symbols(wh, "in_sp500", config.symbols)
+        stored = _latest_minute(wh, symbols, window_start, window_end)
+
+        async def fetch(chain: FallbackChain, symbol: str) -> Fetched:
+            latest = stored.get(symbol)
+            start = latest + timedelta(minutes=1) if latest is not None else window_start
+            return await chain.bars(symbol, "1m", start, window_end)
+
+        def sink(conn: Connection, symbol: str, fetched: Fetched) -> Written:
+            written = _bar_sink("1m")(conn, symbol, fetched, wh)
+            if not fetched.frame.empty:
+                written.rows += _rebuild_five_minute(conn, wh, symbol, fetched.frame["ts"].min())
+            return written
+
+        summary = run_fan_out(
+            context, intraday_data, wh, symbols, fetch, sink, start_with=config.start_with_provider
+        )
+    return dg.MaterializeResult(
+        metadata=summary.metadata(
+            window_end=dg.MetadataValue.text(window_end.isoformat()),
+            incremental_symbols=dg.MetadataValue.int(len(stored)),
+        )
+    )
+
+
+def _latest_minute(
+    warehouse: Warehouse, symbols: list[str], start: datetime, end: datetime
+) -> dict[str, datetime]:
+    """The newest stored 1m bar per symbol inside the window (for incremental fetches)."""
+    bars = tables.price_bars
+    query = (
+        sa.select(bars.c.symbol, sa.func.max(bars.c.ts))
+        .where(
+            bars.c.timeframe == "1m",
+            bars.c.ts >= warehouse.instant(start),
+            bars.c.ts < warehouse.instant(end),
+        )
+        .group_by(bars.c.symbol)
+    )
+    wanted = set(symbols)
+    with warehouse.engine.connect() as conn:
+        return {
+            symbol: pd.Timestamp(ts).tz_localize("UTC").to_pydatetime()
+            if pd.Timestamp(ts).tzinfo is None
+            else pd.Timestamp(ts).to_pydatetime()
+            for symbol, ts in conn.execute(query)
+            if symbol in wanted and ts is not None
+        }
+
+
+def _rebuild_five_minute(
+    conn: Connection, warehouse: Warehouse, symbol: str, first: pd.Timestamp
+) -> int:
+    """Recompute the 5m bars from the stored 1m bars, from the bucket holding `first` onward."""
+    bars = tables.price_bars
+    bucket_start = pd.Timestamp(first).floor("5min").to_pydatetime()
+    rows = conn.execute(
+        sa.select(bars.c.ts, bars.c.open, bars.c.high, bars.c.low, bars.c.close, bars.c.volume)
+        .where(
+            bars.c.symbol == symbol,
+            bars.c.timeframe == "1m",
+            bars.c.ts >= warehouse.instant(bucket_start),
+        )
+        .order_by(bars.c.ts)
+    ).all()
+    if not rows:
+        return 0
+    minutes = pd.DataFrame(rows, columns=["ts", "open", "high", "low", "close", "volume"])
+    minutes["ts"] = pd.to_datetime(minutes["ts"], utc=True)
+    five = (
+        minutes.groupby(minutes["ts"].dt.floor("5min"))
+        .agg(
+            open=("open", "first"),
+            high=("high", "max"),
+            low=("low", "min"),
+            close=("close", "last"),
+            volume=("volume", "sum"),
+        )
+        .reset_index(names="ts")
+    )
+    five = five.assign(
+        symbol=symbol, timeframe="5m", provider=_provider_of(conn, symbol, bucket_start, warehouse)
+    )
+    return warehouse.upsert(conn, "price_bars", five[list(BAR_COLUMNS)])
+
+
+def _provider_of(conn: Connection, symbol: str, since: datetime, warehouse: Warehouse) -> str:
+    bars = tables.price_bars
+    provider = conn.execute(
+        sa.select(bars.c.provider)
+        .where(
+            bars.c.symbol == symbol, bars.c.timeframe == "1m", bars.c.ts >= warehouse.instant(since)
+        )
+        .order_by(bars.c.ts.desc())
+        .limit(1)
+    ).scalar()
+    return provider or "unknown"

@@ -1,0 +1,166 @@
+"""Market data for one capability (option chains, intraday bars, daily bars) as a Dagster resource.
+
+The resource holds configuration only. `open()` builds the configured providers, wraps them in
+rate limiting, retries and circuit breaking, and yields a fallback chain; the HTTP clients live for
+that block (one per provider per step, inside the step's event loop) and are closed when it ends.
+Rate limiters and circuit breakers are per process, shared by every chain the process opens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+from collections.abc import AsyncIterator
+from typing import Literal
+
+import dagster as dg
+from pydantic import Field
+
+from volaris_assets import redaction
+from volaris_assets.providers import registry
+from volaris_assets.providers.resilience import FallbackChain, ResilienceRegistry, RetrySettings
+from volaris_assets.providers.simulated import SimulatedMarket, SimulatedProvider
+
+log = logging.getLogger(__name__)
+
+# Resource field -> the environment variable name provider modules know it by.
+SECRET_FIELDS: dict[str, str] = {
+    "schwab_app_key": "SCHWAB_APP_KEY",
+    "schwab_secret_key": "SCHWAB_SECRET_KEY",
+    "schwab_refresh_token": "SCHWAB_REFRESH_TOKEN",
+    "tiingo_api_key": "TIINGO_API_KEY",
+    "alpaca_api_key": "ALPACA_API_KEY",
+    "alpaca_api_secret": "ALPACA_API_SECRET",
+    "polygon_api_key": "POLYGON_API_KEY",
+    "finnhub_api_key": "FINNHUB_API_KEY",
+    "databento_api_key": "DATABENTO_API_KEY",
+}
+SETTING_FIELDS: dict[str, str] = {
+    "schwab_refresh_token_issued_at": "SCHWAB_REFRESH_TOKEN_ISSUED_AT",
+    "schwab_api_base": "SCHWAB_API_BASE",
+    "tiingo_api_base": "TIINGO_API_BASE",
+    "alpaca_api_base": "ALPACA_API_BASE",
+    "polygon_api_base": "POLYGON_API_BASE",
+    "finnhub_api_base": "FINNHUB_API_BASE",
+    "databento_api_base": "DATABENTO_API_BASE",
+    "yahoo_api_base": "YAHOO_API_BASE",
+    "yahoo_cookie_url": "YAHOO_COOKIE_URL",
+    "alpaca_feed": "ALPACA_FEED",
+    "databento_dataset": "DATABENTO_DATASET",
+}
+
+
+class NoProviderAvailable(RuntimeError):
+    """Every configured provider was skipped (no credentials, wrong capability...)."""
+
+
+class MarketDataResource(dg.ConfigurableResource):
+    """Provider chain for one capability; secrets arrive through `EnvVar` and are never logged."""
+
+    capability: Literal["chain", "intraday", "daily"]
+    providers: str = Field(
+        default="simulated", description="Comma-separated provider order; the first is primary."
+    )
+    simulated_seed: int = 7
+    concurrency: int = Field(default=16, description="Symbols fetched at once within a run.")
+    retry_attempts: int = 5
+    retry_base_s: float = 2.0
+    retry_max_s: float = 16.0
+    retry_jitter_s: float = 1.0
+    breaker_failures: int = 5
+    breaker_cooldown_s: float = 60.0
+    request_timeout_s: float = 20.0
+
+    schwab_app_key: str | None = None
+    schwab_secret_key: str | None = None
+    schwab_refresh_token: str | None = None
+    tiingo_api_key: str | None = None
+    alpaca_api_key: str | None = None
+    alpaca_api_secret: str | None = None
+    polygon_api_key: str | None = None
+    finnhub_api_key: str | None = None
+    databento_api_key: str | None = None
+
+    schwab_refresh_token_issued_at: str | None = None
+    schwab_api_base: str | None = None
+    tiingo_api_base: str | None = None
+    alpaca_api_base: str | None = None
+    polygon_api_base: str | None = None
+    finnhub_api_base: str | None = None
+    databento_api_base: str | None = None
+    yahoo_api_base: str | None = None
+    yahoo_cookie_url: str | None = None
+    alpaca_feed: str | None = None
+    databento_dataset: str | None = None
+
+    def provider_settings(self) -> dict[str, str]:
+        """Settings keyed by environment-variable name, as provider modules expect them."""
+        values = {
+            env: getattr(self, name) for name, env in {**SECRET_FIELDS, **SETTING_FIELDS}.items()
+        }
+        redaction.register(*(getattr(self, name) for name in SECRET_FIELDS))
+        return {key: str(value) for key, value in values.items() if value}
+
+    def provider_order(self) -> list[str]:
+        return registry.parse_provider_list(self.providers)
+
+    @contextlib.asynccontextmanager
+    async def open(
+        self, *, start_with: str | None = None, logger: logging.Logger | None = None
+    ) -> AsyncIterator[FallbackChain]:
+        """A fallback chain of the configured providers, closed when the block ends.
+
+        `start_with` rotates the chain so that provider is tried first (the retry sensor asks
+        for the fallback first). Skipped providers are logged with their reason.
+        """
+        logger = logger or log
+        sources, skipped = registry.build_sources(
+            self.provider_order(),
+            self.provider_settings(),
+            self.capability,
+            lambda: SimulatedProvider(_market(self.simulated_seed)),
+        )
+        for skip in skipped:
+            logger.warning(
+                "provider %s skipped for %s: %s", skip.provider, self.capability, skip.reason
+            )
+        if not sources:
+            raise NoProviderAvailable(
+                f"no {self.capability} provider is usable (configured: {self.providers!r}); "
+                "see the warnings above, or unset the provider list to use the simulated market"
+            )
+        chain = self._registry().chain(sources)
+        names = chain.providers
+        chain = chain.rotated(start_with if start_with in names else None)
+        try:
+            yield chain
+        finally:
+            await chain.aclose()
+
+    def _registry(self) -> ResilienceRegistry:
+        return _resilience(
+            self.retry_attempts,
+            self.retry_base_s,
+            self.retry_max_s,
+            self.retry_jitter_s,
+            self.breaker_failures,
+            self.breaker_cooldown_s,
+        )
+
+
+@functools.cache
+def _market(seed: int) -> SimulatedMarket:
+    return SimulatedMarket(seed)
+
+
+@functools.cache
+def _resilience(
+    attempts: int, base_s: float, max_s: float, jitter_s: float, failures: int, cooldown_s: float
+) -> ResilienceRegistry:
+    """One registry per process and configuration: one token bucket and breaker per provider."""
+    return ResilienceRegistry(
+        failure_threshold=failures,
+        cooldown_s=cooldown_s,
+        retry=RetrySettings(attempts=attempts, base_s=base_s, max_s=max_s, jitter_s=jitter_s),
+    )

@@ -1,0 +1,111 @@
+"""The wheel-strategy premium scan over the scan universe (the seed's "database scan")."""
+
+import dagster as dg
+import pandas as pd
+import sqlalchemy as sa
+from pydantic import Field
+from sqlalchemy.engine import Connection
+
+from volaris_assets import calendar
+from volaris_assets.ingest.asset_support import (
+    OWNERS,
+    IngestConfig,
+    asset_metadata,
+    run_fan_out,
+    universe_symbols,
+)
+from volaris_assets.ingest.fanout import Written
+from volaris_assets.ingest.validation import validate_chain
+from volaris_assets.prices.assets import session_range
+from volaris_assets.providers.resilience import Fetched
+from volaris_assets.resources.market_data import MarketDataResource
+from volaris_assets.resources.warehouse import WarehouseResource
+from volaris_assets.scan.premiums import WheelSettings, best_premiums, wheel_candidates
+from volaris_assets.universe.assets import scan_universe
+from volaris_assets.warehouse import tables
+from volaris_assets.warehouse.store import Warehouse, utc_now
+
+_PREMIUM_COLUMNS = [c.name for c in tables.stock_premiums.columns]
+
+
+class WheelConfig(IngestConfig):
+    target_dte: int = Field(default=30, description="Expiration nearest this many days is scanned.")
+    delta_min: float = Field(default=-0.35, description="Most negative put delta kept.")
+    delta_max: float = Field(default=-0.15, description="Least negative put delta kept.")
+
+
+def write_premiums(
+    conn: Connection,
+    warehouse: Warehouse,
+    symbol: str,
+    fetched: Fetched,
+    session: calendar.Session,
+    settings: WheelSettings,
+) -> tuple[Written, pd.DataFrame]:
+    """Replace the symbol's scan rows with this scan's (the table holds the latest scan)."""
+    validated = validate_chain(
+        fetched.frame.assign(symbol=symbol, provider=fetched.provider), session.close
+    )
+    chosen = wheel_candidates(validated.frame, settings)
+    rows = chosen.assign(scan_date=session.day, updated_at=utc_now()).reindex(
+        columns=_PREMIUM_COLUMNS
+    )
+    conn.execute(sa.delete(tables.stock_premiums).where(tables.stock_premiums.c.symbol == symbol))
+    written = warehouse.upsert(conn, "stock_premiums", rows)
+    return Written(rows=written, validated=validated), chosen
+
+
+@dg.asset(
+    group_name="scan",
+    kinds={"python", "sql"},
+    owners=OWNERS,
+    deps=[scan_universe],
+    partitions_def=calendar.session_partitions(),
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    pool="chain_providers",
+    description="Wheel scan: for every scan-universe symbol (liquid first), the puts at the "
+    "expiration nearest 30 DTE within a delta band (default -0.35..-0.15), with premium, "
+    "quotes, greeks and monthly/annual return on collateral. `stock_premiums` holds the latest "
+    "scan; a backfill range scans as of its last session.",
+    metadata=asset_metadata("stock_premiums"),
+)
+def wheel_premiums(
+    context: dg.AssetExecutionContext,
+    config: WheelConfig,
+    chain_data: MarketDataResource,
+    warehouse: WarehouseResource,
+) -> dg.MaterializeResult:
+    try:
+        settings = WheelSettings(config.target_dte, config.delta_min, config.delta_max)
+    except ValueError as error:
+        raise dg.Failure(description=f"invalid wheel scan config: {error}") from None
+    session = session_range(context)[-1]
+    top: list[pd.DataFrame] = []
+    with warehouse.open() as wh:
+        symbols = universe_symbols(wh, "in_scan_universe", config.symbols)
+
+        def sink(conn: Connection, symbol: str, fetched: Fetched) -> Written:
+            written, chosen = write_premiums(conn, wh, symbol, fetched, session, settings)
+            if not chosen.empty:
+                top.append(chosen.nlargest(1, "annual_return"))
+            return written
+
+        summary = run_fan_out(
+            context,
+            chain_data,
+            wh,
+            symbols,
+            lambda chain, symbol: chain.option_chain(symbol, session.close),
+            sink,
+            start_with=config.start_with_provider,
+        )
+    best = best_premiums(pd.concat(top) if top else pd.DataFrame())
+    return dg.MaterializeResult(
+        metadata=summary.metadata(
+            scan_date=dg.MetadataValue.text(session.day.isoformat()),
+            symbols_per_s=dg.MetadataValue.float(
+                round(len(summary.outcomes) / summary.duration_s, 2) if summary.duration_s else 0.0
+            ),
+            top_premiums=dg.MetadataValue.json(best),
+        )
+    )

@@ -1,0 +1,243 @@
+"""Where the symbol universes come from: shipped index lists, or the user's own list.
+
+The index members come from pytickersymbols, which ships S&P 500, Nasdaq-100 and S&P 600
+constituents offline (no scraping at run time, so a fresh install works without a network).
+Its industry labels are not licensed GICS data; `gics_sector` maps them onto the 11 GICS sector
+names by keyword, and anything unmatched is labelled "Unclassified" rather than guessed.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from volaris_assets.symbols import InvalidSymbol, normalize_symbol
+
+SP500 = "S&P 500"
+SCAN_INDICES = ("S&P 500", "NASDAQ 100", "S&P 600")
+# A universe larger than this is refused beyond the limit: a scan over it could not finish
+# between two sessions on the small box this project targets.
+MAX_UNIVERSE = 6000
+
+_SECTOR_RULES: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("real estate", "reit"), "Real Estate"),
+    (("utilit",), "Utilities"),
+    (
+        (
+            "communication",
+            "media",
+            "telecom",
+            "internet",
+            "entertainment",
+            "publishing",
+            "advertis",
+            "broadcast",
+        ),
+        "Communication Services",
+    ),
+    (
+        (
+            "information technology",
+            "technology",
+            "software",
+            "semiconductor",
+            "computer",
+            "electronic",
+        ),
+        "Information Technology",
+    ),
+    (("health", "pharma", "biotech", "medical", "drug", "life science"), "Health Care"),
+    (
+        (
+            "bank",
+            "financ",
+            "insurance",
+            "invest",
+            "capital market",
+            "broker",
+            "asset management",
+            "exchange",
+        ),
+        "Financials",
+    ),
+    (("oil", "gas", "petroleum", "energy", "coal"), "Energy"),
+    (
+        (
+            "chemical",
+            "material",
+            "mining",
+            "metal",
+            "steel",
+            "packaging",
+            "paper",
+            "mineral",
+            "gold",
+        ),
+        "Materials",
+    ),
+    (
+        (
+            "consumer staples",
+            "food",
+            "beverage",
+            "tobacco",
+            "household",
+            "personal product",
+            "grocer",
+            "drinks",
+        ),
+        "Consumer Staples",
+    ),
+    (
+        (
+            "consumer discretionary",
+            "retail",
+            "automo",
+            "apparel",
+            "restaurant",
+            "hotel",
+            "leisure",
+            "home construction",
+            "homebuild",
+            "casino",
+            "travel",
+        ),
+        "Consumer Discretionary",
+    ),
+    (
+        (
+            "industrial",
+            "aerospace",
+            "defense",
+            "machinery",
+            "transport",
+            "airline",
+            "railroad",
+            "manufactur",
+            "conglomerate",
+            "logistics",
+            "construction",
+            "equipment",
+        ),
+        "Industrials",
+    ),
+)
+UNCLASSIFIED = "Unclassified"
+_SECTOR_NAMES = {sector.lower() for _, sector in _SECTOR_RULES}
+
+
+@dataclass(frozen=True)
+class Constituent:
+    symbol: str
+    name: str | None
+    sector: str
+    sub_industry: str | None
+
+
+@dataclass
+class UniverseLoad:
+    """A loaded universe plus every input row it refused, with the reason."""
+
+    members: list[Constituent] = field(default_factory=list)
+    rejected: Counter[str] = field(default_factory=Counter)
+    examples: dict[str, str] = field(default_factory=dict)
+
+    def reject(self, reason: str, example: str) -> None:
+        self.rejected[reason] += 1
+        self.examples.setdefault(reason, example[:60])
+
+
+def gics_sector(industries: list[str]) -> str:
+    """The GICS sector an industry list belongs to, most general label first."""
+    for label in reversed(industries):
+        text = label.lower()
+        for needles, sector in _SECTOR_RULES:
+            if any(n in text for n in needles):
+                return sector
+    return UNCLASSIFIED
+
+
+def _sub_industry(industries: list[str]) -> str | None:
+    specific = [i for i in industries if i.lower() not in _SECTOR_NAMES]
+    return specific[1] if len(specific) > 1 else (specific[0] if specific else None)
+
+
+@functools.cache
+def _index_rows(index: str) -> tuple[dict, ...]:
+    from pytickersymbols import PyTickerSymbols  # deferred: parses a bundled YAML on import
+
+    return tuple(PyTickerSymbols().get_stocks_by_index(index))
+
+
+def index_members(indices: tuple[str, ...]) -> UniverseLoad:
+    """Members of the union of `indices`, first occurrence wins for name and sector."""
+    load = UniverseLoad()
+    seen: set[str] = set()
+    for index in indices:
+        for row in _index_rows(index):
+            try:
+                symbol = normalize_symbol(row["symbol"])
+            except InvalidSymbol:
+                load.reject("invalid_symbol", str(row.get("symbol")))
+                continue
+            if symbol in seen:
+                continue
+            seen.add(symbol)
+            industries = list(row.get("industries") or [])
+            load.members.append(
+                Constituent(
+                    symbol, row.get("name"), gics_sector(industries), _sub_industry(industries)
+                )
+            )
+    return load
+
+
+def parse_override(text: str) -> UniverseLoad:
+    """The user's universe: a CSV path (a `symbol` column, or the first column) or a list.
+
+    Every refused entry is counted by reason (invalid_symbol, duplicate, over_limit); nothing is
+    silently dropped and a hostile entry never reaches SQL (symbols are validated here and bound
+    as parameters downstream).
+    """
+    path = Path(text.strip())
+    raw = _read_csv_symbols(path) if path.suffix.lower() == ".csv" else _split_list(text)
+    load = UniverseLoad()
+    seen: set[str] = set()
+    for entry in raw:
+        if not entry.strip():
+            load.reject("empty", "")
+            continue
+        try:
+            symbol = normalize_symbol(entry)
+        except InvalidSymbol:
+            load.reject("invalid_symbol", entry)
+            continue
+        if symbol in seen:
+            load.reject("duplicate", symbol)
+            continue
+        if len(load.members) >= MAX_UNIVERSE:
+            load.reject("over_limit", symbol)
+            continue
+        seen.add(symbol)
+        load.members.append(Constituent(symbol, None, UNCLASSIFIED, None))
+    return load
+
+
+def _split_list(text: str) -> list[str]:
+    return [part for chunk in text.replace(";", ",").splitlines() for part in chunk.split(",")]
+
+
+def _read_csv_symbols(path: Path) -> list[str]:
+    if not path.is_file():
+        raise FileNotFoundError(f"VOLARIS_UNIVERSE points at a missing file: {path}")
+    with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+        rows = list(csv.reader(handle))
+    if not rows:
+        return []
+    header = [h.strip().lower() for h in rows[0]]
+    column = header.index("symbol") if "symbol" in header else 0
+    body = rows[1:] if "symbol" in header else rows
+    return [row[column] if len(row) > column else "" for row in body]

@@ -1,0 +1,169 @@
+"""Implied-volatility metrics per symbol and session: the numbers the bot's IV answers quote."""
+
+import asyncio
+from datetime import datetime
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from volaris_assets import calendar
+from volaris_assets.ingest.asset_support import (
+    OWNERS,
+    IngestConfig,
+    asset_metadata,
+    run_fan_out,
+    universe_symbols,
+)
+from volaris_assets.ingest.fanout import Written
+from volaris_assets.ingest.validation import validate_chain
+from volaris_assets.options.assets import option_chains
+from volaris_assets.prices.assets import session_range
+from volaris_assets.providers.base import CHAIN_COLUMNS, ErrorCategory, ProviderError
+from volaris_assets.providers.resilience import FallbackChain, Fetched
+from volaris_assets.providers.simulated import PROVIDER as SIMULATED
+from volaris_assets.resources.market_data import MarketDataResource
+from volaris_assets.resources.warehouse import WarehouseResource
+from volaris_assets.volatility.metrics import RANK_WINDOW, chain_metrics, rank_and_percentile
+from volaris_assets.warehouse import tables
+from volaris_assets.warehouse.store import Warehouse, utc_now
+
+
+def stored_close_chain(
+    warehouse: Warehouse, symbol: str, session: calendar.Session
+) -> pd.DataFrame:
+    """The session's last stored snapshot for `symbol` (empty if none was taken)."""
+    snaps = tables.option_snapshots
+    in_session = sa.and_(
+        snaps.c.symbol == symbol,
+        snaps.c.snapshot_ts >= warehouse.instant(session.open),
+        snaps.c.snapshot_ts <= warehouse.instant(session.close),
+    )
+    latest = sa.select(sa.func.max(snaps.c.snapshot_ts)).where(in_session).scalar_subquery()
+    query = sa.select(snaps).where(in_session, snaps.c.snapshot_ts == latest)
+    return warehouse.read_frame(query)
+
+
+async def session_chain(
+    chain: FallbackChain,
+    warehouse: Warehouse,
+    symbol: str,
+    session: calendar.Session,
+    latest: calendar.Session,
+) -> tuple[pd.DataFrame, str, int, datetime]:
+    """The chain to measure a session by: its last stored snapshot, else the provider's at close.
+
+    Live providers only know the current chain, so for an older session without a stored
+    snapshot only the simulated market (which can replay any day) has an answer.
+    """
+    stored = await asyncio.to_thread(stored_close_chain, warehouse, symbol, session)
+    if not stored.empty:
+        as_of = pd.Timestamp(stored["snapshot_ts"].iloc[0])
+        as_of = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of
+        return stored, str(stored["provider"].iloc[0]), 0, as_of.to_pydatetime()
+    fetched = await chain.option_chain(symbol, session.close)
+    if fetched.provider != SIMULATED and session.day != latest.day:
+        raise ProviderError(
+            ErrorCategory.NO_DATA,
+            f"no stored snapshot for {session.day} and {fetched.provider} has no history",
+            provider=fetched.provider,
+        )
+    return fetched.frame, fetched.provider, fetched.attempts, session.close
+
+
+@dg.asset(
+    group_name="volatility",
+    kinds={"python", "sql"},
+    owners=OWNERS,
+    deps=[dg.AssetDep(option_chains, partition_mapping=dg.TimeWindowPartitionMapping())],
+    partitions_def=calendar.session_partitions(),
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    description="Per symbol and session: 30-day constant-maturity ATM IV (total-variance "
+    "interpolation), IV rank and IV percentile over the trailing 252 sessions, the 7/30/60/90-day "
+    "term structure, 25-delta skew and the expected move to the nearest expiration.",
+    metadata=asset_metadata("iv_metrics"),
+)
+def iv_metrics(
+    context: dg.AssetExecutionContext,
+    config: IngestConfig,
+    chain_data: MarketDataResource,
+    warehouse: WarehouseResource,
+) -> dg.MaterializeResult:
+    sessions = session_range(context)
+    latest = calendar.last_completed_session(datetime.now(calendar.UTC))
+    with warehouse.open() as wh:
+        symbols = universe_symbols(wh, "in_sp500", config.symbols)
+
+        async def fetch(chain: FallbackChain, symbol: str) -> Fetched:
+            rows, providers, attempts = [], set(), 0
+            for session in sessions:
+                frame, provider, tries, as_of = await session_chain(
+                    chain, wh, symbol, session, latest
+                )
+                attempts += tries
+                providers.add(provider)
+                valid = validate_chain(
+                    frame[list(CHAIN_COLUMNS[:-1])].assign(provider=provider), as_of
+                )
+                rows.append(
+                    {
+                        "symbol": symbol,
+                        "date": session.day,
+                        "provider": provider,
+                        **chain_metrics(valid.frame, as_of),
+                    }
+                )
+            return _Metrics(pd.DataFrame(rows), ",".join(sorted(providers)), max(attempts, 1))
+
+        def sink(conn: Connection, symbol: str, fetched: Fetched) -> Written:
+            frame = _with_rank(conn, wh, symbol, fetched.frame)
+            return Written(rows=wh.upsert(conn, "iv_metrics", frame))
+
+        summary = run_fan_out(
+            context, chain_data, wh, symbols, fetch, sink, start_with=config.start_with_provider
+        )
+    return dg.MaterializeResult(
+        metadata=summary.metadata(sessions=dg.MetadataValue.int(len(sessions)))
+    )
+
+
+class _Metrics:
+    """A `Fetched` whose frame is already the metrics rows of one symbol."""
+
+    def __init__(self, frame: pd.DataFrame, provider: str, attempts: int) -> None:
+        self.frame, self.provider, self.attempts = frame, provider, attempts
+
+
+def _with_rank(
+    conn: Connection, warehouse: Warehouse, symbol: str, frame: pd.DataFrame
+) -> pd.DataFrame:
+    """Add IV rank/percentile, in session order, against the stored history before each day."""
+    table = tables.iv_metrics
+    first = frame["date"].min()
+    history = np.array(
+        [
+            value if value is not None else np.nan
+            for (value,) in conn.execute(
+                sa.select(table.c.atm_iv_30d)
+                .where(table.c.symbol == symbol, table.c.date < first)
+                .order_by(table.c.date.desc())
+                .limit(RANK_WINDOW - 1)
+            )
+        ][::-1],
+        dtype=float,
+    )
+    out = frame.sort_values("date").reset_index(drop=True).copy()
+    ranks, percentiles, depth = [], [], []
+    for current in out.get("atm_iv_30d", pd.Series([None] * len(out))):
+        current = None if current is None or pd.isna(current) else float(current)
+        rank, percentile = rank_and_percentile(history, current)
+        ranks.append(rank)
+        percentiles.append(percentile)
+        depth.append(int(min(np.isfinite(history).sum() + 1, RANK_WINDOW)))
+        history = np.append(history, np.nan if current is None else current)
+    out["iv_rank"], out["iv_percentile"], out["iv_history_days"] = ranks, percentiles, depth
+    out["updated_at"] = utc_now()
+    columns = [c.name for c in tables.iv_metrics.columns]
+    return out.reindex(columns=columns)

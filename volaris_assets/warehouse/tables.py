@@ -1,0 +1,165 @@
+"""The warehouse tables: the contract the Discord bot reads (see shared/design.md).
+
+Table names are public; columns may grow. Every table has a natural primary key so that every
+write is an idempotent upsert. Timestamps are UTC (`timezone=True` on PostgreSQL; naive UTC on
+SQLite, which has no time-zone type).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+_TS = sa.DateTime(timezone=True)
+
+
+def _option_columns() -> list[sa.Column]:
+    """Columns shared by the latest-chain table and its history."""
+    return [
+        sa.Column("symbol", sa.String(12), nullable=False, index=True),
+        sa.Column("expiration", sa.Date, nullable=False),
+        sa.Column("strike", sa.Float, nullable=False),
+        sa.Column("right", sa.String(1), nullable=False),
+        sa.Column("bid", sa.Float),
+        sa.Column("ask", sa.Float),
+        sa.Column("mark_price", sa.Float),
+        sa.Column("last", sa.Float),
+        sa.Column("volume", sa.BigInteger),
+        sa.Column("open_interest", sa.BigInteger),
+        sa.Column("implied_volatility", sa.Float),
+        sa.Column("delta", sa.Float),
+        sa.Column("gamma", sa.Float),
+        sa.Column("theta", sa.Float),
+        sa.Column("vega", sa.Float),
+        sa.Column("underlying_price", sa.Float),
+        sa.Column("dte", sa.Integer),
+        sa.Column("provider", sa.String(16), nullable=False),
+    ]
+
+
+tickers = sa.Table(
+    "tickers",
+    metadata,
+    sa.Column("symbol", sa.String(12), primary_key=True),
+    sa.Column("name", sa.String(200)),
+    sa.Column("sector", sa.String(80)),
+    sa.Column("sub_industry", sa.String(120)),
+    sa.Column("is_active", sa.Boolean, nullable=False),
+    sa.Column("in_sp500", sa.Boolean, nullable=False),
+    sa.Column("in_scan_universe", sa.Boolean, nullable=False),
+    sa.Column("liquidity_rank", sa.Integer),
+    sa.Column("added_on", sa.Date),
+    sa.Column("updated_at", _TS, nullable=False),
+)
+
+price_bars = sa.Table(
+    "price_bars",
+    metadata,
+    sa.Column("symbol", sa.String(12), primary_key=True),
+    sa.Column("timeframe", sa.String(4), primary_key=True),
+    sa.Column("ts", _TS, primary_key=True),
+    sa.Column("open", sa.Float, nullable=False),
+    sa.Column("high", sa.Float, nullable=False),
+    sa.Column("low", sa.Float, nullable=False),
+    sa.Column("close", sa.Float, nullable=False),
+    sa.Column("volume", sa.BigInteger, nullable=False),
+    sa.Column("provider", sa.String(16), nullable=False),
+)
+
+option_contracts = sa.Table(
+    "option_contracts",
+    metadata,
+    sa.Column("occ_symbol", sa.String(24), primary_key=True),
+    *_option_columns(),
+    sa.Column("last_updated", _TS, nullable=False),
+)
+
+option_snapshots = sa.Table(
+    "option_snapshots",
+    metadata,
+    sa.Column("occ_symbol", sa.String(24), primary_key=True),
+    sa.Column("snapshot_ts", _TS, primary_key=True),
+    *_option_columns(),
+    sa.Index("ix_option_snapshots_symbol_ts", "symbol", "snapshot_ts"),
+)
+
+iv_metrics = sa.Table(
+    "iv_metrics",
+    metadata,
+    sa.Column("symbol", sa.String(12), primary_key=True),
+    sa.Column("date", sa.Date, primary_key=True),
+    sa.Column("atm_iv_30d", sa.Float),
+    sa.Column("iv_rank", sa.Float),
+    sa.Column("iv_percentile", sa.Float),
+    sa.Column("iv_history_days", sa.Integer),
+    sa.Column("iv_7d", sa.Float),
+    sa.Column("iv_30d", sa.Float),
+    sa.Column("iv_60d", sa.Float),
+    sa.Column("iv_90d", sa.Float),
+    sa.Column("skew_25d", sa.Float),
+    sa.Column("expected_move", sa.Float),
+    sa.Column("expected_move_expiration", sa.Date),
+    sa.Column("underlying_price", sa.Float),
+    sa.Column("provider", sa.String(16)),
+    sa.Column("updated_at", _TS, nullable=False),
+)
+
+stock_premiums = sa.Table(
+    "stock_premiums",
+    metadata,
+    sa.Column("symbol", sa.String(12), primary_key=True),
+    sa.Column("expiration", sa.Date, primary_key=True),
+    sa.Column("strike", sa.Float, primary_key=True),
+    sa.Column("scan_date", sa.Date, nullable=False),
+    sa.Column("dte", sa.Integer, nullable=False),
+    sa.Column("premium", sa.Float, nullable=False),
+    sa.Column("bid", sa.Float),
+    sa.Column("ask", sa.Float),
+    sa.Column("delta", sa.Float),
+    sa.Column("implied_volatility", sa.Float),
+    sa.Column("volume", sa.BigInteger),
+    sa.Column("open_interest", sa.BigInteger),
+    sa.Column("underlying_price", sa.Float),
+    sa.Column("monthly_return", sa.Float),
+    sa.Column("annual_return", sa.Float),
+    sa.Column("provider", sa.String(16)),
+    sa.Column("updated_at", _TS, nullable=False),
+)
+
+sync_stock_results = sa.Table(
+    "sync_stock_results",
+    metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("asset", sa.String(64), primary_key=True),
+    sa.Column("partition", sa.String(32), primary_key=True),
+    sa.Column("symbol", sa.String(12), primary_key=True),
+    sa.Column("status", sa.String(8), nullable=False),
+    sa.Column("error_type", sa.String(16)),
+    sa.Column("error_message", sa.String(500)),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("provider", sa.String(16)),
+    sa.Column("rows_written", sa.Integer, nullable=False),
+    sa.Column("rows_rejected", sa.Integer, nullable=False),
+    sa.Column("duration_ms", sa.Integer, nullable=False),
+    sa.Column("recorded_at", _TS, nullable=False),
+    sa.Index("ix_sync_stock_results_asset_partition", "asset", "partition"),
+)
+
+row_rejections = sa.Table(
+    "row_rejections",
+    metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("asset", sa.String(64), primary_key=True),
+    sa.Column("partition", sa.String(32), primary_key=True),
+    sa.Column("symbol", sa.String(12), primary_key=True),
+    sa.Column("reason", sa.String(40), primary_key=True),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("example", sa.String(200)),
+    sa.Column("recorded_at", _TS, nullable=False),
+)
+
+# Natural keys, used by the upsert paths (the primary key of each table).
+KEYS: dict[str, tuple[str, ...]] = {
+    t.name: tuple(c.name for c in t.primary_key.columns) for t in metadata.sorted_tables
+}

@@ -1,0 +1,65 @@
+"""The fan-out: every symbol ends as data or a categorised outcome row, never silence."""
+
+import asyncio
+from dataclasses import dataclass
+
+import pandas as pd
+import pytest
+
+from volaris_assets.ingest.fanout import RunIdentity, WarehouseUnavailable, Written, fan_out
+from volaris_assets.providers.base import ErrorCategory, ProviderError
+from volaris_assets.warehouse.store import Warehouse
+
+IDENTITY = RunIdentity(run_id="run-1", asset="option_chains", partition="2026-11-24-10:00")
+
+
+@dataclass
+class Got:
+    frame: pd.DataFrame
+    provider: str = "simulated"
+    attempts: int = 1
+
+
+async def fetch(symbol: str) -> Got:
+    await asyncio.sleep(0.001)
+    if symbol.startswith("RL"):
+        raise ProviderError(ErrorCategory.RATE_LIMITED, "429 from /chains", provider="schwab")
+    if symbol == "BOOM":
+        raise RuntimeError("token=abcdef123456 leaked into a message")
+    return Got(pd.DataFrame({"x": [1, 2, 3]}))
+
+
+def sink(conn, symbol, fetched):
+    if symbol == "BAD":
+        raise ValueError("unparseable row")
+    return Written(rows=len(fetched.frame))
+
+
+def test_outcomes_for_every_symbol(warehouse_url):
+    warehouse = Warehouse(warehouse_url)
+    warehouse.create_tables()
+    symbols = ["AAPL", "RL1", "RL2", "BOOM", "BAD", "MSFT", "AAPL"]
+    outcomes = asyncio.run(fan_out(symbols, fetch, sink, warehouse, IDENTITY, concurrency=3))
+    by_symbol = {o.symbol: o for o in outcomes}
+    assert set(by_symbol) == {"AAPL", "RL1", "RL2", "BOOM", "BAD", "MSFT"}  # duplicates once
+    assert by_symbol["AAPL"].status == "ok" and by_symbol["AAPL"].rows_written == 3
+    assert by_symbol["RL1"].error_type == "rate_limited" and by_symbol["RL1"].retryable
+    assert by_symbol["BOOM"].error_type == "unknown"
+    assert "abcdef123456" not in by_symbol["BOOM"].error_message
+    assert by_symbol["BAD"].error_type == "bad_data"
+    stored = warehouse.read_frame("SELECT symbol, status, error_type FROM sync_stock_results")
+    assert len(stored) == 6 and set(stored["symbol"]) == set(by_symbol)
+    warehouse.dispose()
+
+
+def test_dead_warehouse_stops_the_run(tmp_path):
+    warehouse = Warehouse(f"sqlite:///{tmp_path / 'w.db'}")
+    warehouse.create_tables()
+
+    def broken_sink(conn, symbol, fetched):
+        from sqlalchemy.exc import OperationalError
+
+        raise OperationalError("INSERT", {}, Exception("database is gone"))
+
+    with pytest.raises(WarehouseUnavailable):
+        asyncio.run(fan_out([f"S{i}" for i in range(20)], fetch, broken_sink, warehouse, IDENTITY))

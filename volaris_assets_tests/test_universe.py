@@ -1,0 +1,75 @@
+import pytest
+
+from volaris_assets.symbols import InvalidSymbol, normalize_symbol, occ_symbol, to_provider
+from volaris_assets.universe.constituents import (
+    MAX_UNIVERSE,
+    SCAN_INDICES,
+    SP500,
+    gics_sector,
+    index_members,
+    parse_override,
+)
+
+
+@pytest.mark.parametrize("raw", ["BRK.B", "brk-b", "BRK/B", " brk.b "])
+def test_class_share_spellings_normalise(raw):
+    assert normalize_symbol(raw) == "BRK.B"
+
+
+@pytest.mark.parametrize(
+    "raw", ["", "'; DROP TABLE tickers;--", "AAPL🚀", "TOOLONGSYMBOL", "A.B.C"]
+)
+def test_hostile_symbols_are_refused(raw):
+    with pytest.raises(InvalidSymbol):
+        normalize_symbol(raw)
+
+
+def test_provider_spellings_and_occ():
+    assert to_provider("BRK.B", "yahoo") == "BRK-B"
+    assert to_provider("BRK.B", "schwab") == "BRK/B"
+    assert to_provider("BRK.B", "polygon") == "BRK.B"
+    from datetime import date
+
+    assert occ_symbol("AAPL", date(2026, 12, 18), "P", 190) == "AAPL  261218P00190000"
+
+
+def test_shipped_universes():
+    sp500 = index_members((SP500,))
+    assert 495 <= len(sp500.members) <= 510
+    symbols = {m.symbol for m in sp500.members}
+    assert {"AAPL", "MSFT", "BRK.B"} <= symbols
+    scan = index_members(SCAN_INDICES)
+    assert 1100 <= len(scan.members) <= 1300
+    sectors = {m.sector for m in sp500.members}
+    assert {"Information Technology", "Financials", "Health Care", "Energy"} <= sectors
+    unclassified = sum(m.sector == "Unclassified" for m in sp500.members)
+    assert unclassified < 0.1 * len(sp500.members)
+
+
+def test_sector_mapping():
+    assert gics_sector(["Semiconductors", "Information Technology"]) == "Information Technology"
+    assert gics_sector(["Conglomerate", "Industrial Conglomerates", "Industrials"]) == "Industrials"
+    assert gics_sector(["Something odd"]) == "Unclassified"
+
+
+def test_hostile_override_file(tmp_path):
+    lines = ["symbol", "aapl", "AAPL", "", "'; DROP TABLE tickers;--", "BRK/B", "ÄPFEL"]
+    lines += [
+        f"Z{chr(65 + i // 676)}{chr(65 + i // 26 % 26)}{chr(65 + i % 26)}" for i in range(10_000)
+    ]
+    path = tmp_path / "universe.csv"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    load = parse_override(str(path))
+    assert [m.symbol for m in load.members[:2]] == ["AAPL", "BRK.B"]
+    assert len(load.members) == MAX_UNIVERSE
+    assert load.rejected["duplicate"] == 1
+    assert load.rejected["empty"] == 1
+    assert load.rejected["invalid_symbol"] == 2
+    assert load.rejected["over_limit"] == 10_000 + 2 - MAX_UNIVERSE
+    assert sum(load.rejected.values()) + len(load.members) == len(lines) - 1  # nothing lost
+
+
+def test_override_list_and_missing_file():
+    assert [m.symbol for m in parse_override("msft, nvda;KO").members] == ["MSFT", "NVDA", "KO"]
+    with pytest.raises(FileNotFoundError):
+        parse_override("/nonexistent/universe.csv")

@@ -1,0 +1,67 @@
+from datetime import UTC, date, datetime
+
+import numpy as np
+import pandas as pd
+
+from volaris_assets.ingest.validation import validate_bars, validate_chain
+from volaris_assets.providers.simulated import SimulatedMarket
+
+AS_OF = datetime(2026, 11, 24, 21, 0, tzinfo=UTC)
+
+
+def chain() -> pd.DataFrame:
+    return SimulatedMarket().option_chain("AAPL", AS_OF)
+
+
+def test_bad_rows_are_rejected_and_counted_good_rows_kept():
+    frame = chain()
+    n = len(frame)
+    frame.loc[0, "bid"], frame.loc[0, "ask"] = 5.0, 4.0  # crossed
+    frame.loc[1, "ask"] = -1.0  # negative
+    frame.loc[2, "expiration"] = date(2026, 11, 20)  # expired
+    frame.loc[3, "strike"] = np.nan  # missing field
+    frame.loc[4, "right"] = "X"
+    frame = pd.concat([frame, frame.iloc[[10]]], ignore_index=True)  # duplicate contract
+    result = validate_chain(frame, AS_OF)
+    assert dict(result.rejected) == {
+        "crossed_quote": 1,
+        "negative_price": 1,
+        "expired": 1,
+        "missing_field": 1,
+        "bad_right": 1,
+        "duplicate_key": 1,
+    }
+    assert len(result.frame) == n - 5
+    assert result.examples["crossed_quote"].startswith("AAPL")
+
+
+def test_missing_greeks_and_iv_are_repaired():
+    frame = chain()
+    truth = frame.copy()
+    frame.loc[:20, ["delta", "gamma", "theta", "vega"]] = np.nan
+    frame.loc[:20, "implied_volatility"] = -999.0
+    frame.loc[:20, "mark_price"] = np.nan
+    result = validate_chain(frame, AS_OF)
+    assert result.rejected_count == 0
+    repaired = result.frame.iloc[:21]
+    assert repaired[["delta", "gamma", "theta", "vega", "implied_volatility"]].notna().all().all()
+    # IV implied from the rounded mid lands near the surface's IV.
+    np.testing.assert_allclose(
+        repaired["implied_volatility"], truth["implied_volatility"][:21], atol=0.03
+    )
+
+
+def test_bar_validation():
+    bars = SimulatedMarket().minute_bars("MSFT", date(2026, 11, 24)).iloc[:10].copy()
+    bars.loc[0, "high"] = bars.loc[0, "low"] - 1  # inverted
+    bars.loc[1, "close"] = 0.0
+    bars.loc[2, "volume"] = -5
+    bars = pd.concat([bars, bars.iloc[[5]]], ignore_index=True)
+    result = validate_bars(bars)
+    assert dict(result.rejected) == {
+        "inverted_range": 1,
+        "nonpositive_price": 1,
+        "negative_volume": 1,
+        "duplicate_key": 1,
+    }
+    assert len(result.frame) == 7
