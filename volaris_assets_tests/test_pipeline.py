@@ -95,6 +95,7 @@ def test_every_asset_matches_the_simulated_market(warehouse_url, small_universe,
         for a in ("daily_bars", "intraday_bars", "iv_metrics", "option_chains", "wheel_premiums")
     }
     assert (outcomes["status"] == "ok").all()
+    assert set(outcomes["partition"]) == {SESSION, SNAPSHOT}
     scan = metadata(results[2], "wheel_premiums")
     assert scan["symbols_ok"] == len(small_universe) and scan["provider"] == "simulated"
     assert scan["peak_rss_mb"] > 50 and scan["top_premiums"]
@@ -163,9 +164,12 @@ def test_backfill_range_runs_once(sqlite_warehouse_url, small_universe, instance
         instance=instance,
     )
     assert result.success
-    bars = Warehouse(sqlite_warehouse_url).read_frame(
-        "SELECT count(*) AS n FROM price_bars WHERE timeframe = '1d'"
+    warehouse = Warehouse(sqlite_warehouse_url)
+    labels = warehouse.read_frame(
+        "SELECT DISTINCT partition FROM sync_stock_results WHERE asset = 'daily_bars'"
     )
+    assert "2026-11-02..2026-11-24" in set(labels["partition"])
+    bars = warehouse.read_frame("SELECT count(*) AS n FROM price_bars WHERE timeframe = '1d'")
     assert bars["n"][0] == 17 * len(small_universe)  # 17 sessions in the range
 
 

@@ -122,3 +122,17 @@ def test_surface_has_skew_and_drifting_level(market):
         for d in calendar.sessions_between(date(2026, 1, 2), date(2026, 11, 24))
     ]
     assert max(levels) / min(levels) > 1.3  # the level moves, so IV rank means something
+
+
+def test_daily_bars_over_a_range_equal_each_sessions_minutes(market):
+    """The daily path reduces minute arrays without framing them; it must agree to the bit,
+    early closes (2026-11-27) and holidays (2026-11-26) included."""
+    start, end = datetime(2026, 11, 18, tzinfo=UTC), datetime(2026, 12, 2, tzinfo=UTC)
+    daily = market.bars("BRK.B", "1d", start, end)
+    days = [s.day for s in calendar.sessions_between(date(2026, 11, 18), date(2026, 12, 1))]
+    assert [ts.date() for ts in daily["ts"]] == days
+    for bar, day in zip(daily.itertuples(), days, strict=True):
+        minutes = market.minute_bars("BRK.B", day)
+        assert (bar.open, bar.close) == (minutes["open"].iloc[0], minutes["close"].iloc[-1])
+        assert (bar.high, bar.low) == (minutes["high"].max(), minutes["low"].min())
+        assert bar.volume == minutes["volume"].sum()

@@ -139,7 +139,10 @@ def run_fan_out(
 
 
 def _partition_label(context: dg.AssetExecutionContext) -> str:
-    if not context.has_partition_key_range:
-        return "-"
-    keys = context.partition_key_range
-    return keys.start if keys.start == keys.end else f"{keys.start}..{keys.end}"
+    """The partition key, or `start..end` for a backfill range run, or "-" if unpartitioned."""
+    if context.has_partition_key:
+        return context.partition_key
+    if context.has_partition_key_range:
+        keys = context.partition_key_range
+        return f"{keys.start}..{keys.end}"
+    return "-"

@@ -78,9 +78,13 @@ class SimulatedMarket:
     def __init__(self, seed: int = 7) -> None:
         self.seed = seed
         self._path = functools.lru_cache(maxsize=256)(self._build_path)
+        self._profile = functools.lru_cache(maxsize=1024)(self._build_profile)
 
     # ----------------------------------------------------------------- per-symbol state
     def profile(self, symbol: str) -> SymbolProfile:
+        return self._profile(symbol)
+
+    def _build_profile(self, symbol: str) -> SymbolProfile:
         key = _stable_key(symbol)
         rng = np.random.default_rng([self.seed, key, 0])
         return SymbolProfile(
@@ -133,7 +137,29 @@ class SimulatedMarket:
         if not calendar.is_session(day):
             return pd.DataFrame(columns=list(BAR_COLUMNS))
         session = calendar.session(day)
-        n = session.minutes
+        opens, highs, lows, closes, volumes = self._minute_arrays(symbol, session)
+        ts = pd.date_range(session.open, periods=session.minutes, freq="1min", tz="UTC")
+        return pd.DataFrame(
+            {
+                "symbol": symbol,
+                "timeframe": "1m",
+                "ts": ts,
+                "open": opens,
+                "high": highs,
+                "low": lows,
+                "close": closes,
+                "volume": volumes,
+                "provider": PROVIDER,
+            }
+        )
+
+    def _minute_arrays(self, symbol: str, session: calendar.Session) -> tuple[np.ndarray, ...]:
+        """The session's 1-minute (open, high, low, close, volume) columns as stored.
+
+        The one place minute bars are computed: `minute_bars` frames these arrays, and daily
+        bars reduce them without building a frame per session, so both agree to the last bit.
+        """
+        day, n = session.day, session.minutes
         previous_close, close, vol = self._day_state(symbol, day)
         profile = self.profile(symbol)
         rng = np.random.default_rng([self.seed, profile.key, 2, _weekday_ordinal(day)])
@@ -152,19 +178,12 @@ class SimulatedMarket:
         weights = shape * rng.lognormal(0.0, 0.35, n)
         day_volume = profile.daily_volume * rng.lognormal(0.0, 0.3)
         volumes = np.maximum(1, np.round(day_volume * weights / weights.sum()))
-        ts = pd.date_range(session.open, periods=n, freq="1min", tz="UTC")
-        return pd.DataFrame(
-            {
-                "symbol": symbol,
-                "timeframe": "1m",
-                "ts": ts,
-                "open": np.round(opens, 4),
-                "high": np.round(highs, 4),
-                "low": np.round(lows, 4),
-                "close": np.round(closes, 4),
-                "volume": volumes.astype("int64"),
-                "provider": PROVIDER,
-            }
+        return (
+            np.round(opens, 4),
+            np.round(highs, 4),
+            np.round(lows, 4),
+            np.round(closes, 4),
+            volumes.astype("int64"),
         )
 
     def bars(self, symbol: str, timeframe: str, start: datetime, end: datetime) -> pd.DataFrame:
@@ -175,15 +194,43 @@ class SimulatedMarket:
             start.astimezone(calendar.NY).date() - timedelta(days=1), calendar.FIRST_SESSION
         )
         last = min(end.astimezone(calendar.NY).date(), calendar.CALENDAR_END)
-        frames = []
-        for current in calendar.sessions_between(first, last):
-            minutes = self.minute_bars(symbol, current.day)
-            frames.append(_aggregate(minutes, timeframe, current.day))
-        if not frames:
-            return pd.DataFrame(columns=list(BAR_COLUMNS))
-        out = pd.concat(frames, ignore_index=True)
+        sessions = _sessions(first, last)
+        if timeframe == "1d":
+            out = self._daily_bars(symbol, sessions)
+        else:
+            frames = [
+                _aggregate(self.minute_bars(symbol, current.day), timeframe, current.day)
+                for current in sessions
+            ]
+            if not frames:
+                return pd.DataFrame(columns=list(BAR_COLUMNS))
+            out = pd.concat(frames, ignore_index=True)
         out = out[(out["ts"] >= pd.Timestamp(start)) & (out["ts"] < pd.Timestamp(end))]
         return out.reset_index(drop=True)[list(BAR_COLUMNS)]
+
+    def _daily_bars(self, symbol: str, sessions: tuple[calendar.Session, ...]) -> pd.DataFrame:
+        """One bar per session, reduced from the minute arrays: a year of daily bars is a
+        backfill's unit of work, and a frame plus a group-by per session cost 20x the maths."""
+        if not sessions:
+            return pd.DataFrame(columns=list(BAR_COLUMNS))
+        rows = []
+        for current in sessions:
+            opens, highs, lows, closes, volumes = self._minute_arrays(symbol, current)
+            rows.append((opens[0], highs.max(), lows.min(), closes[-1], volumes.sum()))
+        ohlcv = np.array(rows, dtype=np.float64)
+        return pd.DataFrame(
+            {
+                "symbol": symbol,
+                "timeframe": "1d",
+                "ts": pd.DatetimeIndex([pd.Timestamp(s.day, tz="UTC") for s in sessions]),
+                "open": ohlcv[:, 0],
+                "high": ohlcv[:, 1],
+                "low": ohlcv[:, 2],
+                "close": ohlcv[:, 3],
+                "volume": np.array([row[4] for row in rows], dtype=np.int64),
+                "provider": PROVIDER,
+            }
+        )
 
     def spot(self, symbol: str, as_of: datetime) -> float:
         """The last traded price at `as_of`: the last completed minute's close in a session."""
@@ -351,6 +398,12 @@ def _business_expiry(friday: date) -> date:
     while calendar.FIRST_SESSION <= day <= calendar.CALENDAR_END and not calendar.is_session(day):
         day -= timedelta(days=1)
     return day
+
+
+@functools.lru_cache(maxsize=64)
+def _sessions(first: date, last: date) -> tuple[calendar.Session, ...]:
+    """Sessions in [first, last], cached: a backfill asks for the same range once per symbol."""
+    return tuple(calendar.sessions_between(first, last))
 
 
 def _latest_weekday(day: date) -> date:

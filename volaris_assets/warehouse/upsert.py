@@ -108,4 +108,7 @@ def _csv_value(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, bool):
         return "t" if value else "f"
+    if isinstance(value, float) and value.is_integer():
+        # Wire formats send counts as floats (volume 113.0); COPY into BIGINT refuses "113.0".
+        return int(value)
     return value
