@@ -49,3 +49,20 @@ def metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, object]
             meta = event.materialization.metadata
             return {k: getattr(v, "value", v) for k, v in meta.items()}
     raise KeyError(asset)
+
+
+def sandbox_market(settings: dict[str, str], providers: str, **tuning: object) -> dict[str, object]:
+    """MarketDataResource fields pointing `providers` at a sandbox (fast retries for tests)."""
+    from volaris_assets.resources.market_data import SECRET_FIELDS, SETTING_FIELDS
+
+    by_env = {env: field for field, env in {**SECRET_FIELDS, **SETTING_FIELDS}.items()}
+    fields = {by_env[key]: value for key, value in settings.items() if key in by_env}
+    defaults = {
+        "retry_base_s": 0.01,
+        "retry_max_s": 0.05,
+        "retry_jitter_s": 0.01,
+        "request_timeout_s": 5.0,
+        "breaker_cooldown_s": 0.2,
+        "rate_limits": "schwab=500/1,polygon=500/1",
+    }
+    return {"providers": providers, **fields, **defaults, **tuning}

@@ -183,3 +183,14 @@ def test_default_budgets_cover_every_provider_with_the_documented_figures() -> N
     for limit in DEFAULT_RATE_LIMITS.values():
         assert limit.burst >= 1
         limit.bucket()
+
+
+def test_parse_rate_limits():
+    from volaris_assets.providers.rate_limit import parse_rate_limits
+
+    limits = parse_rate_limits("Polygon=100/1, schwab=120/60:2,")
+    assert limits["polygon"].per_second == 100 and limits["polygon"].burst == 10
+    assert limits["schwab"].per_second == 2 and limits["schwab"].burst == 2
+    assert parse_rate_limits("") == {}
+    with pytest.raises(ValueError, match="provider=requests/seconds"):
+        parse_rate_limits("polygon=fast")

@@ -20,6 +20,7 @@ from volaris_assets.warehouse import tables
 from volaris_assets.warehouse.store import Warehouse
 
 OWNERS = ["team:data-platform"]
+SCHWAB_WARNING_DAYS = 2.0
 
 
 class IngestConfig(dg.Config):
@@ -122,9 +123,14 @@ def run_fan_out(
                 concurrency=market.concurrency,
             )
 
+    days_left = market.schwab_token_days_left()
+    if days_left is not None and days_left <= SCHWAB_WARNING_DAYS:
+        context.log.warning(
+            "Schwab refresh token lapses in %.1f days: redo the browser login", days_left
+        )
     started = time.perf_counter()
     outcomes = asyncio.run(main())
-    summary = RunSummary(outcomes, time.perf_counter() - started)
+    summary = RunSummary(outcomes, time.perf_counter() - started, schwab_token_days_left=days_left)
     context.log.info(
         "%s %s: %d ok, %d failed %s, %d rows written, %d rejected",
         identity.asset,

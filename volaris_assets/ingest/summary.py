@@ -17,6 +17,7 @@ from volaris_assets.runtime import peak_rss_mb
 class RunSummary:
     outcomes: Sequence[SymbolOutcome]
     duration_s: float
+    schwab_token_days_left: float | None = None
 
     @property
     def ok(self) -> list[SymbolOutcome]:
@@ -67,5 +68,14 @@ class RunSummary:
             "failed_symbols": dg.MetadataValue.json(sorted(o.symbol for o in self.failed)[:200]),
             "duration_s": dg.MetadataValue.float(round(self.duration_s, 3)),
             "peak_rss_mb": dg.MetadataValue.float(peak_rss_mb()),
+            **(
+                {
+                    "schwab_refresh_token_days_left": dg.MetadataValue.float(
+                        self.schwab_token_days_left
+                    )
+                }
+                if self.schwab_token_days_left is not None
+                else {}
+            ),
             **extra,
         }

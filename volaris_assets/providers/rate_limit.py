@@ -125,3 +125,26 @@ DEFAULT_RATE_LIMITS: dict[str, RateLimit] = {
     # a conservative guess, not a documented figure.
     "yahoo": RateLimit.per_minute(60, burst=1),
 }
+
+
+def parse_rate_limits(text: str | None) -> dict[str, RateLimit]:
+    """Budgets from "polygon=100/1, schwab=120/60:2" (requests / seconds[:burst]).
+
+    How an operator on a paid plan (or a test against the sandbox) replaces the defaults without
+    code; a malformed entry is a clear error, never a silent default.
+    """
+    limits: dict[str, RateLimit] = {}
+    for part in filter(None, (p.strip() for p in (text or "").split(","))):
+        try:
+            name, budget = part.split("=", 1)
+            budget, _, burst = budget.partition(":")
+            requests, seconds = budget.split("/", 1)
+            per_second = float(requests) / float(seconds)
+            limits[name.strip().lower()] = RateLimit(
+                per_second, float(burst) if burst else max(1.0, min(per_second, 10.0))
+            )
+        except ValueError:
+            raise ValueError(
+                f"bad rate limit {part!r}: expected provider=requests/seconds[:burst]"
+            ) from None
+    return limits

@@ -120,14 +120,7 @@ class SchwabClient(HttpSource):
 
     def refresh_token_status(self, now: datetime | None = None) -> RefreshTokenStatus:
         """Whether the 7-day refresh token lapses within two days (operator re-login)."""
-        issued = self._refresh_issued_at
-        if issued is None:
-            return RefreshTokenStatus(None, None, relogin_soon=False)
-        expires = issued + REFRESH_TOKEN_LIFETIME
-        current = now or datetime.now(UTC)
-        return RefreshTokenStatus(
-            issued, expires, relogin_soon=expires - current <= REFRESH_TOKEN_WARNING
-        )
+        return refresh_token_status(self._refresh_issued_at, now)
 
     async def _token(self, stale: str | None = None) -> str:
         """A valid access token; `stale` is one a 401 just rejected.
@@ -329,13 +322,31 @@ def parse_price_history(
     return canonical(in_window(frame, start, end), BAR_COLUMNS)
 
 
+def refresh_token_status(
+    issued_at: datetime | None, now: datetime | None = None
+) -> RefreshTokenStatus:
+    """The refresh token's remaining life, from its issue time (unknown -> no warning)."""
+    if issued_at is None:
+        return RefreshTokenStatus(None, None, relogin_soon=False)
+    expires = issued_at + REFRESH_TOKEN_LIFETIME
+    current = now or datetime.now(UTC)
+    return RefreshTokenStatus(
+        issued_at, expires, relogin_soon=expires - current <= REFRESH_TOKEN_WARNING
+    )
+
+
+def refresh_token_issued_at(settings: Mapping[str, str]) -> datetime | None:
+    """`SCHWAB_REFRESH_TOKEN_ISSUED_AT` as an aware datetime (naive values are taken as UTC)."""
+    issued = settings.get("SCHWAB_REFRESH_TOKEN_ISSUED_AT")
+    if not issued:
+        return None
+    issued_at = datetime.fromisoformat(issued)
+    return issued_at if issued_at.tzinfo else issued_at.replace(tzinfo=UTC)
+
+
 def create(settings: Mapping[str, str], client: httpx.AsyncClient | None = None) -> SchwabClient:
     """A client from environment-style settings (`REQUIRED_SETTINGS` must be present)."""
-    issued = settings.get("SCHWAB_REFRESH_TOKEN_ISSUED_AT")
-    issued_at = None
-    if issued:
-        issued_at = datetime.fromisoformat(issued)
-        issued_at = issued_at if issued_at.tzinfo else issued_at.replace(tzinfo=UTC)
+    issued_at = refresh_token_issued_at(settings)
     return SchwabClient(
         app_key=settings["SCHWAB_APP_KEY"],
         secret_key=settings["SCHWAB_SECRET_KEY"],

@@ -37,6 +37,7 @@ def market_data(capability: str) -> MarketDataResource:
     }
     return MarketDataResource(
         capability=capability,
+        rate_limits=os.environ.get("VOLARIS_RATE_LIMITS", ""),
         providers=os.environ.get(CAPABILITY_VARIABLES[capability]) or "simulated",
         **{k: v for k, v in credentials.items() if v is not None},
         **tuning,

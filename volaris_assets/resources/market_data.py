@@ -12,6 +12,7 @@ import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Literal
 
 import dagster as dg
@@ -19,6 +20,7 @@ from pydantic import Field
 
 from volaris_assets import redaction
 from volaris_assets.providers import registry
+from volaris_assets.providers.rate_limit import parse_rate_limits
 from volaris_assets.providers.resilience import FallbackChain, ResilienceRegistry, RetrySettings
 from volaris_assets.providers.simulated import SimulatedMarket, SimulatedProvider
 
@@ -70,7 +72,13 @@ class MarketDataResource(dg.ConfigurableResource):
     retry_jitter_s: float = 1.0
     breaker_failures: int = 5
     breaker_cooldown_s: float = 60.0
-    request_timeout_s: float = 20.0
+    rate_limits: str = Field(
+        default="",
+        description="Budgets replacing the defaults, e.g. 'polygon=100/1,schwab=120/60'.",
+    )
+    request_timeout_s: float = Field(
+        default=20.0, description="Bound on one request end to end, retries aside."
+    )
 
     schwab_app_key: str | None = None
     schwab_secret_key: str | None = None
@@ -104,6 +112,19 @@ class MarketDataResource(dg.ConfigurableResource):
 
     def provider_order(self) -> list[str]:
         return registry.parse_provider_list(self.providers)
+
+    def schwab_token_days_left(self, now: datetime | None = None) -> float | None:
+        """Days until the Schwab refresh token lapses, when Schwab is configured and its issue
+        time is known; the token cannot be renewed without a person, so operators need warning."""
+        if "schwab" not in self.provider_order() or not self.schwab_refresh_token:
+            return None
+        from volaris_assets.providers import schwab
+
+        status = schwab.refresh_token_status(
+            schwab.refresh_token_issued_at(self.provider_settings()), now
+        )
+        left = status.time_left(now or datetime.now(UTC))
+        return None if left is None else round(left.total_seconds() / 86400, 2)
 
     @contextlib.asynccontextmanager
     async def open(
@@ -146,6 +167,8 @@ class MarketDataResource(dg.ConfigurableResource):
             self.retry_jitter_s,
             self.breaker_failures,
             self.breaker_cooldown_s,
+            self.request_timeout_s,
+            self.rate_limits,
         )
 
 
@@ -156,11 +179,25 @@ def _market(seed: int) -> SimulatedMarket:
 
 @functools.cache
 def _resilience(
-    attempts: int, base_s: float, max_s: float, jitter_s: float, failures: int, cooldown_s: float
+    attempts: int,
+    base_s: float,
+    max_s: float,
+    jitter_s: float,
+    failures: int,
+    cooldown_s: float,
+    timeout_s: float,
+    rate_limits: str,
 ) -> ResilienceRegistry:
     """One registry per process and configuration: one token bucket and breaker per provider."""
     return ResilienceRegistry(
+        parse_rate_limits(rate_limits),
         failure_threshold=failures,
         cooldown_s=cooldown_s,
-        retry=RetrySettings(attempts=attempts, base_s=base_s, max_s=max_s, jitter_s=jitter_s),
+        retry=RetrySettings(
+            attempts=attempts,
+            base_s=base_s,
+            max_s=max_s,
+            jitter_s=jitter_s,
+            attempt_timeout_s=timeout_s,
+        ),
     )
