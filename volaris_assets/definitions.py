@@ -7,6 +7,8 @@ modules so that `defs` is the only Definitions object at module scope (Dagster r
 
 import dagster as dg
 
+from volaris_assets.alerts import definitions as alerts
+from volaris_assets.monitoring import definitions as monitoring
 from volaris_assets.options import definitions as options
 from volaris_assets.prices import definitions as prices
 from volaris_assets.resources.definitions import resources
@@ -20,5 +22,7 @@ defs = dg.Definitions.merge(
     options.defs,
     volatility.defs,
     scan.defs,
+    monitoring.defs,
+    alerts.defs,
     dg.Definitions(resources=resources(), executor=dg.in_process_executor),
 )

@@ -19,13 +19,18 @@ from typing import Any, Protocol
 from sqlalchemy.engine import Connection
 
 from volaris_assets.ingest.validation import Validated
-from volaris_assets.providers.base import ErrorCategory, ProviderError
+from volaris_assets.providers.base import RETRYABLE_CATEGORIES, ErrorCategory, ProviderError
 from volaris_assets.redaction import redact
 from volaris_assets.warehouse.store import Warehouse, utc_now
 
 # Consecutive warehouse failures after which the run stops: the database is down, and recording
 # a thousand identical failures would bury the real error.
 MAX_CONSECUTIVE_WRITE_FAILURES = 3
+# Outcomes worth another run later: transient provider failures, and an open circuit (the
+# provider was not even asked).
+RETRYABLE_OUTCOMES: frozenset[str] = frozenset(
+    c.value for c in (*RETRYABLE_CATEGORIES, ErrorCategory.CIRCUIT_OPEN)
+)
 
 
 class Fetched(Protocol):
@@ -67,7 +72,7 @@ class SymbolOutcome:
 
     @property
     def retryable(self) -> bool:
-        return self.error_type in {"rate_limited", "timeout", "server_error", "circuit_open"}
+        return self.error_type in RETRYABLE_OUTCOMES
 
 
 FetchFn = Callable[[str], Awaitable[Fetched]]

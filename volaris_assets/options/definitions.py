@@ -1,6 +1,7 @@
 import dagster as dg
 
 from volaris_assets.options.assets import option_chains
+from volaris_assets.options.checks import option_checks
 from volaris_assets.scheduling import market_schedule, snapshot_key_in_session
 
 option_chains_job = dg.define_asset_job(
@@ -9,6 +10,7 @@ option_chains_job = dg.define_asset_job(
 
 defs = dg.Definitions(
     assets=[option_chains],
+    asset_checks=option_checks,
     jobs=[option_chains_job],
     schedules=[
         market_schedule(

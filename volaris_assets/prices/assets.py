@@ -51,6 +51,7 @@ def _bar_sink(timeframe: str):
     deps=[sp500_constituents],
     partitions_def=calendar.session_partitions(),
     backfill_policy=dg.BackfillPolicy.single_run(),
+    pool="daily_providers",
     description="Daily OHLCV bars (timeframe `1d`, stamped at the session date 00:00 UTC) for the "
     "S&P 500, one partition per NYSE session. A backfill runs as one run over its whole range.",
     metadata=asset_metadata("price_bars"),
@@ -88,6 +89,7 @@ def daily_bars(
     deps=[sp500_constituents],
     partitions_def=calendar.session_partitions(),
     backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=5),
+    pool="intraday_providers",
     description="1-minute bars of the session, fetched incrementally (only bars newer than the "
     "stored ones), plus the 5-minute bars rebuilt from them.",
     metadata=asset_metadata("price_bars"),

@@ -1,6 +1,7 @@
 import dagster as dg
 
 from volaris_assets.prices.assets import daily_bars, intraday_bars
+from volaris_assets.prices.checks import price_checks
 from volaris_assets.scheduling import (
     market_schedule,
     session_key_after_close,
@@ -16,6 +17,7 @@ intraday_bars_job = dg.define_asset_job(
 
 defs = dg.Definitions(
     assets=[daily_bars, intraday_bars],
+    asset_checks=price_checks,
     jobs=[daily_bars_job, intraday_bars_job],
     schedules=[
         market_schedule(

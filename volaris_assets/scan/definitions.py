@@ -1,6 +1,7 @@
 import dagster as dg
 
 from volaris_assets.scan.assets import wheel_premiums
+from volaris_assets.scan.checks import scan_checks
 from volaris_assets.scheduling import market_schedule, session_key_after_close
 
 wheel_scan_job = dg.define_asset_job(
@@ -9,6 +10,7 @@ wheel_scan_job = dg.define_asset_job(
 
 defs = dg.Definitions(
     assets=[wheel_premiums],
+    asset_checks=scan_checks,
     jobs=[wheel_scan_job],
     schedules=[
         market_schedule(

@@ -1,6 +1,7 @@
 import dagster as dg
 
 from volaris_assets.universe.assets import scan_universe, sp500_constituents
+from volaris_assets.universe.checks import universe_checks
 
 universe_job = dg.define_asset_job(
     "universe_job",
@@ -18,5 +19,8 @@ universe_schedule = dg.ScheduleDefinition(
 )
 
 defs = dg.Definitions(
-    assets=[sp500_constituents, scan_universe], jobs=[universe_job], schedules=[universe_schedule]
+    assets=[sp500_constituents, scan_universe],
+    asset_checks=universe_checks,
+    jobs=[universe_job],
+    schedules=[universe_schedule],
 )

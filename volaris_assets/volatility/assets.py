@@ -80,6 +80,7 @@ async def session_chain(
     deps=[dg.AssetDep(option_chains, partition_mapping=dg.TimeWindowPartitionMapping())],
     partitions_def=calendar.session_partitions(),
     backfill_policy=dg.BackfillPolicy.single_run(),
+    pool="chain_providers",
     description="Per symbol and session: 30-day constant-maturity ATM IV (total-variance "
     "interpolation), IV rank and IV percentile over the trailing 252 sessions, the 7/30/60/90-day "
     "term structure, 25-delta skew and the expected move to the nearest expiration.",
