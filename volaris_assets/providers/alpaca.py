@@ -18,13 +18,12 @@ import pandas as pd
 
 from volaris_assets.providers.base import BAR_COLUMNS, canonical
 from volaris_assets.providers.http import (
+    SHORT_OHLCV,
     HttpSource,
     bad_data,
+    bar_frame,
     field,
-    in_window,
     iso_to_utc,
-    numeric,
-    session_day,
 )
 from volaris_assets.symbols import InvalidSymbol, normalize_symbol, to_provider
 
@@ -118,15 +117,16 @@ def parse_bars(
     if not rows:
         return canonical(pd.DataFrame(), BAR_COLUMNS)
     raw = pd.DataFrame.from_records(rows)
-    ts = iso_to_utc(field(raw, "t"))
-    if timeframe == "1d":
-        ts = session_day(ts, "America/New_York")
-    frame = pd.DataFrame({"symbol": symbol, "timeframe": timeframe, "ts": ts})
-    for target, source in (("open", "o"), ("high", "h"), ("low", "l"), ("close", "c")):
-        frame[target] = numeric(field(raw, source))
-    frame["volume"] = numeric(field(raw, "v"))
-    frame["provider"] = NAME
-    return canonical(in_window(frame, start, end), BAR_COLUMNS)
+    return bar_frame(
+        raw,
+        iso_to_utc(field(raw, "t")),
+        symbol=symbol,
+        timeframe=timeframe,
+        provider=NAME,
+        daily_zone="America/New_York",
+        window=(start, end),
+        names=SHORT_OHLCV,
+    )
 
 
 def create(settings: Mapping[str, str], client: httpx.AsyncClient | None = None) -> AlpacaClient:

@@ -22,7 +22,7 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from volaris_assets.providers.base import ErrorCategory, ProviderError
+from volaris_assets.providers.base import BAR_COLUMNS, ErrorCategory, ProviderError, canonical
 from volaris_assets.symbols import InvalidSymbol, normalize_symbol, occ_symbol
 
 DEFAULT_TIMEOUT_S = 10.0
@@ -311,3 +311,33 @@ def in_window(frame: pd.DataFrame, start: datetime, end: datetime) -> pd.DataFra
     ts = frame["ts"]
     keep = ((ts >= pd.Timestamp(start)) & (ts < pd.Timestamp(end))) | ts.isna()
     return frame[keep]
+
+
+OHLCV = {"open": "open", "high": "high", "low": "low", "close": "close", "volume": "volume"}
+# Alpaca and Polygon: one-letter OHLCV keys.
+SHORT_OHLCV = {"open": "o", "high": "h", "low": "l", "close": "c", "volume": "v"}
+
+
+def bar_frame(
+    raw: pd.DataFrame,
+    ts: pd.Series,
+    *,
+    symbol: str,
+    timeframe: str,
+    provider: str,
+    daily_zone: str,
+    window: tuple[datetime, datetime],
+    names: Mapping[str, str] = OHLCV,
+) -> pd.DataFrame:
+    """Canonical bars from wire records whose OHLCV fields are named by `names`.
+
+    Daily bars are re-stamped to the session date (read in `daily_zone`, the zone the provider
+    labels its daily bars in) and only rows inside `window` are kept.
+    """
+    if timeframe == "1d":
+        ts = session_day(ts, daily_zone)
+    frame = pd.DataFrame({"symbol": symbol, "timeframe": timeframe, "ts": ts})
+    for column, wire_name in names.items():
+        frame[column] = numeric(field(raw, wire_name))
+    frame["provider"] = provider
+    return canonical(in_window(frame, *window), BAR_COLUMNS)

@@ -30,17 +30,17 @@ from volaris_assets.providers.base import (
     canonical,
 )
 from volaris_assets.providers.http import (
+    SHORT_OHLCV,
     HttpSource,
     bad_data,
+    bar_frame,
     build_occ,
     echoed_symbol,
     epoch_to_utc,
     field,
-    in_window,
     no_data,
     numeric,
     same_origin,
-    session_day,
 )
 from volaris_assets.symbols import to_provider
 
@@ -182,15 +182,16 @@ def parse_aggregates(
     if not results:
         return canonical(pd.DataFrame(), BAR_COLUMNS)
     raw = pd.DataFrame.from_records(results)
-    ts = epoch_to_utc(field(raw, "t"), "ms")
-    if timeframe == "1d":
-        ts = session_day(ts, "America/New_York")
-    frame = pd.DataFrame({"symbol": symbol, "timeframe": timeframe, "ts": ts})
-    for target, source in (("open", "o"), ("high", "h"), ("low", "l"), ("close", "c")):
-        frame[target] = numeric(field(raw, source))
-    frame["volume"] = numeric(field(raw, "v"))
-    frame["provider"] = NAME
-    return canonical(in_window(frame, start, end), BAR_COLUMNS)
+    return bar_frame(
+        raw,
+        epoch_to_utc(field(raw, "t"), "ms"),
+        symbol=symbol,
+        timeframe=timeframe,
+        provider=NAME,
+        daily_zone="America/New_York",
+        window=(start, end),
+        names=SHORT_OHLCV,
+    )
 
 
 def create(settings: Mapping[str, str], client: httpx.AsyncClient | None = None) -> PolygonClient:

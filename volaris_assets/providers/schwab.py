@@ -34,17 +34,16 @@ from volaris_assets.providers.base import (
 from volaris_assets.providers.http import (
     HttpSource,
     bad_data,
+    bar_frame,
     build_occ,
     echoed_symbol,
     epoch_to_utc,
     field,
-    in_window,
     json_body,
     monotonic,
     no_data,
     numeric,
     send,
-    session_day,
 )
 from volaris_assets.symbols import to_provider
 
@@ -312,14 +311,15 @@ def parse_price_history(
     if not candles:
         return canonical(pd.DataFrame(), BAR_COLUMNS)
     raw = pd.DataFrame.from_records(candles)
-    ts = epoch_to_utc(field(raw, "datetime"), "ms")
-    if timeframe == "1d":
-        ts = session_day(ts, _DAILY_ZONE)
-    frame = pd.DataFrame({"symbol": symbol, "timeframe": timeframe, "ts": ts})
-    for column in ("open", "high", "low", "close", "volume"):
-        frame[column] = numeric(field(raw, column))
-    frame["provider"] = NAME
-    return canonical(in_window(frame, start, end), BAR_COLUMNS)
+    return bar_frame(
+        raw,
+        epoch_to_utc(field(raw, "datetime"), "ms"),
+        symbol=symbol,
+        timeframe=timeframe,
+        provider=NAME,
+        daily_zone=_DAILY_ZONE,
+        window=(start, end),
+    )
 
 
 def refresh_token_status(

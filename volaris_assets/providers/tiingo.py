@@ -20,11 +20,9 @@ from volaris_assets.providers.base import BAR_COLUMNS, ErrorCategory, ProviderEr
 from volaris_assets.providers.http import (
     HttpSource,
     bad_data,
+    bar_frame,
     field,
-    in_window,
     iso_to_utc,
-    numeric,
-    session_day,
 )
 from volaris_assets.symbols import to_provider
 
@@ -84,14 +82,15 @@ def parse_prices(
     if not rows:
         return canonical(pd.DataFrame(), BAR_COLUMNS)
     raw = pd.DataFrame.from_records(rows)
-    ts = iso_to_utc(field(raw, "date"))
-    if timeframe == "1d":
-        ts = session_day(ts, "UTC")
-    frame = pd.DataFrame({"symbol": symbol, "timeframe": timeframe, "ts": ts})
-    for column in ("open", "high", "low", "close", "volume"):
-        frame[column] = numeric(field(raw, column))
-    frame["provider"] = NAME
-    return canonical(in_window(frame, start, end), BAR_COLUMNS)
+    return bar_frame(
+        raw,
+        iso_to_utc(field(raw, "date")),
+        symbol=symbol,
+        timeframe=timeframe,
+        provider=NAME,
+        daily_zone="UTC",
+        window=(start, end),
+    )
 
 
 def create(settings: Mapping[str, str], client: httpx.AsyncClient | None = None) -> TiingoClient:
