@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: setup dev materialize test lint bench sandbox clean
+.PHONY: setup dev materialize test chromium lint bench sandbox clean
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,13 @@ dev: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 materialize: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m volaris_assets.materialize
 
+## Debian's Chromium for the UI test (Playwright drives it; browser downloads fail offline).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
 ## The whole test suite (needs PostgreSQL on 127.0.0.1:5432, database `test`; see README).
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: $(STAMP)

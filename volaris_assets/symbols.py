@@ -32,11 +32,13 @@ def normalize_symbol(raw: str) -> str:
     Lower case and any of the three class separators are accepted; anything else is refused
     rather than guessed at, because a wrong guess writes data under the wrong name.
     """
-    text = str(raw).strip().upper()
+    original = str(raw).strip()
+    text = original.upper()
     parts = [p for p in _SEPARATORS.split(text) if p]
     candidate = ".".join(parts[:2]) if len(parts) == 2 else (parts[0] if len(parts) == 1 else "")
-    if not _CANONICAL.match(candidate):
-        shown = text[:24].encode("ascii", "backslashreplace").decode()
+    # ASCII is checked on the input: "ﬁ".upper() is "FI" and "ß".upper() is "SS".
+    if not original.isascii() or not _CANONICAL.match(candidate):
+        shown = original[:24].encode("ascii", "backslashreplace").decode()
         raise InvalidSymbol(f"not a US ticker: {shown!r}")
     return candidate
 

@@ -1,0 +1,364 @@
+"""`volaris-doctor` (or `python -m volaris_assets.doctor`): is this deployment able to run?
+
+Checks what an operator would otherwise find out from a failed run: the warehouse is reachable
+and has the contract's tables, every configured provider has its settings (and Schwab's 7-day
+refresh token is not about to lapse), the Discord webhook is configured, and the Dagster
+instance loads with its daemon alive. It reads settings from the environment, as the platform
+does, and changes nothing: the webhook is only posted to with `--ping`.
+
+Every line names settings, never their values; the report also goes through `redaction` with
+every secret registered, so a value quoted in an exception cannot get out either.
+Exit status: 0 when nothing failed (warnings allowed), 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import enum
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+
+from volaris_assets import redaction
+from volaris_assets.providers import registry, schwab
+from volaris_assets.resources.market_data import SECRET_FIELDS, SETTING_FIELDS
+from volaris_assets.warehouse.store import DEFAULT_SQLITE_PATH, normalize_url, redact_url
+from volaris_assets.warehouse.tables import metadata
+
+CAPABILITIES = ("chain", "intraday", "daily")
+DISCORD_HOSTS = frozenset({"discord.com", "discordapp.com", "canary.discord.com"})
+# The daemon writes a heartbeat every few seconds; a minute of silence means it is not running.
+HEARTBEAT_STALE = timedelta(seconds=60)
+
+
+class Status(enum.StrEnum):
+    OK = "OK"
+    WARN = "WARN"
+    FAIL = "FAIL"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the report."""
+
+    area: str
+    status: Status
+    detail: str
+
+
+Env = Mapping[str, str]
+
+
+def check_warehouse(env: Env) -> list[Check]:
+    """Connect (without creating anything) and compare the tables with the contract."""
+    raw_url = env.get("DATABASE_URL") or ""
+    url = normalize_url(raw_url)
+    shown = redact_url(raw_url)
+    parsed = sa.make_url(url)
+    redaction.register(parsed.password)
+    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
+        where = parsed.database or str(DEFAULT_SQLITE_PATH)
+        return [
+            Check(
+                "warehouse",
+                Status.FAIL,
+                f"no SQLite warehouse at {where}: set DATABASE_URL, or materialize once "
+                "(`make materialize`) to create it",
+            )
+        ]
+    # A firewalled host would otherwise hold the report for the OS's TCP timeout (minutes).
+    connect_args = {"connect_timeout": 5} if parsed.get_backend_name() == "postgresql" else {}
+    engine = sa.create_engine(url, connect_args=connect_args)
+    try:
+        with engine.connect() as conn:
+            inspector = sa.inspect(conn)
+            present = set(inspector.get_table_names())
+            missing = sorted(set(metadata.tables) - present)
+            drifted = {
+                name: sorted(
+                    {c.name for c in table.columns}
+                    - {c["name"] for c in inspector.get_columns(name)}
+                )
+                for name, table in metadata.tables.items()
+                if name in present
+            }
+            last_result = (
+                conn.execute(sa.text("SELECT max(recorded_at) FROM sync_stock_results")).scalar()
+                if "sync_stock_results" in present
+                else None
+            )
+    except sa.exc.SQLAlchemyError as error:
+        reason = str(error.orig if getattr(error, "orig", None) else error).strip().splitlines()
+        return [
+            Check(
+                "warehouse", Status.FAIL, f"{shown}: cannot connect ({reason[0] if reason else ''})"
+            )
+        ]
+    finally:
+        engine.dispose()
+    return [_schema_check(shown, missing, drifted, last_result)]
+
+
+def _schema_check(
+    shown: str, missing: list[str], drifted: dict[str, list[str]], last_result: object
+) -> Check:
+    if missing:
+        return Check(
+            "warehouse",
+            Status.FAIL,
+            f"{shown}: missing contract tables {', '.join(missing)} (a materialization "
+            "creates them)",
+        )
+    columns = [f"{table}.{column}" for table, names in drifted.items() for column in names]
+    if columns:
+        return Check("warehouse", Status.FAIL, f"{shown}: missing columns {', '.join(columns)}")
+    last = f"last symbol result {last_result}" if last_result else "no run has written yet"
+    return Check(
+        "warehouse", Status.OK, f"{shown}: all {len(metadata.tables)} contract tables; {last}"
+    )
+
+
+def provider_settings(env: Env) -> dict[str, str]:
+    """The provider settings present in `env`, keyed as provider modules expect them."""
+    names = (*SECRET_FIELDS.values(), *SETTING_FIELDS.values())
+    return {name: env[name] for name in names if env.get(name)}
+
+
+def check_providers(env: Env, now: datetime) -> list[Check]:
+    """One line per configured provider, naming the capabilities it is configured for."""
+    settings = provider_settings(env)
+    wanted: dict[str, list[str]] = {}
+    for capability in CAPABILITIES:
+        for name in registry.configured_providers(capability, env):
+            wanted.setdefault(name, []).append(capability)
+    return [
+        _check_provider(name, capabilities, settings, now) for name, capabilities in wanted.items()
+    ]
+
+
+def _check_provider(
+    name: str, capabilities: list[str], settings: Mapping[str, str], now: datetime
+) -> Check:
+    area = f"provider {name} ({', '.join(capabilities)})"
+    if name == registry.SIMULATED:
+        return Check(area, Status.WARN, "the simulated market: no real data is ingested")
+    if name not in registry.PROVIDER_MODULES:
+        known = ", ".join(sorted(registry.PROVIDER_MODULES))
+        return Check(area, Status.FAIL, f"unknown provider (known: {known})")
+    try:
+        module = registry.load_module(name)
+    except ImportError as error:
+        return Check(area, Status.FAIL, f"module failed to import ({type(error).__name__})")
+    unsupported = [c for c in capabilities if c not in module.CAPABILITIES]
+    if unsupported:
+        return Check(area, Status.FAIL, f"does not provide {', '.join(unsupported)} data")
+    missing = registry.missing_settings(module, settings)
+    if missing:
+        return Check(area, Status.FAIL, f"missing settings: {', '.join(missing)}")
+    if name == schwab.NAME:
+        return _check_schwab_token(area, settings, now)
+    required = ", ".join(module.REQUIRED_SETTINGS) or "none needed"
+    return Check(area, Status.OK, f"settings present ({required})")
+
+
+def _check_schwab_token(area: str, settings: Mapping[str, str], now: datetime) -> Check:
+    """Schwab's refresh token lapses 7 days after a human logged in; warn 2 days ahead."""
+    try:
+        status = _schwab_token_status(settings, now)
+    except ValueError:
+        return Check(area, Status.FAIL, "SCHWAB_REFRESH_TOKEN_ISSUED_AT is not an ISO-8601 time")
+    left = status.time_left(now)
+    if left is None:
+        return Check(
+            area,
+            Status.WARN,
+            "refresh token age unknown: set SCHWAB_REFRESH_TOKEN_ISSUED_AT at each login",
+        )
+    if left <= timedelta(0):
+        return Check(
+            area, Status.FAIL, f"refresh token expired {_span(-left)} ago: log in to Schwab again"
+        )
+    if status.relogin_soon:
+        return Check(
+            area, Status.WARN, f"refresh token expires in {_span(left)}: log in to Schwab soon"
+        )
+    return Check(area, Status.OK, f"settings present; refresh token expires in {_span(left)}")
+
+
+def _schwab_token_status(settings: Mapping[str, str], now: datetime) -> schwab.RefreshTokenStatus:
+    client = schwab.create(settings)
+    try:
+        return client.refresh_token_status(now)
+    finally:
+        asyncio.run(client.aclose())
+
+
+def check_webhook(env: Env, *, ping: bool) -> list[Check]:
+    """Configured or not, shaped like a Discord webhook or not; posts only with `ping`."""
+    url = (env.get("DISCORD_WEBHOOK_URL") or "").strip()
+    if not url:
+        return [
+            Check(
+                "webhook",
+                Status.WARN,
+                "DISCORD_WEBHOOK_URL not set: notifications are logged and skipped",
+            )
+        ]
+    parts = urlsplit(url)
+    segments = [s for s in parts.path.split("/") if s]
+    redaction.register(url, *segments[3:4])  # the token: /api/webhooks/ID/TOKEN
+    if parts.scheme not in ("http", "https") or segments[:2] != ["api", "webhooks"]:
+        return [
+            Check(
+                "webhook",
+                Status.FAIL,
+                "DISCORD_WEBHOOK_URL is not a webhook URL (expected .../api/webhooks/ID/TOKEN)",
+            )
+        ]
+    host = parts.hostname or ""
+    checks = [
+        Check("webhook", Status.OK, "configured (discord.com)")
+        if host in DISCORD_HOSTS and parts.scheme == "https"
+        else Check("webhook", Status.WARN, f"configured, but not a Discord https host: {host}")
+    ]
+    if ping:
+        checks.append(_ping(url))
+    return checks
+
+
+def _ping(url: str) -> Check:
+    from volaris_assets.resources.notifier import DiscordNotifier  # deferred: imports Dagster
+
+    sent = DiscordNotifier(webhook_url=url, max_retries=1).notify(
+        "Volaris doctor",
+        "Test message from `volaris-doctor --ping`: this webhook reaches the channel.",
+        dedup_key=f"doctor-ping-{datetime.now(UTC).isoformat()}",
+    )
+    if sent:
+        return Check("webhook ping", Status.OK, "test message delivered")
+    return Check("webhook ping", Status.FAIL, "test message not delivered (see the warning above)")
+
+
+def check_dagster(env: Env, now: datetime) -> list[Check]:
+    """The instance in DAGSTER_HOME loads; which storage, queue and launcher; daemon alive."""
+    home = env.get("DAGSTER_HOME")
+    if not home:
+        return [
+            Check(
+                "dagster",
+                Status.WARN,
+                "DAGSTER_HOME not set: CLI runs use a throwaway instance and nothing is kept",
+            )
+        ]
+    if not Path(home).is_dir():
+        return [Check("dagster", Status.FAIL, f"DAGSTER_HOME={home} does not exist")]
+    import dagster as dg  # deferred: the other checks do not need Dagster
+
+    try:
+        instance = dg.DagsterInstance.from_config(home)
+    except Exception as error:  # noqa: BLE001 - any load failure is the finding
+        first = str(error).strip().splitlines()
+        reason = first[0] if first else ""
+        return [Check("dagster", Status.FAIL, f"instance in {home} fails to load: {reason}")]
+    with instance:
+        storage = type(instance.run_storage).__name__
+        parts = (
+            f"DAGSTER_HOME={home}; storage {storage}; "
+            f"run coordinator {type(instance.run_coordinator).__name__}; "
+            f"run launcher {type(instance.run_launcher).__name__}"
+        )
+        sqlite = "Sqlite" in storage
+        checks = [
+            Check(
+                "dagster",
+                Status.WARN if sqlite else Status.OK,
+                parts
+                + (
+                    " (SQLite: one user only; see deploy/production/dagster.yaml)" if sqlite else ""
+                ),
+            )
+        ]
+        checks.append(_daemon_check(instance.get_daemon_heartbeats(), now))
+    return checks
+
+
+def _daemon_check(heartbeats: Mapping[str, object], now: datetime) -> Check:
+    if not heartbeats:
+        return Check(
+            "dagster daemon",
+            Status.WARN,
+            "no heartbeat ever: schedules, sensors and the run queue need `dagster-daemon run`",
+        )
+    newest = max(getattr(beat, "timestamp", 0.0) for beat in heartbeats.values())
+    age = now - datetime.fromtimestamp(newest, UTC)
+    if age > HEARTBEAT_STALE:
+        return Check(
+            "dagster daemon",
+            Status.WARN,
+            f"last heartbeat {_span(age)} ago: the daemon is not running",
+        )
+    return Check(
+        "dagster daemon",
+        Status.OK,
+        f"alive ({len(heartbeats)} daemons, last heartbeat {_span(age)} ago)",
+    )
+
+
+def _span(delta: timedelta) -> str:
+    """A short human duration: '3 d 4 h', '2 h 5 min', '40 s'."""
+    seconds = int(delta.total_seconds())
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min" if minutes else f"{secs} s"
+
+
+def run_checks(env: Env, *, ping: bool, now: datetime | None = None) -> list[Check]:
+    moment = now or datetime.now(UTC)
+    redaction.register(*(env.get(name) for name in SECRET_FIELDS.values()))
+    sections: Sequence[Callable[[], list[Check]]] = (
+        lambda: check_warehouse(env),
+        lambda: check_providers(env, moment),
+        lambda: check_webhook(env, ping=ping),
+        lambda: check_dagster(env, moment),
+    )
+    return [check for section in sections for check in section()]
+
+
+def render(checks: Sequence[Check]) -> str:
+    width = max((len(c.area) for c in checks), default=0)
+    lines = [f"  {c.status.value:<5} {c.area:<{width}}  {c.detail}" for c in checks]
+    counts = {s: sum(c.status is s for c in checks) for s in Status}
+    lines.append(
+        f"{counts[Status.OK]} ok, {counts[Status.WARN]} warning(s), "
+        f"{counts[Status.FAIL]} failure(s)"
+    )
+    return redaction.redact("\n".join(["volaris doctor", *lines]))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="volaris-doctor", description=__doc__.splitlines()[0] if __doc__ else None
+    )
+    parser.add_argument(
+        "--ping", action="store_true", help="post a test message to the Discord webhook"
+    )
+    args = parser.parse_args(argv)
+    checks = run_checks(os.environ, ping=args.ping)
+    print(render(checks))
+    return 1 if any(c.status is Status.FAIL for c in checks) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""`volaris-doctor`: a healthy deployment passes, each broken part is named, nothing secret is
+printed, and the webhook is only posted to with --ping. Real PostgreSQL, a real Dagster
+instance, a loopback webhook."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import pytest
+from dagster._daemon.types import DaemonHeartbeat
+
+from volaris_assets import doctor
+from volaris_assets.warehouse.store import Warehouse
+from volaris_assets_tests.webhook_receiver import WebhookReceiver
+
+NOW = datetime(2026, 3, 11, 15, 0, tzinfo=UTC)
+SECRETS = {
+    "SCHWAB_APP_KEY": "doctor-canary-app-key-0001",
+    "SCHWAB_SECRET_KEY": "doctor-canary-secret-0002",
+    "SCHWAB_REFRESH_TOKEN": "doctor-canary-refresh-0003",
+    "POLYGON_API_KEY": "doctor-canary-polygon-0004",
+}
+DB_PASSWORD = "doctor-canary-dbpass-0005"
+
+
+@pytest.fixture
+def warehouse_url(pg_warehouse_url) -> str:
+    """The test server's database with the contract's tables, reached with a password (which
+    trust auth ignores, so it can be a canary)."""
+    url = pg_warehouse_url.replace("postgres@", f"postgres:{DB_PASSWORD}@")
+    warehouse = Warehouse(url)
+    warehouse.create_tables()
+    warehouse.dispose()
+    return url
+
+
+@pytest.fixture
+def receiver():
+    with WebhookReceiver() as running:
+        yield running
+
+
+def healthy_env(url: str, receiver: WebhookReceiver, home: str) -> dict[str, str]:
+    return {
+        **SECRETS,
+        "DATABASE_URL": url,
+        "VOLARIS_CHAIN_PROVIDERS": "schwab,polygon",
+        "VOLARIS_INTRADAY_PROVIDERS": "polygon",
+        "VOLARIS_DAILY_PROVIDERS": "polygon",
+        "SCHWAB_REFRESH_TOKEN_ISSUED_AT": (NOW - timedelta(days=1)).isoformat(),
+        "DISCORD_WEBHOOK_URL": receiver.webhook_url(),
+        "DAGSTER_HOME": home,
+    }
+
+
+def by_area(checks: list[doctor.Check]) -> dict[str, doctor.Check]:
+    return {check.area: check for check in checks}
+
+
+def assert_no_secret(text: str, receiver: WebhookReceiver) -> None:
+    for value in [*SECRETS.values(), DB_PASSWORD, receiver.token, receiver.webhook_url()]:
+        assert value not in text
+
+
+def test_healthy_deployment_passes_and_only_pings_when_asked(warehouse_url, receiver, tmp_path):
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        instance.add_daemon_heartbeat(DaemonHeartbeat(NOW.timestamp() - 5, "SENSOR", "d1", None))
+    env = healthy_env(warehouse_url, receiver, str(tmp_path))
+
+    checks = doctor.run_checks(env, ping=False, now=NOW)
+    assert receiver.requests == []
+    report = doctor.render(checks)
+    assert_no_secret(report, receiver)
+    areas = by_area(checks)
+    assert areas["warehouse"].status is doctor.Status.OK
+    assert "postgres:***@" in areas["warehouse"].detail
+    assert areas["provider schwab (chain)"].status is doctor.Status.OK
+    assert "expires in 6 d" in areas["provider schwab (chain)"].detail
+    assert areas["provider polygon (chain, intraday, daily)"].status is doctor.Status.OK
+    assert areas["dagster daemon"].status is doctor.Status.OK
+    assert not [c for c in checks if c.status is doctor.Status.FAIL], report
+
+    pinged = doctor.run_checks(env, ping=True, now=NOW)
+    assert by_area(pinged)["webhook ping"].status is doctor.Status.OK
+    assert len(receiver.requests) == 1
+    assert receiver.requests[0].payload["embeds"][0]["title"] == "Volaris doctor"
+
+
+def test_each_broken_part_is_named_and_fails(pg_warehouse_url, receiver, tmp_path):
+    env = {
+        **{k: v for k, v in SECRETS.items() if k != "POLYGON_API_KEY"},
+        "DATABASE_URL": pg_warehouse_url,  # no tables: nothing ever materialized here
+        "VOLARIS_CHAIN_PROVIDERS": "schwab,polygon,bogus",
+        "SCHWAB_REFRESH_TOKEN_ISSUED_AT": (NOW - timedelta(days=8)).isoformat(),
+        "DISCORD_WEBHOOK_URL": "https://example.com/not-a-webhook",
+        "DAGSTER_HOME": str(tmp_path / "missing"),
+    }
+    areas = by_area(doctor.run_checks(env, ping=False, now=NOW))
+    failures = {area: c.detail for area, c in areas.items() if c.status is doctor.Status.FAIL}
+
+    assert "missing contract tables" in failures["warehouse"]
+    assert "sync_stock_results" in failures["warehouse"]
+    assert "expired 1 d 0 h ago" in failures["provider schwab (chain)"]
+    assert failures["provider polygon (chain)"] == "missing settings: POLYGON_API_KEY"
+    assert "unknown provider" in failures["provider bogus (chain)"]
+    assert "not a webhook URL" in failures["webhook"]
+    assert "does not exist" in failures["dagster"]
+    assert receiver.requests == []
+
+
+def test_token_about_to_lapse_and_unreachable_database(receiver, tmp_path):
+    env = {
+        **SECRETS,
+        "DATABASE_URL": f"postgresql://postgres:{DB_PASSWORD}@127.0.0.1:1/nowhere",
+        "VOLARIS_CHAIN_PROVIDERS": "schwab",
+        "SCHWAB_REFRESH_TOKEN_ISSUED_AT": (NOW - timedelta(days=6, hours=2)).isoformat(),
+    }
+    checks = doctor.run_checks(env, ping=False, now=NOW)
+    areas = by_area(checks)
+    assert areas["warehouse"].status is doctor.Status.FAIL
+    assert "cannot connect" in areas["warehouse"].detail
+    schwab = areas["provider schwab (chain)"]
+    assert schwab.status is doctor.Status.WARN and "expires in 22 h" in schwab.detail
+    assert areas["webhook"].status is doctor.Status.WARN
+    assert_no_secret(doctor.render(checks), receiver)
+
+
+def test_the_command_exits_non_zero_on_failure(warehouse_url, receiver, tmp_path):
+    env = {
+        **healthy_env(warehouse_url, receiver, str(tmp_path)),
+        "SCHWAB_REFRESH_TOKEN_ISSUED_AT": "last tuesday",
+        "PATH": "/usr/bin:/bin",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "volaris_assets.doctor"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "SCHWAB_REFRESH_TOKEN_ISSUED_AT is not an ISO-8601 time" in done.stdout
+    assert_no_secret(done.stdout + done.stderr, receiver)
+    assert receiver.requests == []
