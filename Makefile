@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
 .PHONY: setup dev materialize test chromium lint bench sandbox clean
 
@@ -22,11 +22,11 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 ## The Dagster UI (http://127.0.0.1:3000) with schedules and sensors running, on the simulated
 ## market and the SQLite warehouse in data/.
 dev: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 ## Headless: materialize the latest session of every asset and print a summary.
 materialize: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/python -m volaris_assets.materialize
+	DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/python -m volaris_assets.materialize
 
 ## Debian's Chromium for the UI test (Playwright drives it; browser downloads fail offline).
 chromium:
