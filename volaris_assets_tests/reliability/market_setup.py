@@ -8,7 +8,9 @@ tests take seconds instead of the production 2-4-8-16 s backoff.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import dagster as dg
 
@@ -23,6 +25,19 @@ AS_OF = SANDBOX_AS_OF
 SESSION = "2026-03-11"
 # The snapshot window the sandbox clock falls in (11:00 ET).
 SNAPSHOT = calendar.snapshot_key(AS_OF)
+# The option_chains run the crash and concurrency tests start as a real CLI process.
+MATERIALIZE_CHAINS = [
+    str(Path(sys.executable).with_name("dagster")),
+    "asset",
+    "materialize",
+    "-m",
+    "volaris_assets.definitions",
+    "--select",
+    "option_chains",
+    "--partition",
+    SNAPSHOT,
+]
+CHAIN_TABLES = ("tickers", "option_contracts", "option_snapshots")
 FAST_RETRIES: dict[str, float] = {"retry_base_s": 0.01, "retry_max_s": 0.05, "retry_jitter_s": 0.01}
 
 

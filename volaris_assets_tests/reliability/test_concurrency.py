@@ -18,27 +18,17 @@ from volaris_assets_tests.conftest import postgres_url
 from volaris_assets_tests.pipeline_support import resources
 from volaris_assets_tests.reliability.databases import scratch_database
 from volaris_assets_tests.reliability.market_setup import (
+    CHAIN_TABLES,
+    MATERIALIZE_CHAINS,
     SNAPSHOT,
     materialize_universe,
     subprocess_env,
 )
-from volaris_assets_tests.reliability.processes import BIN, running
+from volaris_assets_tests.reliability.processes import running
 from volaris_assets_tests.reliability.warehouse_state import assert_same_state, warehouse_state
 
 # Enough symbols (simulated market, ~0.07 s each) that the two runs overlap for seconds.
 SYMBOL_COUNT = 40
-MATERIALIZE = [
-    str(BIN / "dagster"),
-    "asset",
-    "materialize",
-    "-m",
-    "volaris_assets.definitions",
-    "--select",
-    "option_chains",
-    "--partition",
-    SNAPSHOT,
-]
-CHAIN_TABLES = ("tickers", "option_contracts", "option_snapshots")
 
 
 def run_windows(url: str) -> pd.DataFrame:
@@ -61,8 +51,8 @@ def test_two_runs_of_one_partition_at_once(scratch_db, tmp_path, instance):
     for home in homes:
         home.mkdir()
     with (
-        running(MATERIALIZE, subprocess_env(scratch_db, str(homes[0])), logs[0]) as first,
-        running(MATERIALIZE, subprocess_env(scratch_db, str(homes[1])), logs[1]) as second,
+        running(MATERIALIZE_CHAINS, subprocess_env(scratch_db, str(homes[0])), logs[0]) as first,
+        running(MATERIALIZE_CHAINS, subprocess_env(scratch_db, str(homes[1])), logs[1]) as second,
     ):
         codes = [first.wait(timeout=120), second.wait(timeout=120)]
     output = "\n".join(log.read_text() for log in logs)

@@ -17,12 +17,12 @@ from volaris_assets.warehouse.store import Warehouse
 from volaris_assets_tests.conftest import postgres_url
 from volaris_assets_tests.reliability.databases import scratch_database
 from volaris_assets_tests.reliability.market_setup import (
-    SNAPSHOT,
+    CHAIN_TABLES,
+    MATERIALIZE_CHAINS,
     materialize_universe,
     subprocess_env,
 )
 from volaris_assets_tests.reliability.processes import (
-    BIN,
     kill_group,
     running,
     start_group,
@@ -31,18 +31,6 @@ from volaris_assets_tests.reliability.processes import (
 from volaris_assets_tests.reliability.warehouse_state import assert_same_state, warehouse_state
 
 SYMBOL_COUNT = 12
-MATERIALIZE = [
-    str(BIN / "dagster"),
-    "asset",
-    "materialize",
-    "-m",
-    "volaris_assets.definitions",
-    "--select",
-    "option_chains",
-    "--partition",
-    SNAPSHOT,
-]
-CHAIN_TABLES = ("tickers", "option_contracts", "option_snapshots")
 
 
 def outcomes_so_far(url: str) -> int:
@@ -93,7 +81,7 @@ def test_killed_run_rerun_equals_clean_run(reliability_sandbox, tmp_path, instan
     with scratch_database(server, "crash") as crashed, scratch_database(server, "clean") as clean:
         for url in (crashed, clean):
             assert materialize_universe(url, symbols, instance).success
-        victim = start_group(MATERIALIZE, env(crashed, "crashed"), tmp_path / "crashed.log")
+        victim = start_group(MATERIALIZE_CHAINS, env(crashed, "crashed"), tmp_path / "crashed.log")
         try:
             wait_for(lambda: outcomes_so_far(crashed) >= 3, 90, "3 symbols written", 0.05)
         finally:
@@ -104,8 +92,8 @@ def test_killed_run_rerun_equals_clean_run(reliability_sandbox, tmp_path, instan
 
         # The re-run, and the clean run it must equal, side by side.
         with (
-            running(MATERIALIZE, env(crashed, "crashed"), tmp_path / "rerun.log") as rerun,
-            running(MATERIALIZE, env(clean, "clean"), tmp_path / "clean.log") as reference,
+            running(MATERIALIZE_CHAINS, env(crashed, "crashed"), tmp_path / "rerun.log") as rerun,
+            running(MATERIALIZE_CHAINS, env(clean, "clean"), tmp_path / "clean.log") as reference,
         ):
             for process, log in ((rerun, "rerun.log"), (reference, "clean.log")):
                 assert process.wait(timeout=120) == 0, (tmp_path / log).read_text()[-3000:]
