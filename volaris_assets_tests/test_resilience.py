@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from volaris_assets.providers.base import ErrorCategory, ProviderError
+from volaris_assets.providers.rate_limit import PACING_HEADROOM
 from volaris_assets.providers.resilience import (
     ChainExhausted,
     CircuitState,
@@ -508,7 +509,7 @@ def test_registry_shares_one_limiter_and_breaker_per_provider() -> None:
 
 def test_registry_overrides_replace_defaults_by_name() -> None:
     registry = ResilienceRegistry({"polygon": RateLimit(per_second=100, burst=10)})
-    assert registry.limiter("polygon").rate == 100
-    assert registry.limiter("schwab").rate == pytest.approx(2.0)
+    assert registry.limiter("polygon").rate == pytest.approx(100 * PACING_HEADROOM)
+    assert registry.limiter("schwab").rate == pytest.approx(2.0 * PACING_HEADROOM)
     with pytest.raises(KeyError, match="robinhood"):
         registry.limiter("robinhood")

@@ -213,12 +213,30 @@ def numeric(values: Any, *, sentinels: tuple[float, ...] = ()) -> pd.Series:
     """Floats from wire values: `None`, `"NaN"`, non-numeric strings and `sentinels` → NaN.
 
     Malformed cells become NaN instead of failing the symbol, so that validation can reject
-    exactly the bad rows with a reason.
+    exactly the bad rows with a reason. Clean columns (numbers, nulls, numeric text) convert
+    in one numpy call; only a column with a bad cell pays for pandas' per-cell coercion.
     """
-    series = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").astype("float64")
+    array = _floats(values)
+    array[np.isinf(array)] = np.nan
     if sentinels:
-        series = series.mask(series.isin(sentinels))
-    return series.mask(np.isinf(series))
+        array[np.isin(array, sentinels)] = np.nan
+    return pd.Series(
+        array,
+        index=values.index if isinstance(values, pd.Series) else None,
+        name=values.name if isinstance(values, pd.Series) else None,
+    )
+
+
+def _floats(values: Any) -> np.ndarray:
+    """A writable float64 copy of one column of wire values (bad cells -> NaN)."""
+    try:
+        array = np.array(values, dtype="float64")
+        if array.ndim == 1:
+            return array
+    except (TypeError, ValueError):
+        pass
+    coerced = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce")
+    return coerced.to_numpy(dtype="float64", na_value=np.nan, copy=True)
 
 
 def epoch_to_utc(values: Any, unit: str) -> pd.Series:

@@ -89,7 +89,18 @@ class RateLimit:
         return cls(per_second=math.inf, burst=math.inf)
 
     def bucket(self, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep) -> TokenBucket:
-        return TokenBucket(self.per_second, self.burst, clock=clock, sleep=sleep)
+        """A bucket pacing at PACING_HEADROOM of the budget (see there for why)."""
+        rate = self.per_second * PACING_HEADROOM
+        return TokenBucket(rate, self.burst, clock=clock, sleep=sleep)
+
+
+# A provider counts requests when they arrive; a request granted on time here arrives a few
+# milliseconds early or late there (event-loop lag, connection reuse). Paced at exactly the
+# quota, about one request in ten then lands in a window that is already full and is refused:
+# measured against the sandbox's sliding window, 8% of requests at 10/s and 11% at 100/s drew a
+# 429, and five in a row open the circuit. At 98% of the quota none did; 97% leaves room for a
+# busier event loop.
+PACING_HEADROOM = 0.97
 
 
 # Default budgets, keyed by `source.name`. Figures and their sources are from

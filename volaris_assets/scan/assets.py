@@ -20,7 +20,7 @@ from volaris_assets.prices.assets import session_range
 from volaris_assets.providers.resilience import Fetched
 from volaris_assets.resources.market_data import MarketDataResource
 from volaris_assets.resources.warehouse import WarehouseResource
-from volaris_assets.scan.premiums import WheelSettings, best_premiums, wheel_candidates
+from volaris_assets.scan.premiums import TopPremiums, WheelSettings, wheel_candidates
 from volaris_assets.universe.assets import scan_universe
 from volaris_assets.warehouse import tables
 from volaris_assets.warehouse.store import Warehouse, utc_now
@@ -80,14 +80,13 @@ def wheel_premiums(
     except ValueError as error:
         raise dg.Failure(description=f"invalid wheel scan config: {error}") from None
     session = session_range(context)[-1]
-    top: list[pd.DataFrame] = []
+    top = TopPremiums()
     with warehouse.open() as wh:
         symbols = universe_symbols(wh, "in_scan_universe", config.symbols)
 
         def sink(conn: Connection, symbol: str, fetched: Fetched) -> Written:
             written, chosen = write_premiums(conn, wh, symbol, fetched, session, settings)
-            if not chosen.empty:
-                top.append(chosen.nlargest(1, "annual_return"))
+            top.offer(chosen)
             return written
 
         summary = run_fan_out(
@@ -99,13 +98,12 @@ def wheel_premiums(
             sink,
             start_with=config.start_with_provider,
         )
-    best = best_premiums(pd.concat(top) if top else pd.DataFrame())
     return dg.MaterializeResult(
         metadata=summary.metadata(
             scan_date=dg.MetadataValue.text(session.day.isoformat()),
             symbols_per_s=dg.MetadataValue.float(
                 round(len(summary.outcomes) / summary.duration_s, 2) if summary.duration_s else 0.0
             ),
-            top_premiums=dg.MetadataValue.json(best),
+            top_premiums=dg.MetadataValue.json(top.best()),
         )
     )

@@ -8,6 +8,8 @@ Deltas are the puts' own (negative) deltas.
 
 from __future__ import annotations
 
+import heapq
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,3 +69,36 @@ def best_premiums(frame: pd.DataFrame, top: int = 10) -> list[dict]:
         }
         for row in best.itertuples()
     ]
+
+
+class TopPremiums:
+    """Each symbol's best candidate, keeping only the `size` best of the scan as it streams by.
+
+    What `best_premiums` over every symbol's best row would return, without holding a frame
+    per symbol until the end: that made a 5,000-symbol scan's memory grow with the universe.
+    Ties keep the symbol seen first, as `nlargest` does.
+    """
+
+    def __init__(self, size: int = 10) -> None:
+        self.size = size
+        self._heap: list[tuple[float, int, dict]] = []
+        self._seen = 0
+
+    def offer(self, chosen: pd.DataFrame) -> None:
+        """Consider one symbol's candidates (a `wheel_candidates` frame)."""
+        if chosen.empty:
+            return
+        row = chosen.nlargest(1, "annual_return")
+        value = float(row["annual_return"].iloc[0])
+        if not math.isfinite(value):
+            return
+        self._seen += 1
+        item = (value, -self._seen, best_premiums(row, top=1)[0])
+        if len(self._heap) < self.size:
+            heapq.heappush(self._heap, item)
+        else:
+            heapq.heappushpop(self._heap, item)
+
+    def best(self) -> list[dict]:
+        """The best candidates, highest annual return first."""
+        return [row for _, _, row in sorted(self._heap, reverse=True)]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -100,13 +100,13 @@ class Warehouse:
         `update_where_newer` names a timestamp column: an existing row is only overwritten by a
         row at least as new, so an old backfill can never clobber a fresher value.
         """
-        columns, values = _to_rows(rows, self.dialect)
-        if not values:
-            return 0
         target = metadata.tables[table]
-        writer = upsert.postgres_upsert if self.dialect == "postgresql" else upsert.sqlite_upsert
-        writer(conn, target, KEYS[table], columns, values, update_where_newer)
-        return len(values)
+        if self.dialect == "postgresql":
+            frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+            if frame.empty:
+                return 0
+            return upsert.postgres_upsert(conn, target, KEYS[table], frame, update_where_newer)
+        return upsert.sqlite_upsert(conn, target, KEYS[table], rows, update_where_newer)
 
     def instant(self, value: datetime) -> datetime:
         """A UTC instant in the form this dialect stores it (naive UTC on SQLite)."""
@@ -120,20 +120,6 @@ class Warehouse:
 
     def dispose(self) -> None:
         self.engine.dispose()
-
-
-def _to_rows(
-    rows: pd.DataFrame | Sequence[Mapping[str, Any]], dialect: str
-) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """Rows as plain tuples with NaN -> None and timestamps in the dialect's UTC form."""
-    if isinstance(rows, pd.DataFrame):
-        columns = [str(c) for c in rows.columns]
-        records: Iterable[Sequence[Any]] = rows.itertuples(index=False, name=None)
-    else:
-        columns = list(rows[0].keys()) if rows else []
-        records = ([r[c] for c in columns] for r in rows)
-    convert = _db_value_sqlite if dialect == "sqlite" else _db_value
-    return columns, [tuple(convert(v) for v in record) for record in records]
 
 
 def _db_value(value: Any) -> Any:
