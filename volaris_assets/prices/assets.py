@@ -17,7 +17,7 @@ from volaris_assets.ingest.asset_support import (
 )
 from volaris_assets.ingest.fanout import Written
 from volaris_assets.ingest.validation import validate_bars
-from volaris_assets.providers.base import BAR_COLUMNS
+from volaris_assets.providers.base import BAR_COLUMNS, aggregate_bars
 from volaris_assets.providers.resilience import FallbackChain, Fetched
 from volaris_assets.resources.market_data import MarketDataResource
 from volaris_assets.resources.warehouse import WarehouseResource
@@ -173,21 +173,14 @@ def _rebuild_five_minute(
         return 0
     minutes = pd.DataFrame(rows, columns=["ts", "open", "high", "low", "close", "volume"])
     minutes["ts"] = pd.to_datetime(minutes["ts"], utc=True)
-    five = (
-        minutes.groupby(minutes["ts"].dt.floor("5min"))
-        .agg(
-            open=("open", "first"),
-            high=("high", "max"),
-            low=("low", "min"),
-            close=("close", "last"),
-            volume=("volume", "sum"),
-        )
-        .reset_index(names="ts")
+    five = aggregate_bars(
+        minutes,
+        minutes["ts"].dt.floor("5min"),
+        symbol=symbol,
+        timeframe="5m",
+        provider=_provider_of(conn, symbol, bucket_start, warehouse),
     )
-    five = five.assign(
-        symbol=symbol, timeframe="5m", provider=_provider_of(conn, symbol, bucket_start, warehouse)
-    )
-    return warehouse.upsert(conn, "price_bars", five[list(BAR_COLUMNS)])
+    return warehouse.upsert(conn, "price_bars", five)
 
 
 def _provider_of(conn: Connection, symbol: str, since: datetime, warehouse: Warehouse) -> str:

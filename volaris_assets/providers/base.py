@@ -164,3 +164,26 @@ class BarSource(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+def aggregate_bars(
+    minutes: pd.DataFrame, bucket: pd.Series, *, symbol: str, timeframe: str, provider: str
+) -> pd.DataFrame:
+    """Coarser canonical bars from 1-minute bars grouped by `bucket` (each group's start).
+
+    The one definition of OHLCV aggregation (first open, max high, min low, last close, summed
+    volume), shared by the simulated market, providers that only serve 1m bars, and the 5m bars
+    rebuilt from stored minutes, so that every 5m and 1d bar agrees with its minutes.
+    """
+    out = (
+        minutes.groupby(bucket, sort=True)
+        .agg(
+            open=("open", "first"),
+            high=("high", "max"),
+            low=("low", "min"),
+            close=("close", "last"),
+            volume=("volume", "sum"),
+        )
+        .reset_index(names="ts")
+    )
+    return canonical(out.assign(symbol=symbol, timeframe=timeframe, provider=provider), BAR_COLUMNS)

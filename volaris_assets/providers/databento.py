@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pandas as pd
 
-from volaris_assets.providers.base import BAR_COLUMNS, canonical
+from volaris_assets.providers.base import BAR_COLUMNS, aggregate_bars, canonical
 from volaris_assets.providers.http import (
     HttpSource,
     bad_data,
@@ -142,18 +142,14 @@ def to_five_minutes(minutes: pd.DataFrame) -> pd.DataFrame:
     """5-minute bars (buckets on the clock, as the session opens on a 5-minute mark)."""
     if minutes.empty:
         return minutes.assign(timeframe="5m")
-    grouped = minutes.dropna(subset=["ts"]).groupby(minutes["ts"].dt.floor("5min"), sort=True)
-    out = grouped.agg(
-        open=("open", "first"),
-        high=("high", "max"),
-        low=("low", "min"),
-        close=("close", "last"),
-        volume=("volume", "sum"),
-    ).reset_index(names="ts")
-    out["symbol"] = minutes["symbol"].iloc[0]
-    out["timeframe"] = "5m"
-    out["provider"] = NAME
-    return canonical(out, BAR_COLUMNS)
+    timed = minutes.dropna(subset=["ts"])
+    return aggregate_bars(
+        timed,
+        timed["ts"].dt.floor("5min"),
+        symbol=minutes["symbol"].iloc[0],
+        timeframe="5m",
+        provider=NAME,
+    )
 
 
 def create(settings: Mapping[str, str], client: httpx.AsyncClient | None = None) -> DatabentoClient:

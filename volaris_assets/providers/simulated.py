@@ -25,7 +25,13 @@ import numpy as np
 import pandas as pd
 
 from volaris_assets import calendar
-from volaris_assets.providers.base import BAR_COLUMNS, CHAIN_COLUMNS, ErrorCategory, ProviderError
+from volaris_assets.providers.base import (
+    BAR_COLUMNS,
+    CHAIN_COLUMNS,
+    ErrorCategory,
+    ProviderError,
+    aggregate_bars,
+)
 from volaris_assets.quant.black_scholes import bs_greeks, bs_price
 from volaris_assets.symbols import occ_symbol
 
@@ -427,15 +433,6 @@ def _aggregate(minutes: pd.DataFrame, timeframe: str, day: date) -> pd.DataFrame
         bucket = minutes["ts"].dt.floor("5min")
     else:
         bucket = pd.Series(pd.Timestamp(day, tz="UTC"), index=minutes.index)
-    grouped = minutes.groupby(bucket, sort=True)
-    out = grouped.agg(
-        open=("open", "first"),
-        high=("high", "max"),
-        low=("low", "min"),
-        close=("close", "last"),
-        volume=("volume", "sum"),
-    ).reset_index(names="ts")
-    out["symbol"] = minutes["symbol"].iloc[0]
-    out["timeframe"] = timeframe
-    out["provider"] = PROVIDER
-    return out[list(BAR_COLUMNS)]
+    return aggregate_bars(
+        minutes, bucket, symbol=minutes["symbol"].iloc[0], timeframe=timeframe, provider=PROVIDER
+    )
