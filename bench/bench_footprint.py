@@ -1,13 +1,14 @@
-"""Deployment footprint: daemon + code server + one run, total RSS, during a full-universe run.
+"""Deployment footprint: the small box (daemon + code location + one run), total RSS, during a
+full-universe run.
 
     python -m bench.bench_footprint [--quick] [--symbols 1205]
 
-The small-box layout (deploy/small-box): `dagster api grpc` as the one code-server process,
-`dagster-daemon run` against it, Dagster storage in SQLite under DAGSTER_HOME, the run started
-by the daemon's queue through the default run launcher (the run process is a child of the code
-server). The webserver is not running; it is started on demand. The run is `wheel_scan_job`
-for one session over the whole scan universe (1,205 symbols, simulated market), submitted with
-`dagster job launch`.
+The small-box layout (deploy/small-box): `volaris-daemon`, Dagster's daemon with the code
+location loaded in-process (no code server), Dagster storage in SQLite under DAGSTER_HOME, the
+run started by the daemon's queue as a `dagster api execute_run` process of its own
+(`LocalProcessRunLauncher`). The webserver is not running; it is started on demand. The run
+is `wheel_scan_job` for one session over the whole scan universe (1,205 symbols, simulated
+market), submitted with `dagster job launch`.
 
 Every process's RSS is read from /proc every 0.2 s; the figure is the largest sum seen while the
 run was in flight, with each process's share at that moment. PSS (shared library pages split
@@ -25,6 +26,8 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+
+import dagster as dg
 
 from bench import common
 
@@ -52,6 +55,7 @@ def role(pid: int) -> str:
         ("execute_run", "run worker"),
         ("multiprocessing.spawn", "run worker"),
         ("resource_tracker", "multiprocessing resource tracker"),
+        ("small_box.daemon", "daemon + code location"),
         ("api grpc", "code server (gRPC)"),
         ("code-server start", "code-server proxy"),
         ("dagster_webserver", "webserver"),
@@ -86,46 +90,17 @@ def launch(env: dict[str, str], workspace: Path, log: Path) -> None:
 
 def runs_seen(home: Path) -> list[str]:
     """Every run the instance holds, as job:status (schedules and sensors may add their own)."""
-    import os
-
-    import dagster as dg
-
-    saved = os.environ.get("DAGSTER_HOME")
-    os.environ["DAGSTER_HOME"] = str(home)
-    try:
-        with dg.DagsterInstance.get() as instance:
-            return [f"{r.job_name}:{r.status.value}" for r in instance.get_runs()]
-    finally:
-        if saved is None:
-            os.environ.pop("DAGSTER_HOME", None)
-        else:
-            os.environ["DAGSTER_HOME"] = saved
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        return [f"{r.job_name}:{r.status.value}" for r in instance.get_runs()]
 
 
 def run_finished(home: Path) -> tuple[bool, str]:
-    import dagster as dg
-
-    previous = {"DAGSTER_HOME": str(home)}
-    import os
-
-    saved = os.environ.get("DAGSTER_HOME")
-    os.environ.update(previous)
-    try:
-        with dg.DagsterInstance.get() as instance:
-            runs = instance.get_runs(filters=dg.RunsFilter(job_name=JOB), limit=1)
-            if not runs:
-                return False, "none"
-            status = runs[0].status
-            return status in (
-                dg.DagsterRunStatus.SUCCESS,
-                dg.DagsterRunStatus.FAILURE,
-                dg.DagsterRunStatus.CANCELED,
-            ), status.value
-    finally:
-        if saved is None:
-            os.environ.pop("DAGSTER_HOME", None)
-        else:
-            os.environ["DAGSTER_HOME"] = saved
+    """Whether the latest run of JOB has finished, and its status."""
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        runs = instance.get_runs(filters=dg.RunsFilter(job_name=JOB), limit=1)
+        if not runs:
+            return False, "none"
+        return runs[0].is_finished, runs[0].status.value
 
 
 def observe(
@@ -183,44 +158,23 @@ def observe(
 
 
 def small_box(work: Path, env: dict, timeout_s: float) -> dict:
-    home = work / "home"
-    shutil.copy(SMALL_BOX / "dagster.yaml", home / "dagster.yaml")
-    port = common.free_port()
-    workspace = work / "workspace.yaml"
-    text = (SMALL_BOX / "workspace.yaml").read_text().replace("port: 4266", f"port: {port}")
-    workspace.write_text(text)
-    code_server = common.start_group(
-        [
-            common.DAGSTER,
-            "api",
-            "grpc",
-            "-m",
-            "volaris_assets.definitions",
-            "-a",
-            "defs",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
-        env,
-        work / "code-server.log",
+    """deploy/small-box: `volaris-daemon` (daemon + code location in one process) and the run
+    worker it starts; the web UI's workspace is only used here to launch the run."""
+    shutil.copy(SMALL_BOX / "dagster.yaml", work / "home" / "dagster.yaml")
+    daemon = common.start_group(
+        [common.PYTHON, "-m", "volaris_assets.small_box.daemon"], env, work / "daemon.log"
     )
-    daemon = None
     try:
-        common.wait_for_port(port, 60)
-        daemon = common.start_group(
-            [str(Path(common.DAGSTER).with_name("dagster-daemon")), "run", "-w", str(workspace)],
-            env,
-            work / "daemon.log",
-        )
         return observe(
-            [code_server.pid, daemon.pid], home, env, workspace, work / "launch.log", timeout_s
+            [daemon.pid],
+            work / "home",
+            env,
+            SMALL_BOX / "workspace.yaml",
+            work / "launch.log",
+            timeout_s,
         )
     finally:
-        for process in (daemon, code_server):
-            if process is not None:
-                common.stop_group(process)
+        common.stop_group(daemon)
 
 
 def dagster_dev(work: Path, env: dict, timeout_s: float) -> dict:
