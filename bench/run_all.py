@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, tuple[str, list[str] | None]] = {
     "implied_vol": ("bench.bench_implied_vol", ["--n", "200000", "--vollib-sample", "2000"]),
     "warehouse": ("bench.bench_warehouse", None),
     "backfill": ("bench.bench_backfill", None),
+    "soak": ("bench.bench_soak", None),
 }
 
 
@@ -116,6 +117,16 @@ def _backfill(r: dict) -> tuple[str, str]:
     )
 
 
+def _soak(r: dict) -> tuple[str, str]:
+    return (
+        f"daemon {r['daemon_rss_after_first_run_mb']:.0f} MB after the first run -> "
+        f"{r['daemon_rss_end_mb']:.0f} MB after {r['minutes']:.0f} min "
+        f"({r['end_over_baseline']:.2f}x, {r['growth_mb_per_hour']:+.0f} MB/h); runs {r['runs']}; "
+        f"peak {r['peak_total_mb']:.0f} MB",
+        "flat after warm-up (no goal in the issue)",
+    )
+
+
 ROWS: dict[str, Callable[[dict], tuple[str, str]]] = {
     "scan": _scan,
     "memory": _memory,
@@ -123,6 +134,7 @@ ROWS: dict[str, Callable[[dict], tuple[str, str]]] = {
     "implied_vol": _implied_vol,
     "warehouse": _warehouse,
     "backfill": _backfill,
+    "soak": _soak,
 }
 TITLES = {
     "scan": "1. Scan throughput",
@@ -131,6 +143,7 @@ TITLES = {
     "implied_vol": "4. Implied volatility",
     "warehouse": "5. Warehouse ingest",
     "backfill": "6. Backfill (daily_bars, 1 year)",
+    "soak": "Soak (small-box daemon)",
 }
 
 
