@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from volaris_assets.providers.base import ErrorCategory
-from volaris_assets.providers.circuit import HEALTH_CATEGORIES, CircuitBreaker, CircuitState
+from volaris_assets.providers.circuit import (
+    HEALTH_CATEGORIES,
+    PACING_CATEGORIES,
+    CircuitBreaker,
+    CircuitState,
+)
 
 SYMBOL_CATEGORIES = (ErrorCategory.NOT_FOUND, ErrorCategory.NO_DATA, ErrorCategory.BAD_DATA)
 
@@ -57,6 +62,34 @@ def test_symbol_level_failures_never_trip_and_reset_the_count(category: ErrorCat
     assert breaker.consecutive_failures == 0
     breaker.record_failure(ErrorCategory.TIMEOUT)
     breaker.record_failure(ErrorCategory.TIMEOUT)
+    assert breaker.state is CircuitState.CLOSED
+
+
+@pytest.mark.parametrize("category", sorted(PACING_CATEGORIES))
+def test_pacing_answers_neither_trip_nor_reset_the_count(category: ErrorCategory) -> None:
+    breaker = CircuitBreaker(failure_threshold=3, clock=ManualClock())
+    for _ in range(100):  # a burst of 429s: the provider is up, we are too fast
+        breaker.record_failure(category)
+    assert breaker.state is CircuitState.CLOSED
+    assert breaker.consecutive_failures == 0
+
+    breaker.record_failure(ErrorCategory.SERVER_ERROR)
+    breaker.record_failure(ErrorCategory.SERVER_ERROR)
+    breaker.record_failure(category)  # does not hide the failures around it
+    assert breaker.consecutive_failures == 2
+    breaker.record_failure(ErrorCategory.SERVER_ERROR)
+    assert breaker.state is CircuitState.OPEN
+
+
+def test_a_probe_answered_with_429_hands_the_probe_to_the_next_request() -> None:
+    clock = ManualClock()
+    breaker = _tripped(clock)
+    clock.now = 60.0
+    assert breaker.allow()
+    breaker.record_failure(ErrorCategory.RATE_LIMITED)
+    assert breaker.state is CircuitState.HALF_OPEN
+    assert [breaker.allow() for _ in range(3)] == [True, False, False]
+    breaker.record_success()
     assert breaker.state is CircuitState.CLOSED
 
 

@@ -271,6 +271,18 @@ def test_a_circuit_opening_during_backoff_reports_the_providers_own_answer() -> 
     assert len(source.calls) == 1
 
 
+def test_a_burst_of_429s_leaves_the_circuit_closed_for_the_rest_of_the_run() -> None:
+    harness = Harness(threshold=3)
+    throttled = [_error(ErrorCategory.RATE_LIMITED, 1.0)] * 4
+    _, attempts = _call(harness, ScriptedSource("schwab", throttled))
+    assert attempts == 5
+    assert harness.registry.breaker("schwab").state is CircuitState.CLOSED
+    later = ScriptedSource("schwab")
+    _, attempts = _call(harness, later)
+    assert attempts == 1
+    assert len(later.calls) == 1
+
+
 def test_an_open_circuit_refuses_without_calling_the_source() -> None:
     harness = Harness()
     harness.trip("schwab")

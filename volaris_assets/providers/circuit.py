@@ -24,13 +24,19 @@ logger = logging.getLogger(__name__)
 # provider is up and answering, so those count as successes for the breaker.
 HEALTH_CATEGORIES: frozenset[ErrorCategory] = frozenset(
     {
-        ErrorCategory.RATE_LIMITED,
         ErrorCategory.TIMEOUT,
         ErrorCategory.SERVER_ERROR,
         ErrorCategory.AUTH,
         ErrorCategory.UNKNOWN,
     }
 )
+# Answers about our pace, not the provider's health: a 429 says "not so fast" and when to come
+# back, which the request's own retry honours. Counted as failures, a burst of them (a window
+# the provider counts differently from our bucket) opened the circuit and failed the rest of a
+# run as circuit_open within milliseconds; counted as successes, they would hide a provider
+# failing between them. So they move nothing, except that a half-open probe answered with one
+# has learnt nothing and hands the probe to the next request.
+PACING_CATEGORIES: frozenset[ErrorCategory] = frozenset({ErrorCategory.RATE_LIMITED})
 
 
 class CircuitState(enum.StrEnum):
@@ -104,7 +110,12 @@ class CircuitBreaker:
         self._probe_started = None
 
     def record_failure(self, category: ErrorCategory = ErrorCategory.UNKNOWN) -> None:
-        """Count a failed request; categories outside HEALTH_CATEGORIES count as a success."""
+        """Count a failed request; PACING_CATEGORIES count as nothing (see there), and the other
+        categories outside HEALTH_CATEGORIES as a success."""
+        if category in PACING_CATEGORIES:
+            if self.state is CircuitState.HALF_OPEN:
+                self._probe_started = None
+            return
         if category not in HEALTH_CATEGORIES:
             self.record_success()
             return

@@ -41,8 +41,9 @@ REQUEST_TIMEOUT_S = 1.0
 HANG_S = 1.5
 # What a symbol that still failed after its retries must be recorded as. An open circuit is a
 # right answer to any transport fault: the breaker stopped asking a provider that kept failing.
+# Not to a 429: that is the provider pacing us, not failing, and must never open the circuit.
 FAILURE_CATEGORIES: dict[str, set[str]] = {
-    "rate_limit": {"rate_limited", "circuit_open"},
+    "rate_limit": {"rate_limited"},
     "server_error": {"server_error", "circuit_open"},
     "timeout": {"timeout", "circuit_open"},
     "reset": {"server_error", "circuit_open"},
