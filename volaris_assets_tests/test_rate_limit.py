@@ -194,3 +194,29 @@ def test_parse_rate_limits():
     assert parse_rate_limits("") == {}
     with pytest.raises(ValueError, match="provider=requests/seconds"):
         parse_rate_limits("polygon=fast")
+
+
+def test_try_acquire_takes_only_a_token_nobody_is_waiting_for() -> None:
+    frozen = FrozenTime()
+    bucket = TokenBucket(rate=10.0, burst=1.0, clock=frozen.clock, sleep=frozen.sleep)
+    assert bucket.try_acquire()  # the burst token
+    assert not bucket.try_acquire()  # spent, nothing refilled yet
+
+    async def two_callers() -> None:
+        await asyncio.gather(bucket.acquire(), bucket.acquire())
+
+    frozen.now = 0.1
+    asyncio.run(two_callers())  # one takes the refilled token, the other reserves the next
+    frozen.now = 0.2
+    assert not bucket.try_acquire()  # the token refilled by now is the waiting caller's
+    frozen.now = 0.31  # the next one is free
+    assert bucket.try_acquire()
+    assert bucket.acquired == 4
+    with pytest.raises(ValueError):
+        bucket.try_acquire(0)
+
+
+def test_try_acquire_on_an_unlimited_bucket_always_succeeds() -> None:
+    bucket = RateLimit.unlimited().bucket()
+    assert all(bucket.try_acquire() for _ in range(100))
+    assert bucket.acquired == 100

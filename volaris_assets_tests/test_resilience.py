@@ -89,13 +89,16 @@ class Harness:
         jitter: float = 0.0,
         retry: RetrySettings | None = None,
         rng: random.Random | None = None,
+        hedge_after_s: float | None = None,
+        budget: RateLimit | None = None,
     ) -> None:
         self.now = 0.0
         self.waits: list[float] = []
         self.on_sleep: list[object] = []
         names = ("schwab", "yahoo", "polygon")
         self.registry = ResilienceRegistry(
-            {name: RateLimit.unlimited() for name in names},
+            {name: budget or RateLimit.unlimited() for name in names},
+            hedge_after_s={} if hedge_after_s is None else dict.fromkeys(names, hedge_after_s),
             failure_threshold=threshold,
             cooldown_s=60.0,
             retry=retry or RetrySettings(jitter_s=jitter),
@@ -334,6 +337,85 @@ def test_a_failed_probe_reopens_the_circuit() -> None:
     assert failure.attempts == 1
     assert harness.registry.breaker("schwab").state is CircuitState.OPEN
     assert _failure(harness, ScriptedSource("schwab")).category is ErrorCategory.CIRCUIT_OPEN
+
+
+# --- hedging a hung request ------------------------------------------------------------------
+
+
+class SlowFirst(ScriptedSource):
+    """The first call answers (from the script) only after `first_s` of real time, or never
+    with None; calls after it answer at once."""
+
+    def __init__(self, name: str, script: list[object] | None = None, first_s: float | None = None):
+        super().__init__(name, script)
+        self.first_s = first_s
+        self.cancelled = 0
+
+    async def _answer(self) -> pd.DataFrame:
+        if len(self.calls) == 1:
+            try:
+                if self.first_s is None:
+                    await asyncio.Event().wait()
+                await asyncio.sleep(self.first_s)
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                raise
+        return await super()._answer()
+
+
+def test_a_hung_request_is_hedged_with_a_spare_token_and_the_first_answer_wins() -> None:
+    harness = Harness(hedge_after_s=0.01)
+    source = SlowFirst("schwab")  # hangs
+    frame, attempts = _call(harness, source)
+    assert frame["provider"].tolist() == ["schwab"]
+    assert attempts == 2
+    assert len(source.calls) == 2
+    assert source.cancelled == 1  # the hung request is not left behind
+    assert harness.registry.limiter("schwab").acquired == 2
+    assert harness.registry.breaker("schwab").consecutive_failures == 0
+
+
+def test_a_request_answering_in_time_is_not_hedged() -> None:
+    harness = Harness(hedge_after_s=1.0)
+    source = SlowFirst("schwab", first_s=0.01)
+    assert _call(harness, source)[1] == 1
+    assert len(source.calls) == 1
+
+
+def test_no_hedge_while_the_budget_has_no_token_to_spare() -> None:
+    harness = Harness(hedge_after_s=0.01, budget=RateLimit(per_second=1.0, burst=1.0))
+    harness.registry.limiter("schwab").try_acquire()  # someone else had the burst token
+    source = SlowFirst("schwab", first_s=0.1)
+    _, attempts = _call(harness, source)
+    assert attempts == 1
+    assert len(source.calls) == 1
+
+
+def test_no_hedge_of_a_half_open_probe() -> None:
+    harness = Harness(hedge_after_s=0.01)
+    harness.trip("schwab")
+    harness.now = 60.0
+    source = SlowFirst("schwab", first_s=0.1)
+    _, attempts = _call(harness, source)
+    assert attempts == 1
+    assert harness.registry.breaker("schwab").state is CircuitState.CLOSED
+
+
+def test_when_request_and_hedge_both_fail_both_count() -> None:
+    harness = Harness(hedge_after_s=0.01, retry=RetrySettings(attempts=1))
+    # Answers are handed out in the order they are given: the hedge's first, then the slow one's.
+    script = [_error(ErrorCategory.SERVER_ERROR), _error(ErrorCategory.TIMEOUT)]
+    failure = _failure(harness, SlowFirst("schwab", script, first_s=0.1))
+    assert failure.category is ErrorCategory.TIMEOUT  # the later of the two
+    assert failure.attempts == 2
+    assert harness.registry.breaker("schwab").consecutive_failures == 2
+
+
+def test_only_providers_billed_by_quota_alone_are_hedged_by_default() -> None:
+    registry = ResilienceRegistry()
+    assert registry.guard(ScriptedSource("schwab")).hedge_after_s == 2.0
+    for name in ("databento", "simulated", "polygon"):
+        assert registry.guard(ScriptedSource(name)).hedge_after_s is None
 
 
 # --- fallback chain ---------------------------------------------------------------------------

@@ -60,6 +60,23 @@ class TokenBucket:
                 await self._sleep(debt / self.rate)
         self.acquired += tokens
 
+    def try_acquire(self, tokens: float = 1.0) -> bool:
+        """Take `tokens` only if they are there now; False, taking nothing, otherwise.
+
+        For requests worth sending only with budget that would otherwise go unused (a hedge):
+        while anyone waits, the balance is in debt and this declines, so it never delays them.
+        """
+        if not tokens > 0:
+            raise ValueError(f"tokens must be > 0, got {tokens}")
+        if not self.unlimited:
+            now = self._clock()
+            balance = min(self.burst, self._tokens + (now - self._updated) * self.rate)
+            if balance < tokens:
+                return False
+            self._tokens, self._updated = balance - tokens, now
+        self.acquired += tokens
+        return True
+
     def _reserve(self, tokens: float) -> float:
         """Take `tokens` now and return how many the balance is short (0 if none)."""
         now = self._clock()

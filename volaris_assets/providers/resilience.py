@@ -34,6 +34,7 @@ from volaris_assets.providers.rate_limit import (
 )
 
 __all__ = [
+    "DEFAULT_HEDGE_AFTER_S",
     "DEFAULT_RATE_LIMITS",
     "HEALTH_CATEGORIES",
     "BackoffWait",
@@ -56,6 +57,12 @@ Source = ChainSource | BarSource
 # One request against a source, e.g. `lambda source: source.option_chain(symbol, as_of)`.
 Fetch = Callable[[Any], Awaitable[pd.DataFrame]]
 Random = Callable[[], float]
+
+# Providers whose requests cost nothing but quota, and how long one may go unanswered before it
+# is hedged (see `GuardedSource._answer`): several times a chain's usual answer time (under a
+# second), far below the 10 s read timeout a hung request otherwise runs into. Databento bills
+# per request and the simulated market never hangs: neither is here.
+DEFAULT_HEDGE_AFTER_S: dict[str, float] = {"schwab": 2.0}
 
 
 @dataclass(frozen=True)
@@ -120,10 +127,11 @@ class GuardedSource:
     """A source behind its provider's circuit breaker and token bucket, with retries.
 
     Each attempt asks the breaker first (an open circuit fails at once with `circuit_open` and
-    sends nothing), then waits for a token, then makes the request. `attempts` counts requests
-    actually sent. Retries happen only for RETRYABLE_CATEGORIES and stop early when the circuit
-    has opened meanwhile. Whatever the source raises comes out as a ProviderError whose message
-    holds no exception text (an httpx error's text can hold a URL with an API key in it).
+    sends nothing), then waits for a token, then makes the request, hedged when `hedge_after_s`
+    is set (see `_answer`). `attempts` counts requests actually sent, hedges included. Retries
+    happen only for RETRYABLE_CATEGORIES and stop early when the circuit has opened meanwhile.
+    Whatever the source raises comes out as a ProviderError whose message holds no exception
+    text (an httpx error's text can hold a URL with an API key in it).
     """
 
     def __init__(
@@ -133,13 +141,17 @@ class GuardedSource:
         breaker: CircuitBreaker,
         retry: RetrySettings | None = None,
         *,
+        hedge_after_s: float | None = None,
         sleep: Sleep = asyncio.sleep,
         rng: Random = random.random,
     ) -> None:
+        if hedge_after_s is not None and not hedge_after_s > 0:
+            raise ValueError(f"hedge_after_s must be > 0, got {hedge_after_s}")
         self.source = source
         self.limiter = limiter
         self.breaker = breaker
         self.retry = retry or RetrySettings()
+        self.hedge_after_s = hedge_after_s
         self._sleep = sleep
         self._rng = rng
 
@@ -152,6 +164,10 @@ class GuardedSource:
         attempts = 0
         last_answer: ProviderError | None = None
 
+        def hedged() -> None:
+            nonlocal attempts
+            attempts += 1
+
         async def attempt() -> pd.DataFrame:
             nonlocal attempts, last_answer
             if not self.breaker.allow():
@@ -161,13 +177,10 @@ class GuardedSource:
             await self.limiter.acquire()
             attempts += 1
             try:
-                frame = await self._request(fetch)
+                return await self._answer(fetch, hedged)
             except ProviderError as error:
                 last_answer = error
-                self.breaker.record_failure(error.category)
                 raise
-            self.breaker.record_success()
-            return frame
 
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.retry.attempts),
@@ -188,6 +201,50 @@ class GuardedSource:
 
     async def aclose(self) -> None:
         await self.source.aclose()
+
+    async def _answer(self, fetch: Fetch, hedged: Callable[[], None]) -> pd.DataFrame:
+        """One attempt's answer: its request, and a hedge of it when that request hangs.
+
+        A request still unanswered after `hedge_after_s` is sent once more as soon as the
+        budget has a token nobody is waiting for (`TokenBucket.try_acquire`) and the circuit is
+        closed; the first frame wins and the other request is cancelled. Only budget that would
+        go unused pays for it, which in a paced run means its end, where a hung request (held
+        until the HTTP read timeout, 10 s) would otherwise be what the whole run waits for.
+        Every request's outcome reaches the breaker; when both fail, the later failure is raised.
+        """
+        if self.hedge_after_s is None:
+            return await self._recorded(fetch)
+        requests = {asyncio.ensure_future(self._recorded(fetch))}
+        try:
+            done, _ = await asyncio.wait(requests, timeout=self.hedge_after_s)
+            while not done:
+                if self.breaker.state is CircuitState.CLOSED and self.limiter.try_acquire():
+                    hedged()
+                    requests.add(asyncio.ensure_future(self._recorded(fetch)))
+                    break
+                done, _ = await asyncio.wait(requests, timeout=self.hedge_after_s)
+            failure: BaseException | None = None
+            while requests:
+                done, requests = await asyncio.wait(requests, return_when=asyncio.FIRST_COMPLETED)
+                for request in done:
+                    if request.exception() is None:
+                        return request.result()
+                    failure = request.exception()
+            raise failure  # type: ignore[misc]  # the loop ran: some request failed
+        finally:
+            for request in requests:
+                request.cancel()
+            await asyncio.gather(*requests, return_exceptions=True)
+
+    async def _recorded(self, fetch: Fetch) -> pd.DataFrame:
+        """One request, its outcome reported to the breaker."""
+        try:
+            frame = await self._request(fetch)
+        except ProviderError as error:
+            self.breaker.record_failure(error.category)
+            raise
+        self.breaker.record_success()
+        return frame
 
     async def _request(self, fetch: Fetch) -> pd.DataFrame:
         try:
@@ -358,13 +415,15 @@ class ResilienceRegistry:
     chains of a run spend the same Schwab budget and see the same Schwab outage. Buckets and
     breakers hold no event-loop objects, so they survive from one `asyncio.run` to the next.
     `rate_limits` entries replace DEFAULT_RATE_LIMITS entries of the same name; a provider with
-    no budget in either is an error rather than silently unlimited.
+    no budget in either is an error rather than silently unlimited. `hedge_after_s` replaces
+    DEFAULT_HEDGE_AFTER_S as a whole (an empty mapping hedges nothing).
     """
 
     def __init__(
         self,
         rate_limits: Mapping[str, RateLimit] | None = None,
         *,
+        hedge_after_s: Mapping[str, float] | None = None,
         failure_threshold: int = 5,
         cooldown_s: float = 60.0,
         retry: RetrySettings | None = None,
@@ -373,6 +432,7 @@ class ResilienceRegistry:
         rng: Random = random.random,
     ) -> None:
         self.rate_limits = {**DEFAULT_RATE_LIMITS, **(rate_limits or {})}
+        self.hedge_after_s = dict(DEFAULT_HEDGE_AFTER_S if hedge_after_s is None else hedge_after_s)
         self.failure_threshold = failure_threshold
         self.cooldown_s = cooldown_s
         self.retry = retry or RetrySettings()
@@ -402,6 +462,7 @@ class ResilienceRegistry:
             self.limiter(source.name),
             self.breaker(source.name),
             retry or self.retry,
+            hedge_after_s=self.hedge_after_s.get(source.name),
             sleep=self._sleep,
             rng=self._rng,
         )
