@@ -10,10 +10,9 @@ key) and the canonical frames want NaN for all of them.
 
 from __future__ import annotations
 
-import json
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pandas as pd
+import pydantic_core
 
 from volaris_assets.providers.base import BAR_COLUMNS, ErrorCategory, ProviderError, canonical
 from volaris_assets.symbols import InvalidSymbol, normalize_symbol, occ_symbol
@@ -28,6 +28,8 @@ from volaris_assets.symbols import InvalidSymbol, normalize_symbol, occ_symbol
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_CONNECT_TIMEOUT_S = 5.0
 DEFAULT_MAX_CONNECTIONS = 20
+# An OCC symbol ends with the strike in thousandths, zero-padded to this many digits.
+_OCC_STRIKE_DIGITS = 8
 
 _STATUS_CATEGORY: dict[int, ErrorCategory] = {
     401: ErrorCategory.AUTH,
@@ -170,10 +172,15 @@ async def send(
 
 
 def json_body(response: httpx.Response, provider: str) -> Any:
-    """Decode a JSON body; undecodable or truncated JSON is `bad_data`."""
+    """Decode a JSON body; undecodable or truncated JSON is `bad_data`.
+
+    pydantic-core's parser (already here under pydantic) builds the same objects as `json.loads`
+    in half the time, and decoding is a quarter of the CPU a 400-contract chain costs. It reads
+    UTF-8 only, the one encoding RFC 8259 allows between systems.
+    """
     try:
-        return json.loads(response.content)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        return pydantic_core.from_json(response.content, cache_strings="keys")
+    except ValueError:
         raise ProviderError(
             ErrorCategory.BAD_DATA,
             f"undecodable JSON from {response.request.method} {response.request.url.path}",
@@ -216,15 +223,20 @@ def numeric(values: Any, *, sentinels: tuple[float, ...] = ()) -> pd.Series:
     exactly the bad rows with a reason. Clean columns (numbers, nulls, numeric text) convert
     in one numpy call; only a column with a bad cell pays for pandas' per-cell coercion.
     """
+    return pd.Series(
+        floats(values, sentinels=sentinels),
+        index=values.index if isinstance(values, pd.Series) else None,
+        name=values.name if isinstance(values, pd.Series) else None,
+    )
+
+
+def floats(values: Any, *, sentinels: tuple[float, ...] = ()) -> np.ndarray:
+    """`numeric` as a writable float64 array, for parsers that assemble a frame once."""
     array = _floats(values)
     array[np.isinf(array)] = np.nan
     if sentinels:
         array[np.isin(array, sentinels)] = np.nan
-    return pd.Series(
-        array,
-        index=values.index if isinstance(values, pd.Series) else None,
-        name=values.name if isinstance(values, pd.Series) else None,
-    )
+    return array
 
 
 def _floats(values: Any) -> np.ndarray:
@@ -313,15 +325,40 @@ def echoed_symbol(raw: Any, requested: str, provider: str) -> str:
 
 def build_occ(frame: pd.DataFrame) -> pd.Series:
     """OCC symbols for rows whose expiration, right and strike parsed; None elsewhere."""
-    values = [
-        occ_symbol(sym, exp, right, strike)
-        if isinstance(exp, date) and right in ("C", "P") and pd.notna(strike) and strike > 0
-        else None
-        for sym, exp, right, strike in zip(
-            frame["symbol"], frame["expiration"], frame["right"], frame["strike"], strict=True
-        )
-    ]
+    values = occ_symbols(
+        frame["symbol"].tolist(),
+        frame["expiration"].tolist(),
+        frame["right"].tolist(),
+        frame["strike"].to_numpy(dtype="float64", na_value=np.nan),
+    )
     return pd.Series(values, index=frame.index, dtype=object)
+
+
+def occ_symbols(
+    symbols: Sequence[str], expirations: Sequence[Any], rights: Sequence[Any], strikes: np.ndarray
+) -> list[str | None]:
+    """`build_occ` over columns, for parsers that have them before any frame exists.
+
+    An OCC symbol is its contract's root, expiration and right followed by its strike, so
+    `occ_symbol` formats each distinct (root, expiration, right) and each distinct strike once
+    and rows join the two: a chain has ~20 of the first and ~100 strikes for ~400 contracts,
+    and formatting every row was a third of the time a chain took to parse.
+    """
+    heads: dict[tuple[str, Any, str], str] = {}
+    tails: dict[float, str] = {}
+    out: list[str | None] = []
+    for sym, exp, right, strike in zip(symbols, expirations, rights, strikes.tolist(), strict=True):
+        if not (isinstance(exp, date) and right in ("C", "P") and strike > 0):
+            out.append(None)
+            continue
+        head = heads.get((sym, exp, right))
+        if head is None:
+            head = heads[sym, exp, right] = occ_symbol(sym, exp, right, 0.0)[:-_OCC_STRIKE_DIGITS]
+        tail = tails.get(strike)
+        if tail is None:
+            tail = tails[strike] = occ_symbol(sym, exp, right, strike)[len(head) :]
+        out.append(head + tail)
+    return out
 
 
 def in_window(frame: pd.DataFrame, start: datetime, end: datetime) -> pd.DataFrame:
