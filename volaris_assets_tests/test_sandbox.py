@@ -1,10 +1,9 @@
-"""The sandbox itself: fault profiles, reproducible draws, rate limits, runtime control, speed."""
+"""The sandbox itself: fault profiles, reproducible draws, rate limits, runtime control, caching."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import time
 from datetime import timedelta
 
 import httpx
@@ -15,6 +14,7 @@ from volaris_assets.providers.http import build_client
 from volaris_assets.sandbox.__main__ import _rate_limit
 from volaris_assets.sandbox.faults import PRESETS, FaultProfile, draw, parse_faults
 from volaris_assets.sandbox.server import RateLimit
+from volaris_assets.sandbox.wire import schwab as schwab_wire
 from volaris_assets_tests.sandbox_fixtures import SANDBOX_AS_OF, faults, outcome
 
 pytest_plugins = ("volaris_assets_tests.sandbox_fixtures",)
@@ -131,28 +131,37 @@ def test_the_cli_parses_rate_limits():
     assert _rate_limit("polygon=5/60") == ("polygon", RateLimit(5, 60.0))
 
 
-def test_serves_hundreds_of_requests_per_second(clean_sandbox):
-    """Client and server share this process (and the GIL); the CLI server alone does more."""
+def test_serves_many_concurrent_connections(clean_sandbox):
+    """Sixteen connections at once, each reused: every request is answered (how fast is the
+    benchmarks' business, not the suite's)."""
 
-    async def hammer(count: int) -> float:
+    async def hammer(count: int) -> list[int]:
         headers = {"X-Finnhub-Token": clean_sandbox.keys["finnhub"]["api_key"]}
         limits = httpx.Limits(max_connections=16)
         async with httpx.AsyncClient(headers=headers, limits=limits, timeout=10) as client:
             url = f"{clean_sandbox.url('finnhub')}/quote"
-            started = time.perf_counter()
             replies = await asyncio.gather(
                 *(
                     client.get(url, params={"symbol": s})
                     for s in ["AAPL", "MSFT", "NVDA"] * (count // 3)
                 )
             )
-            assert {r.status_code for r in replies} == {200}
-            return len(replies) / (time.perf_counter() - started)
+            return [r.status_code for r in replies]
 
-    assert asyncio.run(hammer(600)) > 150
+    statuses = asyncio.run(hammer(600))
+    assert len(statuses) == 600 and set(statuses) == {200}
+    assert clean_sandbox.stats.count("finnhub", outcome=200) == 600
 
 
-def test_chain_bodies_are_cached_per_symbol(clean_sandbox):
+def test_chain_bodies_are_cached_per_request(clean_sandbox, monkeypatch):
+    renders: list[str] = []
+    render = schwab_wire.render_chain
+
+    def counted(raw_symbol, *args):
+        renders.append(raw_symbol)
+        return render(raw_symbol, *args)
+
+    monkeypatch.setattr(schwab_wire, "render_chain", counted)
     token = json.loads(
         httpx.post(
             f"{clean_sandbox.url('schwab')}/v1/oauth/token",
@@ -162,8 +171,8 @@ def test_chain_bodies_are_cached_per_symbol(clean_sandbox):
     )["access_token"]
     url = f"{clean_sandbox.url('schwab')}/marketdata/v1/chains"
     headers = {"Authorization": f"Bearer {token}"}
-    httpx.get(url, params={"symbol": "GOOG"}, headers=headers)
-    started = time.perf_counter()
-    replies = [httpx.get(url, params={"symbol": "GOOG"}, headers=headers) for _ in range(20)]
+    with httpx.Client(headers=headers) as client:
+        replies = [client.get(url, params={"symbol": "GOOG"}) for _ in range(20)]
+        client.get(url, params={"symbol": "GOOG", "contractType": "PUT"})
     assert len({r.content for r in replies}) == 1
-    assert (time.perf_counter() - started) / 20 < 0.05
+    assert renders == ["GOOG", "GOOG"]  # once per distinct request, not per reply
