@@ -65,3 +65,23 @@ def test_bar_validation():
         "duplicate_key": 1,
     }
     assert len(result.frame) == 7
+
+
+def test_expirations_in_any_spelling_are_read_once_and_unreadable_ones_rejected():
+    frame = chain()
+    expiration = frame["expiration"].astype(object)
+    frame["expiration"] = [
+        e.isoformat() if i % 3 == 0 else pd.Timestamp(e) if i % 3 == 1 else e
+        for i, e in enumerate(expiration)
+    ]
+    frame.loc[5, "expiration"] = "not a date"
+    frame.loc[6, "expiration"] = None
+    frame.loc[7:9, "dte"] = np.nan
+    result = validate_chain(frame, AS_OF)
+    assert dict(result.rejected) == {"missing_field": 2}
+    kept = result.frame.set_index("occ_symbol")
+    truth = chain().set_index("occ_symbol").loc[kept.index]
+    assert all(type(e) is date for e in kept["expiration"])
+    assert kept["expiration"].tolist() == truth["expiration"].tolist()
+    # A missing DTE is the calendar days from the as-of New York date.
+    pd.testing.assert_series_equal(kept["dte"], truth["dte"], check_dtype=False)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,41 +36,57 @@ class WheelSettings:
 
 
 def wheel_candidates(chain: pd.DataFrame, settings: WheelSettings) -> pd.DataFrame:
-    """The puts at the expiration nearest the target DTE whose delta is inside the band."""
-    puts = chain[(chain["right"] == "P") & (chain["dte"] >= settings.min_dte)]
-    if puts.empty:
-        return puts.iloc[0:0]
-    distance = (puts["dte"] - settings.target_dte).abs()
-    nearest = puts.loc[distance == distance.min(), "expiration"].min()
-    chosen = puts[
-        (puts["expiration"] == nearest)
-        & puts["delta"].between(settings.delta_min, settings.delta_max)
-        & (puts["bid"] > 0)
-    ].copy()
-    premium = (chosen["bid"] + chosen["ask"]) / 2.0
-    on_collateral = premium / chosen["strike"]
-    chosen["premium"] = premium.round(4)
-    chosen["monthly_return"] = (on_collateral * 30.0 / chosen["dte"]).round(6)
-    chosen["annual_return"] = (on_collateral * 365.0 / chosen["dte"]).round(6)
-    return chosen.sort_values("strike", ascending=False).reset_index(drop=True)
+    """The puts at the expiration nearest the target DTE whose delta is inside the band.
+
+    Rows are picked on numpy arrays and the frame is cut once: this runs per symbol of a scan,
+    where pandas' per-operation overhead on every intermediate frame cost more than the maths.
+    """
+    dte = chain["dte"].to_numpy(float)
+    puts = (chain["right"].to_numpy(dtype=object) == "P") & (dte >= settings.min_dte)
+    if not puts.any():
+        return chain.iloc[0:0]
+    distance = np.abs(dte - settings.target_dte)
+    expiration = chain["expiration"].to_numpy(dtype=object)
+    closest = expiration[puts & (distance == distance[puts].min())]
+    nearest = min((day for day in closest if not pd.isna(day)), default=None)
+    delta = chain["delta"].to_numpy(float)
+    rows = np.flatnonzero(
+        puts
+        & (expiration == nearest)
+        & (delta >= settings.delta_min)
+        & (delta <= settings.delta_max)
+        & (chain["bid"].to_numpy(float) > 0)
+    )
+    rows = rows[np.argsort(-chain["strike"].to_numpy(float)[rows], kind="stable")]
+    chosen = chain.iloc[rows].reset_index(drop=True)
+    bid, ask = chosen["bid"].to_numpy(float), chosen["ask"].to_numpy(float)
+    premium = (bid + ask) / 2.0
+    on_collateral = premium / chosen["strike"].to_numpy(float)
+    days = chosen["dte"].to_numpy(float)
+    chosen["premium"] = np.round(premium, 4)
+    chosen["monthly_return"] = np.round(on_collateral * 30.0 / days, 6)
+    chosen["annual_return"] = np.round(on_collateral * 365.0 / days, 6)
+    return chosen
 
 
 def best_premiums(frame: pd.DataFrame, top: int = 10) -> list[dict]:
     """The highest annual returns, for summaries and notifications."""
     if frame.empty:
         return []
-    best = frame.nlargest(top, "annual_return")
-    return [
-        {
-            "symbol": row.symbol,
-            "strike": float(row.strike),
-            "expiration": str(row.expiration),
-            "premium": float(row.premium),
-            "delta": None if np.isnan(row.delta) else round(float(row.delta), 3),
-            "annual_return": round(float(row.annual_return), 4),
-        }
-        for row in best.itertuples()
-    ]
+    return [_summary(row) for row in frame.nlargest(top, "annual_return").to_dict("records")]
+
+
+def _summary(row: Mapping[str, Any]) -> dict:
+    """One candidate as summaries and notifications show it."""
+    delta = float(row["delta"])
+    return {
+        "symbol": row["symbol"],
+        "strike": float(row["strike"]),
+        "expiration": str(row["expiration"]),
+        "premium": float(row["premium"]),
+        "delta": None if np.isnan(delta) else round(delta, 3),
+        "annual_return": round(float(row["annual_return"]), 4),
+    }
 
 
 class TopPremiums:
@@ -88,12 +106,15 @@ class TopPremiums:
         """Consider one symbol's candidates (a `wheel_candidates` frame)."""
         if chosen.empty:
             return
-        row = chosen.nlargest(1, "annual_return")
-        value = float(row["annual_return"].iloc[0])
+        returns = chosen["annual_return"].to_numpy(float)
+        if np.isnan(returns).all():
+            return
+        best = int(np.nanargmax(returns))  # the first of equal bests, as `nlargest` keeps
+        value = float(returns[best])
         if not math.isfinite(value):
             return
         self._seen += 1
-        item = (value, -self._seen, best_premiums(row, top=1)[0])
+        item = (value, -self._seen, _summary(chosen.iloc[best]))
         if len(self._heap) < self.size:
             heapq.heappush(self._heap, item)
         else:

@@ -72,12 +72,25 @@ def _sqlite_rows(
 
 
 def _sqlite_column(column: pd.Series, sql_type: sa.types.TypeEngine) -> list[Any]:
-    """One frame column as the Python values sqlite3 binds (NaN/NaT -> None)."""
+    """One frame column as the Python values sqlite3 binds (NaN/NaT -> None).
+
+    Common column types take a direct path (a float64 column through `tolist`, a column of
+    plain dates through `isoformat`): the scan writes a few rows per symbol, where pandas'
+    fixed cost per conversion was most of the write.
+    """
     if isinstance(sql_type, sa.DateTime):
-        text = _iso(pd.to_datetime(column, utc=True), "us")
+        text = _iso(_utc(column), "us")
         return [t[:10] + " " + t[11:26] if t else None for t in text.tolist()]
     if isinstance(sql_type, sa.Date):
+        values = column.tolist()
+        if all(type(v) is date for v in values):
+            return [v.isoformat() for v in values]
         return [t or None for t in _iso(pd.to_datetime(column), "D").tolist()]
+    if column.dtype == np.float64:
+        values = column.tolist()
+        for index in np.flatnonzero(np.isnan(column.to_numpy())):
+            values[index] = None
+        return values
     values = column.to_numpy(dtype=object, na_value=None).tolist()
     if column.dtype.kind in "fiu":
         return values  # Python numbers already, None where NaN
@@ -205,7 +218,7 @@ def csv_buffer(frame: pd.DataFrame, table: sa.Table) -> io.StringIO:
         column = frame[name]
         sql_type = table.c[str(name)].type
         if isinstance(sql_type, sa.DateTime):
-            out[name] = _iso(pd.to_datetime(column, utc=True), "us")
+            out[name] = _iso(_utc(column), "us")
         elif isinstance(sql_type, sa.Date):
             out[name] = _iso(pd.to_datetime(column), "D")
         elif isinstance(sql_type, sa.Integer) and column.dtype.kind == "f":
@@ -218,17 +231,23 @@ def csv_buffer(frame: pd.DataFrame, table: sa.Table) -> io.StringIO:
     return buffer
 
 
+def _utc(column: pd.Series) -> pd.Series:
+    """A timestamp column as tz-aware values (naive ones are taken as UTC)."""
+    if isinstance(column.dtype, pd.DatetimeTZDtype):
+        return column
+    return pd.to_datetime(column, utc=True)
+
+
 def _iso(values: pd.Series, unit: str) -> np.ndarray:
     """ISO-8601 text at `unit` resolution, formatted in C (NaT -> empty, i.e. NULL).
 
-    Aware values are written in UTC with a `Z`; naive ones (dates) as they are.
+    Aware values are written in UTC with a `Z`; naive ones (dates) as they are. An aware
+    column's datetime64 values are its UTC instants.
     """
     aware = values.dt.tz is not None
-    naive = values.dt.tz_convert("UTC").dt.tz_localize(None) if aware else values
-    text = np.datetime_as_string(
-        naive.to_numpy(f"datetime64[{unit}]"), unit=unit, timezone="UTC" if aware else "naive"
-    )
-    return np.where(naive.isna().to_numpy(), "", text).astype(object)
+    instants = values.to_numpy(f"datetime64[{unit}]")
+    text = np.datetime_as_string(instants, unit=unit, timezone="UTC" if aware else "naive")
+    return np.where(np.isnat(instants), "", text).astype(object)
 
 
 def _integral(column: pd.Series) -> pd.Series:
