@@ -1,6 +1,7 @@
 """The fan-out: every symbol ends as data or a categorised outcome row, never silence."""
 
 import asyncio
+import gc
 from dataclasses import dataclass
 
 import pandas as pd
@@ -63,3 +64,19 @@ def test_dead_warehouse_stops_the_run(tmp_path):
 
     with pytest.raises(WarehouseUnavailable):
         asyncio.run(fan_out([f"S{i}" for i in range(20)], fetch, broken_sink, warehouse, IDENTITY))
+
+
+def test_the_heap_from_before_the_fan_out_is_frozen_only_while_it_runs(warehouse_url):
+    warehouse = Warehouse(warehouse_url)
+    warehouse.create_tables()
+    before = gc.get_freeze_count()
+    during: list[int] = []
+
+    async def watched(symbol: str) -> Got:
+        during.append(gc.get_freeze_count())
+        return await fetch(symbol)
+
+    asyncio.run(fan_out(["AAPL", "BAD"], watched, sink, warehouse, IDENTITY, concurrency=2))
+    assert min(during) > before  # Dagster, pandas, SQLAlchemy: out of the collector's sight
+    assert gc.get_freeze_count() == before  # and back in it afterwards, even after a bad sink
+    warehouse.dispose()

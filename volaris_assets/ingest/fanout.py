@@ -10,9 +10,11 @@ table never claims rows that did not commit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -94,7 +96,47 @@ async def fan_out(
     queue_size: int = 8,
 ) -> list[SymbolOutcome]:
     """Fetch every symbol, write each as it arrives, and return one outcome per symbol."""
-    pending = list(dict.fromkeys(symbols))
+    with _long_lived_objects_frozen():
+        return await _fan_out(
+            list(dict.fromkeys(symbols)),
+            fetch,
+            sink,
+            warehouse,
+            identity,
+            concurrency=concurrency,
+            queue_size=queue_size,
+        )
+
+
+@contextlib.contextmanager
+def _long_lived_objects_frozen() -> Iterator[None]:
+    """Keep the objects that exist before the fan-out out of the garbage collector's sight.
+
+    A fan-out allocates a few million short-lived objects (decoded payloads, frames), so
+    Python's full collections come often, and each one walked the whole long-lived heap of
+    Dagster, pandas and SQLAlchemy: 100 ms pauses that held up the event loop (the requests
+    behind them then left in a burst a provider's window can refuse) and a tenth of the CPU.
+    `gc.freeze()` is the standard library's answer; `gc.unfreeze()` at the end lets anything
+    that was frozen be collected again. A second fan-out running at the same time in the same
+    process only loses the speed-up when the first one ends.
+    """
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+async def _fan_out(
+    pending: list[str],
+    fetch: FetchFn,
+    sink: SinkFn,
+    warehouse: Warehouse,
+    identity: RunIdentity,
+    *,
+    concurrency: int,
+    queue_size: int,
+) -> list[SymbolOutcome]:
     queue: asyncio.Queue[tuple[str, float, Fetched | BaseException] | None] = asyncio.Queue(
         maxsize=queue_size
     )
