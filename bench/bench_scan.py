@@ -33,7 +33,7 @@ import argparse
 import asyncio
 import json
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -154,22 +154,38 @@ def outcomes(work: Path) -> dict[str, object]:
     with engine.connect() as conn:
         rows = conn.execute(
             sa.text(
-                "SELECT status, error_type, attempts FROM sync_stock_results "
-                "WHERE asset = 'wheel_premiums'"
+                "SELECT status, error_type, attempts, recorded_at, duration_ms "
+                "FROM sync_stock_results WHERE asset = 'wheel_premiums'"
             )
         ).all()
     engine.dispose()
     failed: dict[str, int] = {}
-    for status, error_type, _ in rows:
+    for status, error_type, *_ in rows:
         if status != "ok":
             failed[error_type] = failed.get(error_type, 0) + 1
     # Only transient faults are injected and every symbol is listed, so every symbol is
     # recoverable; a permanent category here would be a bug worth seeing, and is counted.
     return {
         "symbols": len(rows),
-        "ok": sum(1 for status, _, _ in rows if status == "ok"),
-        "requests": sum(attempts for _, _, attempts in rows),
+        "ok": sum(1 for status, *_ in rows if status == "ok"),
+        "requests": sum(attempts for _, _, attempts, *_ in rows),
         "failed_by_category": failed,
+        "done_after_s": done_after(rows),
+    }
+
+
+def done_after(rows: list) -> dict[str, float]:
+    """Seconds from the first fetch until half, 95% and all of the symbols were recorded.
+
+    What separates the steady pace from the tail: symbols whose last attempts (a hang until the
+    read timeout, backoffs of 2 s and more) run on after every other symbol is done.
+    """
+    recorded = [datetime.fromisoformat(str(r[3])) for r in rows]
+    start = min(at - timedelta(milliseconds=r[4]) for at, r in zip(recorded, rows, strict=True))
+    seconds = sorted((at - start).total_seconds() for at in recorded)
+    return {
+        share: round(seconds[min(len(seconds) - 1, int(len(seconds) * fraction))], 1)
+        for share, fraction in (("half", 0.5), ("p95", 0.95), ("all", 1.0))
     }
 
 
@@ -212,6 +228,11 @@ def scan_at(rate: int, symbols: list[str], concurrency: int, seed_subset: int) -
         f"  wall {wall_s:.1f} s (command), fan-out {step_s:.1f} s: {per_s:.1f} symbols/s = "
         f"{per_s / rate:.3f} R (ceiling: 0.9 R, a request in ten being faulted)"
     )
+    done = scan["done_after_s"]
+    print(
+        f"  symbols done after: half {done['half']} s, 95% {done['p95']} s, all {done['all']} s "
+        f"(the steady pace, then the retry tail)"
+    )
     print(
         f"  requests {scan['requests']} ({scan['requests'] / scan['symbols']:.3f}/symbol), "
         f"{scan['requests'] / step_s:.1f}/s = {scan['requests'] / step_s / rate:.3f} R"
@@ -236,6 +257,7 @@ def scan_at(rate: int, symbols: list[str], concurrency: int, seed_subset: int) -
         "requests_per_s_over_r": round(scan["requests"] / step_s / rate, 3),
         "success_rate": round(success, 5),
         "failed_by_category": scan["failed_by_category"],
+        "done_after_s": scan["done_after_s"],
         "peak_rss_mb": meta.get("peak_rss_mb"),
         "seed_symbols": seed["symbols"],
         "seed_symbols_per_s": round(seed["symbols_per_s"], 3),
