@@ -89,6 +89,11 @@ class SandboxMarket:
             symbol, lambda: self.simulated.option_chain(symbol, self.as_of)
         )
 
+    def warm_up(self) -> None:
+        """Pay the simulated market's one-off start-up now (calendar tables: ~0.3 s against
+        ~10 ms for each chain after it), so that no client's first request is the slow one."""
+        self.chain("SPY")
+
     def spot(self, symbol: str) -> float:
         return self._spots.get_or_make(symbol, lambda: self.simulated.spot(symbol, self.as_of))
 

@@ -81,6 +81,7 @@ class Sandbox:
     ) -> None:
         self.seed = seed
         self.market = SandboxMarket(seed, as_of)
+        self.market.warm_up()
         self.keys = {name: dict(DEFAULT_KEYS[name], **(keys or {}).get(name, {})) for name in WIRES}
         self.page_sizes = dict(page_sizes or {})
         self.stats = SandboxStats()
