@@ -9,13 +9,13 @@ Load with `pytest_plugins = ("volaris_assets_tests.sandbox_fixtures",)`.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from volaris_assets.providers.base import ProviderError
+from volaris_assets.providers.base import ChainFilter, ProviderError
 from volaris_assets.providers.simulated import SimulatedMarket
 from volaris_assets.sandbox.server import Sandbox, start_sandbox
 
@@ -27,6 +27,13 @@ SANDBOX_PAGE_SIZES = {"polygon": 40, "alpaca": 300}
 # Hangs outlast the short client timeouts tests use (see `FAST_TIMEOUT_S`).
 SANDBOX_HANG_S = 1.5
 FAST_TIMEOUT_S = 0.4
+# What a wheel scan asks for: the puts expiring 2 to 8 weeks after SANDBOX_AS_OF (two monthlies
+# and the weeklies between, out of ~15 expirations).
+NEAR_PUTS = ChainFilter(
+    right="P",
+    expires_from=SANDBOX_AS_OF.date() + timedelta(days=14),
+    expires_to=SANDBOX_AS_OF.date() + timedelta(days=56),
+)
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ from volaris_assets.providers.base import ProviderError
 from volaris_assets.providers.http import build_client
 from volaris_assets_tests.sandbox_fixtures import (
     FAST_TIMEOUT_S,
+    NEAR_PUTS,
     SANDBOX_AS_OF,
     SANDBOX_PAGE_SIZES,
     assert_bars_match,
@@ -40,6 +41,16 @@ def test_snapshot_follows_next_url_across_pages_and_matches_the_market(clean_san
     frame, pages = asyncio.run(_with_client(clean_sandbox, action))
     expected = market.option_chain("NVDA", SANDBOX_AS_OF)
     assert pages == -(-len(expected) // SANDBOX_PAGE_SIZES["polygon"]) > 1
+    assert_chain_matches(frame, expected, provider="polygon", iv_tol=1e-6, greek_tol=1e-6)
+
+
+def test_a_chain_filter_is_sent_as_contract_type_and_expiration_bounds(clean_sandbox, market):
+    async def action(client):
+        return await client.option_chain("NVDA", SANDBOX_AS_OF, NEAR_PUTS), client.pages_fetched
+
+    frame, pages = asyncio.run(_with_client(clean_sandbox, action))
+    expected = NEAR_PUTS.apply(market.option_chain("NVDA", SANDBOX_AS_OF))
+    assert pages == -(-len(expected) // SANDBOX_PAGE_SIZES["polygon"])
     assert_chain_matches(frame, expected, provider="polygon", iv_tol=1e-6, greek_tol=1e-6)
 
 

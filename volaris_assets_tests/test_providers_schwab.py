@@ -14,6 +14,7 @@ from volaris_assets.providers.base import ProviderError
 from volaris_assets.providers.http import build_client
 from volaris_assets_tests.sandbox_fixtures import (
     FAST_TIMEOUT_S,
+    NEAR_PUTS,
     SANDBOX_AS_OF,
     assert_bars_match,
     assert_chain_matches,
@@ -43,6 +44,16 @@ async def _with_client(sandbox, action, **overrides):
 def test_chain_matches_the_simulated_market(clean_sandbox, market):
     frame = run(_with_client(clean_sandbox, lambda c: c.option_chain("AAPL", SANDBOX_AS_OF)))
     expected = market.option_chain("AAPL", SANDBOX_AS_OF)
+    assert_chain_matches(frame, expected, provider="schwab")
+
+
+def test_a_chain_filter_is_sent_as_contract_type_and_date_range(clean_sandbox, market):
+    frame = run(
+        _with_client(clean_sandbox, lambda c: c.option_chain("AAPL", SANDBOX_AS_OF, NEAR_PUTS))
+    )
+    whole = market.option_chain("AAPL", SANDBOX_AS_OF)
+    expected = NEAR_PUTS.apply(whole)
+    assert 0 < len(expected) < len(whole) / 4
     assert_chain_matches(frame, expected, provider="schwab")
 
 

@@ -11,6 +11,7 @@ from volaris_assets.providers import yahoo
 from volaris_assets.providers.http import build_client
 from volaris_assets_tests.sandbox_fixtures import (
     FAST_TIMEOUT_S,
+    NEAR_PUTS,
     SANDBOX_AS_OF,
     assert_bars_match,
     assert_chain_matches,
@@ -39,6 +40,21 @@ def test_chain_is_one_request_per_expiration_and_matches_the_market(clean_sandbo
     assert frame[["delta", "gamma", "theta", "vega"]].isna().all(axis=None)  # Yahoo has none
     assert clean_sandbox.stats.count("yahoo", OPTIONS, 200) == expected["expiration"].nunique()
     assert clean_sandbox.stats.count("yahoo", "/v1/test/getcrumb") == 1
+
+
+def test_a_chain_filter_asks_only_for_the_expirations_in_range(clean_sandbox, market):
+    frame = asyncio.run(
+        _with_client(clean_sandbox, lambda c: c.option_chain("AAPL", SANDBOX_AS_OF, NEAR_PUTS))
+    )
+    whole = market.option_chain("AAPL", SANDBOX_AS_OF)
+    expected = NEAR_PUTS.apply(whole)
+    in_range = expected["expiration"].nunique()
+    # The first call (no date) lists the expirations and carries the nearest, out of range here.
+    assert clean_sandbox.stats.count("yahoo", OPTIONS, 200) == 1 + in_range
+    assert whole["expiration"].nunique() > 1 + in_range
+    assert_chain_matches(
+        NEAR_PUTS.apply(frame), expected, provider="yahoo", iv_tol=1e-6, greek_tol=None, mark=False
+    )
 
 
 def test_class_shares_use_the_hyphen_spelling(clean_sandbox, market):

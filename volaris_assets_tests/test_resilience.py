@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
-from volaris_assets.providers.base import ErrorCategory, ProviderError
+from volaris_assets.providers.base import WHOLE_CHAIN, ChainFilter, ErrorCategory, ProviderError
 from volaris_assets.providers.rate_limit import PACING_HEADROOM
 from volaris_assets.providers.resilience import (
     ChainExhausted,
@@ -57,8 +57,10 @@ class ScriptedSource:
         self.calls: list[tuple[object, ...]] = []
         self.closed = False
 
-    async def option_chain(self, symbol: str, as_of: datetime) -> pd.DataFrame:
-        self.calls.append(("option_chain", symbol, as_of))
+    async def option_chain(
+        self, symbol: str, as_of: datetime, only: ChainFilter = WHOLE_CHAIN
+    ) -> pd.DataFrame:
+        self.calls.append(("option_chain", symbol, as_of, only))
         return await self._answer()
 
     async def bars(
@@ -431,16 +433,18 @@ def test_the_primary_answers_when_it_can() -> None:
         fetched.provider = "yahoo"  # type: ignore[misc]
 
 
-def test_a_permanent_error_moves_on_to_the_next_provider() -> None:
+def test_a_permanent_error_moves_on_to_the_next_provider_with_the_same_request() -> None:
     harness = Harness()
     primary = ScriptedSource("schwab", [_error(ErrorCategory.NOT_FOUND)])
     fallback = ScriptedSource("yahoo")
-    fetched = asyncio.run(harness.chain(primary, fallback).option_chain("AAPL", AS_OF))
+    puts = ChainFilter(right="P")
+    chain = harness.chain(primary, fallback)
+    fetched = asyncio.run(chain.option_chain("AAPL", AS_OF, puts))
     assert fetched.provider == "yahoo"
     assert fetched.frame["provider"].tolist() == ["yahoo"]
     assert fetched.attempts == 2
     assert fetched.failures == (("schwab", ErrorCategory.NOT_FOUND),)
-    assert fallback.calls == [("option_chain", "AAPL", AS_OF)]
+    assert primary.calls == fallback.calls == [("option_chain", "AAPL", AS_OF, puts)]
 
 
 def test_exhausted_retries_move_on_and_every_attempt_is_counted() -> None:

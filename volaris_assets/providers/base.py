@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Protocol, runtime_checkable
+from datetime import date, datetime
+from typing import Literal, Protocol, runtime_checkable
 
+import numpy as np
 import pandas as pd
 
 
@@ -137,15 +138,66 @@ class CompanyProfile:
     sub_industry: str | None
 
 
+@dataclass(frozen=True)
+class ChainFilter:
+    """The part of a chain a caller needs: one side and/or expirations in a date range.
+
+    Providers hand it to their API where it has the parameters (Schwab `contractType`,
+    `fromDate`, `toDate`; Polygon `contract_type`, `expiration_date.gte/.lte`; Yahoo by asking
+    only for the expirations in range), so a wheel scan that uses the puts of one expiration
+    receives and parses a few dozen contracts instead of every listed one (~400 here, thousands
+    for an index ETF), and on Yahoo or Polygon spends one or two requests instead of twenty.
+    It is a floor, not an exact cut: a source returns at least every matching contract and may
+    return more, so a caller still selects what it uses.
+    """
+
+    right: Literal["C", "P"] | None = None
+    expires_from: date | None = None
+    expires_to: date | None = None
+
+    def __post_init__(self) -> None:
+        if self.right not in (None, "C", "P"):
+            raise ValueError(f"right must be 'C', 'P' or None, got {self.right!r}")
+        if self.expires_from and self.expires_to and self.expires_from > self.expires_to:
+            raise ValueError(f"empty expiration range {self.expires_from}..{self.expires_to}")
+
+    def covers(self, expiration: object) -> bool:
+        """Whether contracts expiring on `expiration` are wanted; with a range set, a value that
+        is no date is not."""
+        if self.expires_from is None and self.expires_to is None:
+            return True
+        if isinstance(expiration, datetime):
+            expiration = expiration.date()
+        if not isinstance(expiration, date):
+            return False
+        after_start = self.expires_from is None or expiration >= self.expires_from
+        return after_start and (self.expires_to is None or expiration <= self.expires_to)
+
+    def apply(self, chain: pd.DataFrame) -> pd.DataFrame:
+        """The matching rows of a canonical chain: the cut for sources that hold the whole
+        chain, and the test of whether an answer holds anything that was asked for."""
+        keep = np.fromiter(map(self.covers, chain["expiration"]), bool, len(chain))
+        if self.right is not None:
+            keep &= chain["right"].to_numpy(dtype=object) == self.right
+        return chain if keep.all() else chain[keep].reset_index(drop=True)
+
+
+# Every contract: what a caller that passes no filter asks for.
+WHOLE_CHAIN = ChainFilter()
+
+
 @runtime_checkable
 class ChainSource(Protocol):
     """Something that can return one symbol's option chain as a canonical frame."""
 
     name: str
 
-    async def option_chain(self, symbol: str, as_of: datetime) -> pd.DataFrame:
-        """All listed contracts for `symbol`; `as_of` (UTC) matters to the simulated market and
-        the sandbox; live providers return their current chain and stamp `quote_ts`."""
+    async def option_chain(
+        self, symbol: str, as_of: datetime, only: ChainFilter = WHOLE_CHAIN
+    ) -> pd.DataFrame:
+        """The listed contracts for `symbol` that `only` asks for (at least those, see
+        `ChainFilter`); `as_of` (UTC) matters to the simulated market and the sandbox; live
+        providers return their current chain and stamp `quote_ts`."""
         ...
 
     async def aclose(self) -> None: ...

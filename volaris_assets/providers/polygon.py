@@ -25,6 +25,8 @@ import pandas as pd
 from volaris_assets.providers.base import (
     BAR_COLUMNS,
     CHAIN_COLUMNS,
+    WHOLE_CHAIN,
+    ChainFilter,
     ErrorCategory,
     ProviderError,
     canonical,
@@ -55,6 +57,7 @@ AGGS_LIMIT = 50000
 MAX_PAGES = 200
 _RANGE = {"1m": ("1", "minute"), "5m": ("5", "minute"), "1d": ("1", "day")}
 _RIGHTS = {"call": "C", "put": "P"}
+_CONTRACT_TYPES = {right: wire for wire, right in _RIGHTS.items()}
 
 
 class PolygonClient(HttpSource):
@@ -88,11 +91,18 @@ class PolygonClient(HttpSource):
             url, query = (next_url or None), None
         return pages
 
-    async def option_chain(self, symbol: str, as_of: datetime) -> pd.DataFrame:
+    async def option_chain(
+        self, symbol: str, as_of: datetime, only: ChainFilter = WHOLE_CHAIN
+    ) -> pd.DataFrame:
         ticker = to_provider(symbol, NAME)
-        pages = await self._pages(
-            f"/v3/snapshot/options/{ticker}", {"limit": str(SNAPSHOT_PAGE_LIMIT)}
-        )
+        params = {"limit": str(SNAPSHOT_PAGE_LIMIT)}
+        if only.right is not None:
+            params["contract_type"] = _CONTRACT_TYPES[only.right]
+        if only.expires_from is not None:
+            params["expiration_date.gte"] = only.expires_from.isoformat()
+        if only.expires_to is not None:
+            params["expiration_date.lte"] = only.expires_to.isoformat()
+        pages = await self._pages(f"/v3/snapshot/options/{ticker}", params)
         results = [r for page in pages for r in _results(page) if isinstance(r, dict)]
         if not results:
             raise no_data(NAME, symbol, "option contracts")

@@ -23,7 +23,14 @@ import pandas as pd
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_base
 
-from volaris_assets.providers.base import BarSource, ChainSource, ErrorCategory, ProviderError
+from volaris_assets.providers.base import (
+    WHOLE_CHAIN,
+    BarSource,
+    ChainFilter,
+    ChainSource,
+    ErrorCategory,
+    ProviderError,
+)
 from volaris_assets.providers.circuit import HEALTH_CATEGORIES, CircuitBreaker, CircuitState
 from volaris_assets.providers.rate_limit import (
     DEFAULT_RATE_LIMITS,
@@ -358,8 +365,10 @@ class FallbackChain:
     def providers(self) -> tuple[str, ...]:
         return tuple(guarded.name for guarded in self._sources)
 
-    async def option_chain(self, symbol: str, as_of: datetime) -> Fetched:
-        return await self._first_answer(lambda source: source.option_chain(symbol, as_of))
+    async def option_chain(
+        self, symbol: str, as_of: datetime, only: ChainFilter = WHOLE_CHAIN
+    ) -> Fetched:
+        return await self._first_answer(lambda source: source.option_chain(symbol, as_of, only))
 
     async def bars(self, symbol: str, timeframe: str, start: datetime, end: datetime) -> Fetched:
         return await self._first_answer(lambda source: source.bars(symbol, timeframe, start, end))

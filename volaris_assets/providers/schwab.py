@@ -30,6 +30,8 @@ import pandas as pd
 from volaris_assets.providers.base import (
     BAR_COLUMNS,
     CHAIN_COLUMNS,
+    WHOLE_CHAIN,
+    ChainFilter,
     ErrorCategory,
     ProviderError,
     canonical,
@@ -72,6 +74,8 @@ _HISTORY_PARAMS: dict[str, dict[str, str]] = {
     "5m": {"periodType": "day", "frequencyType": "minute", "frequency": "5"},
     "1d": {"periodType": "year", "frequencyType": "daily", "frequency": "1"},
 }
+# `contractType` for each `ChainFilter.right`.
+_CONTRACT_TYPES: dict[str | None, str] = {None: "ALL", "C": "CALL", "P": "PUT"}
 
 
 @dataclass(frozen=True)
@@ -192,17 +196,20 @@ class SchwabClient(HttpSource):
 
     # ---- chains ----------------------------------------------------------------------------
 
-    async def option_chain(self, symbol: str, as_of: datetime) -> pd.DataFrame:
-        payload = await self._get(
-            "/marketdata/v1/chains",
-            {
-                "symbol": to_provider(symbol, NAME),
-                "contractType": "ALL",
-                "includeUnderlyingQuote": "true",
-                "strategy": "SINGLE",
-            },
-        )
-        return parse_chain(payload, symbol)
+    async def option_chain(
+        self, symbol: str, as_of: datetime, only: ChainFilter = WHOLE_CHAIN
+    ) -> pd.DataFrame:
+        params = {
+            "symbol": to_provider(symbol, NAME),
+            "contractType": _CONTRACT_TYPES[only.right],
+            "includeUnderlyingQuote": "true",
+            "strategy": "SINGLE",
+        }
+        if only.expires_from is not None:
+            params["fromDate"] = only.expires_from.isoformat()
+        if only.expires_to is not None:
+            params["toDate"] = only.expires_to.isoformat()
+        return parse_chain(await self._get("/marketdata/v1/chains", params), symbol)
 
     # ---- bars ------------------------------------------------------------------------------
 

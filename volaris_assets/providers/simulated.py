@@ -28,6 +28,8 @@ from volaris_assets import calendar
 from volaris_assets.providers.base import (
     BAR_COLUMNS,
     CHAIN_COLUMNS,
+    WHOLE_CHAIN,
+    ChainFilter,
     ErrorCategory,
     ProviderError,
     aggregate_bars,
@@ -376,8 +378,10 @@ class SimulatedProvider:
     def __init__(self, market: SimulatedMarket | None = None) -> None:
         self.market = market or SimulatedMarket()
 
-    async def option_chain(self, symbol: str, as_of: datetime) -> pd.DataFrame:
-        return self.market.option_chain(symbol, as_of)
+    async def option_chain(
+        self, symbol: str, as_of: datetime, only: ChainFilter = WHOLE_CHAIN
+    ) -> pd.DataFrame:
+        return only.apply(self.market.option_chain(symbol, as_of))
 
     async def bars(
         self, symbol: str, timeframe: str, start: datetime, end: datetime

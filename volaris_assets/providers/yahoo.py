@@ -27,6 +27,8 @@ import pandas as pd
 from volaris_assets.providers.base import (
     BAR_COLUMNS,
     CHAIN_COLUMNS,
+    WHOLE_CHAIN,
+    ChainFilter,
     ErrorCategory,
     ProviderError,
     canonical,
@@ -103,7 +105,11 @@ class YahooClient(HttpSource):
             crumb = await self._get_crumb(stale=crumb)
         raise AssertionError("unreachable: the second attempt raises on 401")
 
-    async def option_chain(self, symbol: str, as_of: datetime) -> pd.DataFrame:
+    async def option_chain(
+        self, symbol: str, as_of: datetime, only: ChainFilter = WHOLE_CHAIN
+    ) -> pd.DataFrame:
+        """The first call lists the expirations and carries the nearest; one more call per
+        other expiration that `only` covers (Yahoo has no side filter: both sides come)."""
         ticker = to_provider(symbol, NAME)
         first = await self._options(ticker, {})
         echoed_symbol(first.get("underlyingSymbol"), symbol, NAME)
@@ -113,7 +119,7 @@ class YahooClient(HttpSource):
         blocks = list(_option_blocks(first))
         seen = {block.get("expirationDate") for block in blocks}
         for expiration in dates:
-            if expiration in seen:
+            if expiration in seen or not _wanted(expiration, only):
                 continue
             result = await self._options(ticker, {"date": str(expiration)})
             echoed_symbol(result.get("underlyingSymbol"), symbol, NAME)
@@ -137,6 +143,16 @@ class YahooClient(HttpSource):
             },
         )
         return parse_chart(payload, symbol, timeframe, start, end)
+
+
+def _wanted(expiration: Any, only: ChainFilter) -> bool:
+    """Whether an `expirationDates` entry (epoch s, midnight UTC of the day) is in `only`'s
+    range; an entry that is not a timestamp is asked for, and its answer validated as usual."""
+    try:
+        day = datetime.fromtimestamp(int(expiration), UTC).date()
+    except (TypeError, ValueError, OverflowError, OSError):
+        return True
+    return only.covers(day)
 
 
 def _option_result(payload: Any) -> dict[str, Any]:

@@ -12,12 +12,13 @@ import random
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from volaris_assets.providers.base import ChainFilter
 from volaris_assets.providers.simulated import SimulatedMarket
 from volaris_assets.symbols import InvalidSymbol, normalize_symbol
 
@@ -106,6 +107,19 @@ class SandboxMarket:
         return self._bars.get_or_make(
             key, lambda: self.simulated.bars(symbol, timeframe, start, end)
         )
+
+
+def chain_filter(
+    right: str | None, expires_from: str | None, expires_to: str | None
+) -> ChainFilter:
+    """The `ChainFilter` a chain request's query spells (`right` already mapped to C/P/None,
+    dates as YYYY-MM-DD); ValueError for a malformed date or range, which wires answer with
+    their 400."""
+    return ChainFilter(
+        right=right,  # type: ignore[arg-type]  # ChainFilter checks it
+        expires_from=date.fromisoformat(expires_from) if expires_from else None,
+        expires_to=date.fromisoformat(expires_to) if expires_to else None,
+    )
 
 
 def faulted_chain(

@@ -16,13 +16,14 @@ from urllib.parse import urlencode
 
 import pandas as pd
 
-from volaris_assets.sandbox.market import faulted_chain, malform
+from volaris_assets.sandbox.market import chain_filter, faulted_chain, malform
 from volaris_assets.sandbox.protocol import Context, Reply, Request, json_reply, num, route, whole
 from volaris_assets.symbols import occ_symbol
 
 NAME = "polygon"
 MAX_LIMIT = 250
 _TIMESPANS = {("1", "minute"): "1m", ("5", "minute"): "5m", ("1", "day"): "1d"}
+_RIGHTS = {"": None, "call": "C", "put": "P"}
 
 
 def _error(status: int, message: str, key: str = "error", state: str = "ERROR") -> Reply:
@@ -82,10 +83,21 @@ def _page(
 
 
 def _snapshot(request: Request, match: Any, ctx: Context) -> Reply:
+    """The chain snapshot with the `contract_type` and `expiration_date.gte/.lte` filters."""
+    query = request.query
+    try:
+        wanted = chain_filter(
+            _RIGHTS[query.get("contract_type", "")],
+            query.get("expiration_date.gte"),
+            query.get("expiration_date.lte"),
+        )
+    except (KeyError, ValueError):
+        return _error(400, "invalid contract_type or expiration_date filter")
     symbol = ctx.market.listed(match["ticker"])
     if symbol is None:
         return json_reply({"status": "OK", "request_id": uuid.uuid4().hex, "results": []})
-    chain = faulted_chain(ctx.market.chain(symbol), ctx.fault, ctx.rng, ctx.row_fraction)
+    chain = wanted.apply(ctx.market.chain(symbol))
+    chain = faulted_chain(chain, ctx.fault, ctx.rng, ctx.row_fraction)
     results = [_contract(row, match["ticker"]) for row in chain.to_dict("records")]
     paged = _page(request, ctx, results, default_limit=10, cap=MAX_LIMIT)
     if paged is None:

@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from volaris_assets.calendar import NY
-from volaris_assets.sandbox.market import faulted_chain, malform
+from volaris_assets.sandbox.market import chain_filter, faulted_chain, malform
 from volaris_assets.sandbox.protocol import (
     Context,
     Reply,
@@ -37,6 +37,7 @@ from volaris_assets.symbols import occ_symbol
 NAME = "schwab"
 _CHICAGO = "America/Chicago"
 _FREQUENCIES = {("minute", "1"): "1m", ("minute", "5"): "5m", ("daily", "1"): "1d"}
+_RIGHTS = {"ALL": None, "CALL": "C", "PUT": "P"}
 
 
 @dataclass
@@ -121,9 +122,19 @@ def _token(request: Request, match: Any, ctx: Context) -> Reply:
 
 
 def _chain(request: Request, match: Any, ctx: Context) -> Reply:
-    raw_symbol = request.query.get("symbol", "")
+    """`/chains` with the `contractType`, `fromDate` and `toDate` filters."""
+    query = request.query
+    try:
+        wanted = chain_filter(
+            _RIGHTS[query.get("contractType", "ALL").upper()],
+            query.get("fromDate"),
+            query.get("toDate"),
+        )
+    except (KeyError, ValueError):
+        return json_reply(error_body(400, "Bad Request", "invalid chain parameters"), 400)
+    raw_symbol = query.get("symbol", "")
     symbol = ctx.market.listed(raw_symbol)
-    chain = ctx.market.chain(symbol) if symbol else pd.DataFrame()
+    chain = wanted.apply(ctx.market.chain(symbol)) if symbol else pd.DataFrame()
     chain = faulted_chain(chain, ctx.fault, ctx.rng, ctx.row_fraction) if symbol else chain
     spot = ctx.market.spot(symbol) if symbol else 0.0
     contracts: list[dict[str, Any]] = []
