@@ -41,7 +41,8 @@ import sqlalchemy as sa
 
 from bench import common
 from volaris_assets.providers import schwab
-from volaris_assets.providers.base import ProviderError
+from volaris_assets.providers.base import WHOLE_CHAIN, ChainFilter, ProviderError
+from volaris_assets.scan.premiums import WheelSettings
 
 SESSION = "2026-11-24"
 SESSION_CLOSE = datetime(2026, 11, 24, 21, 0, tzinfo=UTC)
@@ -85,20 +86,24 @@ def start_sandbox(work: Path, rate: int) -> tuple[object, str]:
     return process, f"http://127.0.0.1:{port}/schwab"
 
 
-async def warm(base: str, symbols: list[str], rate: int) -> None:
-    """Request every chain once at the sandbox's rate, so its renderer is out of the timing."""
+async def warm(base: str, symbols: list[str], seed_symbols: list[str], rate: int) -> None:
+    """Request every chain once at the sandbox's rate as the scan will (its puts near 30 DTE)
+    and as the seed loop will (the whole chain), so the sandbox's renderer is out of the timing."""
     client = schwab.create({**SANDBOX_KEYS, "SCHWAB_API_BASE": base})
     gate = asyncio.Semaphore(32)
+    window = WheelSettings().request_window(SESSION_CLOSE.date())
 
-    async def one(symbol: str) -> None:
+    async def one(symbol: str, only: ChainFilter) -> None:
         async with gate:
             try:
-                await client.option_chain(symbol, SESSION_CLOSE)
+                await client.option_chain(symbol, SESSION_CLOSE, only)
             except ProviderError:
                 pass  # a faulted warm-up request is rendered on the run's first request
             await asyncio.sleep(32 / rate)
 
-    await asyncio.gather(*(one(s) for s in symbols))
+    await asyncio.gather(
+        *(one(s, window) for s in symbols), *(one(s, WHOLE_CHAIN) for s in seed_symbols)
+    )
     await client.aclose()
 
 
@@ -195,7 +200,7 @@ def scan_at(rate: int, symbols: list[str], concurrency: int, seed_subset: int) -
         sandbox, base = start_sandbox(work, rate)
         try:
             if rate * RENDER_S > 0.3:
-                asyncio.run(warm(base, symbols, rate))
+                asyncio.run(warm(base, symbols, symbols[:seed_subset], rate))
             env = common.run_env(
                 work,
                 VOLARIS_UNIVERSE=str(common.write_universe(work / "universe.csv", symbols)),
@@ -210,7 +215,9 @@ def scan_at(rate: int, symbols: list[str], concurrency: int, seed_subset: int) -
             code, _, _ = common.run_sampled(setup, env, log)
             common.check(code, log, "universe")
             command = common.dagster_materialize("wheel_premiums", partition=SESSION)
+            cpu_before = common.children_cpu_s()
             code, wall_s, _ = common.run_sampled(command, env, log)
+            cpu_s = common.children_cpu_s() - cpu_before
             common.check(code, log, "scan")
             meta = common.materialization_metadata(work / "home", "wheel_premiums")
             scan = outcomes(work)
@@ -238,6 +245,10 @@ def scan_at(rate: int, symbols: list[str], concurrency: int, seed_subset: int) -
         f"{scan['requests'] / step_s:.1f}/s = {scan['requests'] / step_s / rate:.3f} R"
     )
     print(
+        f"  run process CPU {cpu_s:.1f} s (start-up included) = "
+        f"{cpu_s / scan['symbols'] * 1000:.1f} ms per symbol"
+    )
+    print(
         f"  success {scan['ok']}/{scan['symbols']} = {success:.4%}; "
         f"failed {scan['failed_by_category']}; peak RSS {meta.get('peak_rss_mb')} MB"
     )
@@ -258,6 +269,7 @@ def scan_at(rate: int, symbols: list[str], concurrency: int, seed_subset: int) -
         "success_rate": round(success, 5),
         "failed_by_category": scan["failed_by_category"],
         "done_after_s": scan["done_after_s"],
+        "run_cpu_s": round(cpu_s, 1),
         "peak_rss_mb": meta.get("peak_rss_mb"),
         "seed_symbols": seed["symbols"],
         "seed_symbols_per_s": round(seed["symbols_per_s"], 3),

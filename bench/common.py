@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import socket
@@ -257,6 +258,13 @@ class RssSampler:
             for pid, value in per_pid.items():
                 peaks[pid] = max(peaks.get(pid, 0.0), value)
         return peaks
+
+
+def children_cpu_s() -> float:
+    """CPU seconds (user + system) of every child process this one has waited for so far: the
+    difference across a `run_sampled` call is that run's CPU, start-up included."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def run_sampled(

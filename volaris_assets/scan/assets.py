@@ -1,5 +1,7 @@
 """The wheel-strategy premium scan over the scan universe (the seed's "database scan")."""
 
+import dataclasses
+
 import dagster as dg
 import pandas as pd
 import sqlalchemy as sa
@@ -17,7 +19,8 @@ from volaris_assets.ingest.asset_support import (
 from volaris_assets.ingest.fanout import Written
 from volaris_assets.ingest.validation import validate_chain
 from volaris_assets.prices.assets import session_range
-from volaris_assets.providers.resilience import Fetched
+from volaris_assets.providers.base import ErrorCategory
+from volaris_assets.providers.resilience import ChainExhausted, FallbackChain, Fetched
 from volaris_assets.resources.market_data import MarketDataResource
 from volaris_assets.resources.warehouse import WarehouseResource
 from volaris_assets.scan.premiums import TopPremiums, WheelSettings, wheel_candidates
@@ -32,6 +35,27 @@ class WheelConfig(IngestConfig):
     target_dte: int = Field(default=30, description="Expiration nearest this many days is scanned.")
     delta_min: float = Field(default=-0.35, description="Most negative put delta kept.")
     delta_max: float = Field(default=-0.15, description="Least negative put delta kept.")
+
+
+async def fetch_wheel_chain(
+    chain: FallbackChain, symbol: str, session: calendar.Session, settings: WheelSettings
+) -> Fetched:
+    """The puts a scan needs (`WheelSettings.request_window`), or the whole chain when no
+    provider has a put inside the window: then the nearest expiration lies outside it, and only
+    the whole chain can say which it is. `attempts` counts both requests."""
+    window = settings.request_window(session.day)
+    try:
+        fetched = await chain.option_chain(symbol, session.close, window)
+    except ChainExhausted as error:
+        if ErrorCategory.NO_DATA not in {category for _, category in error.failures}:
+            raise
+        spent = error.attempts
+    else:
+        if not window.apply(fetched.frame).empty:
+            return fetched
+        spent = fetched.attempts
+    whole = await chain.option_chain(symbol, session.close)
+    return dataclasses.replace(whole, attempts=whole.attempts + spent)
 
 
 def write_premiums(
@@ -94,7 +118,7 @@ def wheel_premiums(
             chain_data,
             wh,
             symbols,
-            lambda chain, symbol: chain.option_chain(symbol, session.close),
+            lambda chain, symbol: fetch_wheel_chain(chain, symbol, session, settings),
             sink,
             start_with=config.start_with_provider,
         )

@@ -12,10 +12,18 @@ import heapq
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date, timedelta
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from volaris_assets.providers.base import ChainFilter
+
+# Half-width, in days, of the expirations a scan asks a provider for around its target DTE.
+# Monthly expirations are at most 35 days apart, so a window this wide holds one wherever a
+# monthly cycle is listed; a chain with nothing inside it is fetched whole (see `request_window`).
+WINDOW_DAYS = 21
 
 
 @dataclass(frozen=True)
@@ -33,6 +41,22 @@ class WheelSettings:
             )
         if self.target_dte < 1 or self.min_dte < 0:
             raise ValueError("target_dte must be >= 1 and min_dte >= 0")
+
+    def request_window(self, today: date) -> ChainFilter:
+        """The puts a scan on `today` needs from a provider: those expiring within WINDOW_DAYS
+        of the target DTE (and at least min_dte away).
+
+        Exact, not a heuristic: when any put expires inside the window, the expiration nearest
+        the target is inside it too (anything outside is further away than the window's edge),
+        so `wheel_candidates` picks from the window what it would pick from the whole chain.
+        When none does, the caller must fetch the whole chain instead.
+        """
+        nearest = max(self.min_dte, self.target_dte - WINDOW_DAYS)
+        return ChainFilter(
+            right="P",
+            expires_from=today + timedelta(days=nearest),
+            expires_to=today + timedelta(days=max(nearest, self.target_dte + WINDOW_DAYS)),
+        )
 
 
 def wheel_candidates(chain: pd.DataFrame, settings: WheelSettings) -> pd.DataFrame:

@@ -1,0 +1,61 @@
+"""The wheel scan asks a provider only for the puts it can use, and gets the same answer."""
+
+import asyncio
+from datetime import date
+
+import pandas as pd
+import pytest
+
+from volaris_assets import calendar
+from volaris_assets.ingest.validation import validate_chain
+from volaris_assets.providers.resilience import ResilienceRegistry
+from volaris_assets.providers.simulated import SimulatedProvider
+from volaris_assets.scan.assets import fetch_wheel_chain
+from volaris_assets.scan.premiums import WheelSettings, wheel_candidates
+
+SESSION = calendar.session(date(2026, 11, 24))
+SYMBOLS = ["AAPL", "BRK.B", "KO", "TSLA"]
+
+
+def _scan(settings: WheelSettings) -> tuple[list, list, list[int], list[int]]:
+    """Per symbol: the candidates through fetch_wheel_chain, those from the whole chain, the
+    requests fetch_wheel_chain spent and the contracts it received."""
+    provider = SimulatedProvider()
+    chain = ResilienceRegistry().chain([provider])
+
+    async def fetch_all():
+        return [await fetch_wheel_chain(chain, s, SESSION, settings) for s in SYMBOLS]
+
+    fetched = asyncio.run(fetch_all())
+    windowed = [
+        wheel_candidates(validate_chain(f.frame, SESSION.close).frame, settings) for f in fetched
+    ]
+    whole = [
+        wheel_candidates(
+            validate_chain(provider.market.option_chain(s, SESSION.close), SESSION.close).frame,
+            settings,
+        )
+        for s in SYMBOLS
+    ]
+    return windowed, whole, [f.attempts for f in fetched], [len(f.frame) for f in fetched]
+
+
+@pytest.mark.parametrize("target_dte", [7, 30, 60])
+def test_the_window_holds_what_the_whole_chain_would_have_given(target_dte: int):
+    settings = WheelSettings(target_dte=target_dte)
+    windowed, whole, attempts, sizes = _scan(settings)
+    for got, expected in zip(windowed, whole, strict=True):
+        assert not expected.empty
+        pd.testing.assert_frame_equal(got, expected)
+    assert attempts == [1] * len(SYMBOLS)
+    chain_size = len(SimulatedProvider().market.option_chain("AAPL", SESSION.close))
+    assert max(sizes) < chain_size / 4  # puts of a few expirations, not the chain
+
+
+def test_a_target_past_every_listed_expiration_falls_back_to_the_whole_chain():
+    settings = WheelSettings(target_dte=400)  # listed expirations end ~200 days out
+    windowed, whole, attempts, _ = _scan(settings)
+    for got, expected in zip(windowed, whole, strict=True):
+        assert not expected.empty  # the furthest monthly is still the nearest to the target
+        pd.testing.assert_frame_equal(got, expected)
+    assert attempts == [2] * len(SYMBOLS)  # the empty window, then the whole chain
