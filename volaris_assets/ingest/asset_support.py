@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -12,6 +11,7 @@ import sqlalchemy as sa
 from pydantic import Field
 
 from volaris_assets.ingest.fanout import RunIdentity, SinkFn, fan_out
+from volaris_assets.ingest.interrupts import run_interruptibly
 from volaris_assets.ingest.summary import RunSummary
 from volaris_assets.providers.resilience import FallbackChain, Fetched
 from volaris_assets.resources.market_data import MarketDataResource
@@ -129,7 +129,7 @@ def run_fan_out(
             "Schwab refresh token lapses in %.1f days: redo the browser login", days_left
         )
     started = time.perf_counter()
-    outcomes = asyncio.run(main())
+    outcomes = run_interruptibly(main)
     summary = RunSummary(outcomes, time.perf_counter() - started, schwab_token_days_left=days_left)
     context.log.info(
         "%s %s: %d ok, %d failed %s, %d rows written, %d rejected",
