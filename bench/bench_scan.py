@@ -236,9 +236,11 @@ def scan_at(rate: int, symbols: list[str], concurrency: int, seed_subset: int) -
         f"{per_s / rate:.3f} R (ceiling: 0.9 R, a request in ten being faulted)"
     )
     done = scan["done_after_s"]
+    steady = 0.95 * scan["symbols"] / done["p95"]
     print(
-        f"  symbols done after: half {done['half']} s, 95% {done['p95']} s, all {done['all']} s "
-        f"(the steady pace, then the retry tail)"
+        f"  symbols done after: half {done['half']} s, 95% {done['p95']} s, all {done['all']} s; "
+        f"steady pace (first 95%) {steady:.1f} symbols/s = {steady / rate:.3f} R, then the "
+        f"retry tail (backoffs of 2, 4, 8 s for the last symbols to fail)"
     )
     print(
         f"  requests {scan['requests']} ({scan['requests'] / scan['symbols']:.3f}/symbol), "
@@ -269,6 +271,7 @@ def scan_at(rate: int, symbols: list[str], concurrency: int, seed_subset: int) -
         "success_rate": round(success, 5),
         "failed_by_category": scan["failed_by_category"],
         "done_after_s": scan["done_after_s"],
+        "steady_symbols_per_s_over_r": round(steady / rate, 3),
         "run_cpu_s": round(cpu_s, 1),
         "peak_rss_mb": meta.get("peak_rss_mb"),
         "seed_symbols": seed["symbols"],

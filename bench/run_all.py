@@ -54,8 +54,10 @@ def run(name: str, quick: bool) -> tuple[dict, str]:
 def _scan(r: dict) -> tuple[str, str]:
     parts = [
         f"R = {run['rate_limit_per_s']}/s: {run['symbols_per_s']:.1f} symbols/s = "
-        f"{run['symbols_per_s_over_r']:.2f} R (budget used {run['requests_per_s_over_r']:.2f} R), "
-        f"success {run['success_rate']:.2%} of {run['symbols']:,}, {run['fan_out_s']:.0f} s; "
+        f"{run['symbols_per_s_over_r']:.2f} R (budget used {run['requests_per_s_over_r']:.2f} R; "
+        f"first 95% of symbols at {run['steady_symbols_per_s_over_r']:.2f} R), "
+        f"success {run['success_rate']:.2%} of {run['symbols']:,}, {run['fan_out_s']:.0f} s, "
+        f"{run['run_cpu_s'] / run['symbols'] * 1000:.0f} ms CPU per symbol; "
         f"{run['speedup_vs_seed']:.0f}x the seed loop ({run['seed_symbols_per_s']:.1f}/s, "
         f"{run['seed_success_rate']:.0%} success)"
         for run in r["runs"]
