@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from volaris_assets.providers.base import CHAIN_NUMERIC_COLUMNS
 from volaris_assets.quant.black_scholes import bs_greeks
 from volaris_assets.quant.implied_vol import implied_vol
 
@@ -97,21 +98,6 @@ def validate_bars(frame: pd.DataFrame) -> Validated:
     return result
 
 
-_CHAIN_NUMERIC = (
-    "strike",
-    "bid",
-    "ask",
-    "mark_price",
-    "last",
-    "volume",
-    "open_interest",
-    "implied_volatility",
-    "underlying_price",
-    "dte",
-    *GREEKS,
-)
-
-
 # What `_expiry` says of a missing or unparseable expiration.
 _NO_EXPIRY: tuple[Any, bool, float, float] = (pd.NaT, False, np.nan, np.nan)
 
@@ -158,7 +144,7 @@ def _expiry(value: Any, as_of: datetime) -> tuple[Any, bool, float, float]:
 
 def validate_chain(frame: pd.DataFrame, as_of: datetime) -> Validated:
     """Reject contracts that cannot be traded on or trusted, then repair missing IV and greeks."""
-    chain = _numeric(frame, _CHAIN_NUMERIC)
+    chain = _numeric(frame, CHAIN_NUMERIC_COLUMNS)
     expirations = _Expirations.of(chain["expiration"], as_of)
     chain["expiration"] = pd.Series(expirations.dates, index=chain.index, dtype=object)
     strike = chain["strike"].to_numpy(float)

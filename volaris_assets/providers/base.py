@@ -115,6 +115,13 @@ CHAIN_COLUMNS: tuple[str, ...] = (
     "quote_ts",
 )
 
+# The chain columns that hold numbers; the others are names, dates and a timestamp.
+CHAIN_NUMERIC_COLUMNS: tuple[str, ...] = tuple(
+    c
+    for c in CHAIN_COLUMNS
+    if c not in ("symbol", "occ_symbol", "expiration", "right", "provider", "quote_ts")
+)
+
 TIMEFRAMES: tuple[str, ...] = ("1m", "5m", "1d")
 
 

@@ -248,19 +248,6 @@ _NUMERIC_FIELDS: tuple[tuple[str, str, tuple[float, ...]], ...] = (
     ("quoteTimeInLong", "quote_ts", ()),
 )
 _NUMERIC_GETTER = operator.itemgetter(*(wire for wire, _, _ in _NUMERIC_FIELDS))
-_QUOTE_COLUMNS = (
-    "bid",
-    "ask",
-    "mark_price",
-    "last",
-    "volume",
-    "open_interest",
-    "implied_volatility",
-    "delta",
-    "gamma",
-    "theta",
-    "vega",
-)
 
 
 @dataclass
@@ -379,6 +366,7 @@ def parse_chain(payload: Any, requested: str) -> pd.DataFrame:
     expiration = _expirations(contracts)
     frame = pd.DataFrame(
         {
+            **columns,  # strike, dte and quote_ts are replaced below by their repaired forms
             "symbol": symbol,
             "occ_symbol": pd.Series(
                 occ_symbols([symbol] * len(strike), expiration, contracts.rights, strike),
@@ -387,7 +375,6 @@ def parse_chain(payload: Any, requested: str) -> pd.DataFrame:
             "expiration": expiration,
             "strike": strike,
             "right": contracts.rights,
-            **{name: columns[name] for name in _QUOTE_COLUMNS},
             "underlying_price": _underlying_price(payload),
             "dte": dte,
             "provider": NAME,
