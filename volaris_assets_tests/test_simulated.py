@@ -6,7 +6,12 @@ import pytest
 
 from volaris_assets import calendar
 from volaris_assets.providers.base import BAR_COLUMNS, CHAIN_COLUMNS
-from volaris_assets.providers.simulated import RISK_FREE_RATE, SimulatedMarket, _years_to
+from volaris_assets.providers.simulated import (
+    _SESSIONS_PER_BLOCK,
+    RISK_FREE_RATE,
+    SimulatedMarket,
+    _years_to,
+)
 from volaris_assets.quant.black_scholes import bs_price
 
 UTC = calendar.UTC
@@ -125,11 +130,13 @@ def test_surface_has_skew_and_drifting_level(market):
 
 
 def test_daily_bars_over_a_range_equal_each_sessions_minutes(market):
-    """The daily path reduces minute arrays without framing them; it must agree to the bit,
-    early closes (2026-11-27) and holidays (2026-11-26) included."""
-    start, end = datetime(2026, 11, 18, tzinfo=UTC), datetime(2026, 12, 2, tzinfo=UTC)
+    """The daily path reduces blocks of sessions' minute arrays at once; it must agree to the
+    bit with each session computed alone: over several blocks, across the 2026-10-14 change of
+    cached price path, with an early close (2026-11-27) and a holiday (2026-11-26)."""
+    start, end = datetime(2026, 8, 20, tzinfo=UTC), datetime(2026, 12, 2, tzinfo=UTC)
     daily = market.bars("BRK.B", "1d", start, end)
-    days = [s.day for s in calendar.sessions_between(date(2026, 11, 18), date(2026, 12, 1))]
+    days = [s.day for s in calendar.sessions_between(date(2026, 8, 20), date(2026, 12, 1))]
+    assert len(days) > 2 * _SESSIONS_PER_BLOCK
     assert [ts.date() for ts in daily["ts"]] == days
     for bar, day in zip(daily.itertuples(), days, strict=True):
         minutes = market.minute_bars("BRK.B", day)

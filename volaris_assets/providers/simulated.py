@@ -48,6 +48,8 @@ _WEEKLY_HORIZON_DAYS = 35
 _MONTHLY_HORIZON_DAYS = 200
 _STRIKES_PER_SIDE = 10
 _MIN_MARK = 0.02
+# Sessions whose minute arrays are computed together by `_daily_bars`.
+_SESSIONS_PER_BLOCK = 32
 
 
 @dataclass(frozen=True)
@@ -67,9 +69,9 @@ def _stable_key(symbol: str) -> int:
     return int.from_bytes(hashlib.blake2b(symbol.encode(), digest_size=8).digest(), "little")
 
 
-def _weekday_ordinal(day: date) -> int:
-    """Weekdays between the epoch and `day` (a weekend day maps to the Friday before)."""
-    return int(np.busday_count(_EPOCH, day + timedelta(days=1))) - 1
+def _weekday_ordinals(days: list[date]) -> np.ndarray:
+    """Weekdays between the epoch and each day (a weekend day maps to the Friday before)."""
+    return np.busday_count(_EPOCH, [day + timedelta(days=1) for day in days]) - 1
 
 
 @dataclass(frozen=True)
@@ -108,36 +110,47 @@ class SimulatedMarket:
     def _build_path(self, symbol: str, horizon: int) -> _Path:
         profile = self.profile(symbol)
         rng = np.random.default_rng([self.seed, profile.key, 1])
-        shocks = rng.standard_normal((2, horizon + 1))
-        log_vol = np.empty(horizon + 1)
-        log_level = np.empty(horizon + 1)
+        vol_shocks, price_shocks = rng.standard_normal((2, horizon + 1)).tolist()
+        log_vol, log_level = [], []
         vol_state = price_state = 0.0
-        # AR(1) recursions have no vectorised form worth it. The price wanders around its base
-        # (half-life ~2 years) so that a decade of simulated history keeps plausible prices.
-        for i in range(horizon + 1):
-            vol_state = _VOL_MEAN_REVERSION * vol_state + _VOL_OF_VOL * shocks[0, i]
-            log_vol[i] = vol_state
+        # AR(1) recursions have no vectorised form worth it; on Python floats (not numpy
+        # scalars) the loop costs a third. The price wanders around its base (half-life ~2
+        # years) so that a decade of simulated history keeps plausible prices.
+        for vol_shock, price_shock in zip(vol_shocks, price_shocks, strict=True):
+            vol_state = _VOL_MEAN_REVERSION * vol_state + _VOL_OF_VOL * vol_shock
+            log_vol.append(vol_state)
             daily_sigma = 0.85 * profile.base_vol * math.exp(vol_state) / math.sqrt(252.0)
-            price_state = _PRICE_MEAN_REVERSION * price_state + daily_sigma * shocks[1, i]
-            log_level[i] = price_state
-        vol_levels = profile.base_vol * np.exp(log_vol)
-        closes = profile.base_price * np.exp(log_level)
+            price_state = _PRICE_MEAN_REVERSION * price_state + daily_sigma * price_shock
+            log_level.append(price_state)
+        vol_levels = profile.base_vol * np.exp(np.array(log_vol))
+        closes = profile.base_price * np.exp(np.array(log_level))
         return _Path(closes=closes, vol_levels=vol_levels)
 
     def _day_state(self, symbol: str, day: date) -> tuple[float, float, float]:
         """(previous close, close, volatility level) for the weekday `day`."""
-        ordinal = _weekday_ordinal(day)
-        if ordinal < 1:
+        previous_close, close, level = self._day_states(symbol, [day])
+        return float(previous_close[0]), float(close[0]), float(level[0])
+
+    def _day_states(
+        self, symbol: str, days: list[date]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(previous closes, closes, volatility levels) for the weekdays `days`."""
+        ordinals = _weekday_ordinals(days)
+        if ordinals.min() < 1:
             raise ProviderError(
                 ErrorCategory.NO_DATA, f"no simulated history before {_EPOCH}", provider=PROVIDER
             )
-        horizon = (ordinal // 256 + 1) * 256  # grow the cached path in steps, not per day
-        path = self._path(symbol, horizon)
-        return (
-            float(path.closes[ordinal - 1]),
-            float(path.closes[ordinal]),
-            float(path.vol_levels[ordinal]),
-        )
+        # A day's path is the one of its 256-weekday block's horizon (its shocks are drawn for
+        # the whole horizon), so days of different blocks read different cached paths.
+        horizons = (ordinals // 256 + 1) * 256
+        previous_closes, closes, levels = (np.empty(len(days)) for _ in range(3))
+        for horizon in np.unique(horizons).tolist():
+            rows = horizons == horizon
+            path = self._path(symbol, horizon)
+            previous_closes[rows] = path.closes[ordinals[rows] - 1]
+            closes[rows] = path.closes[ordinals[rows]]
+            levels[rows] = path.vol_levels[ordinals[rows]]
+        return previous_closes, closes, levels
 
     # ----------------------------------------------------------------- bars
     def minute_bars(self, symbol: str, day: date) -> pd.DataFrame:
@@ -145,7 +158,7 @@ class SimulatedMarket:
         if not calendar.is_session(day):
             return pd.DataFrame(columns=list(BAR_COLUMNS))
         session = calendar.session(day)
-        opens, highs, lows, closes, volumes = self._minute_arrays(symbol, session)
+        opens, highs, lows, closes, volumes = (a[0] for a in self._minute_arrays(symbol, [session]))
         ts = pd.date_range(session.open, periods=session.minutes, freq="1min", tz="UTC")
         return pd.DataFrame(
             {
@@ -161,36 +174,61 @@ class SimulatedMarket:
             }
         )
 
-    def _minute_arrays(self, symbol: str, session: calendar.Session) -> tuple[np.ndarray, ...]:
-        """The session's 1-minute (open, high, low, close, volume) columns as stored.
+    def _minute_arrays(
+        self, symbol: str, sessions: list[calendar.Session]
+    ) -> tuple[np.ndarray, ...]:
+        """The 1-minute (open, high, low, close, volume) columns as stored, one row per session
+        (all of one length: full days and early closes go in separate calls).
 
-        The one place minute bars are computed: `minute_bars` frames these arrays, and daily
-        bars reduce them without building a frame per session, so both agree to the last bit.
+        The one place minute bars are computed: `minute_bars` frames one row, and daily bars
+        reduce a year of rows at once. Each session draws from its own generator, so a day's
+        numbers do not depend on which days are computed with it; the arithmetic after the
+        draws runs over all rows together, which is most of what a year of daily bars cost.
         """
-        day, n = session.day, session.minutes
-        previous_close, close, vol = self._day_state(symbol, day)
+        n = sessions[0].minutes
+        days = [current.day for current in sessions]
+        previous_closes, closes, levels = self._day_states(symbol, days)
         profile = self.profile(symbol)
-        rng = np.random.default_rng([self.seed, profile.key, 2, _weekday_ordinal(day)])
-        minute_sigma = 0.85 * vol / math.sqrt(252.0 * 390.0)
-        gap = rng.normal(0.0, 0.25 * vol / math.sqrt(252.0))
-        log_open, log_close = math.log(previous_close) + gap, math.log(close)
-        walk = np.concatenate([[0.0], np.cumsum(rng.standard_normal(n) * minute_sigma)])
+        count = len(sessions)
+        log_open, log_close = np.empty(count), np.empty(count)
+        steps, wick_draws = np.empty((count, n)), np.empty((count, 2, n))
+        weight_draws, day_volumes = np.empty((count, n)), np.empty(count)
+        minute_sigma = 0.85 * levels / math.sqrt(252.0 * 390.0)
+        for row, ordinal in enumerate(_weekday_ordinals(days).tolist()):
+            rng = np.random.default_rng([self.seed, profile.key, 2, ordinal])
+            # The day's gap, its n steps and its 2n wicks, in the order drawn: one call.
+            normals = rng.standard_normal(1 + 3 * n)
+            gap = 0.25 * float(levels[row]) / math.sqrt(252.0) * normals[0]
+            log_open[row] = math.log(float(previous_closes[row])) + gap
+            log_close[row] = math.log(float(closes[row]))
+            steps[row] = normals[1 : n + 1]
+            wick_draws[row] = normals[n + 1 :].reshape(2, n)
+            weight_draws[row] = rng.lognormal(0.0, 0.35, n)
+            day_volumes[row] = profile.daily_volume * rng.lognormal(0.0, 0.3)
+        sigma = minute_sigma[:, None]
+        walk = np.zeros((count, n + 1))
+        np.cumsum(steps * sigma, axis=1, out=walk[:, 1:])
         fraction = np.arange(n + 1) / n
-        log_path = log_open + fraction * (log_close - log_open) + walk - fraction * walk[-1]
+        log_path = (
+            log_open[:, None]
+            + fraction * (log_close - log_open)[:, None]
+            + walk
+            - fraction * walk[:, -1:]
+        )
         prices = np.exp(log_path)
-        opens, closes = prices[:-1], prices[1:]
-        wick = np.exp(np.abs(rng.standard_normal((2, n))) * minute_sigma * 0.6)
-        highs = np.maximum(opens, closes) * wick[0]
-        lows = np.minimum(opens, closes) / wick[1]
+        opens, closes_ = prices[:, :-1], prices[:, 1:]
+        wick = np.exp(np.abs(wick_draws) * sigma[:, :, None] * 0.6)
+        highs = np.maximum(opens, closes_) * wick[:, 0]
+        lows = np.minimum(opens, closes_) / wick[:, 1]
         shape = 1.0 + 1.6 * (np.linspace(-1.0, 1.0, n) ** 2)  # the intraday U of volume
-        weights = shape * rng.lognormal(0.0, 0.35, n)
-        day_volume = profile.daily_volume * rng.lognormal(0.0, 0.3)
-        volumes = np.maximum(1, np.round(day_volume * weights / weights.sum()))
+        weights = shape * weight_draws
+        shares = day_volumes[:, None] * weights / weights.sum(axis=1, keepdims=True)
+        volumes = np.maximum(1, np.round(shares))
         return (
             np.round(opens, 4),
             np.round(highs, 4),
             np.round(lows, 4),
-            np.round(closes, 4),
+            np.round(closes_, 4),
             volumes.astype("int64"),
         )
 
@@ -218,27 +256,46 @@ class SimulatedMarket:
 
     def _daily_bars(self, symbol: str, sessions: tuple[calendar.Session, ...]) -> pd.DataFrame:
         """One bar per session, reduced from the minute arrays: a year of daily bars is a
-        backfill's unit of work, and a frame plus a group-by per session cost 20x the maths."""
+        backfill's unit of work, so sessions of one length are computed in blocks of
+        _SESSIONS_PER_BLOCK (a year at once held ~20 MB of minute arrays, a block ~2.5 MB, and
+        ran no faster)."""
         if not sessions:
             return pd.DataFrame(columns=list(BAR_COLUMNS))
-        rows = []
-        for current in sessions:
-            opens, highs, lows, closes, volumes = self._minute_arrays(symbol, current)
-            rows.append((opens[0], highs.max(), lows.min(), closes[-1], volumes.sum()))
-        ohlcv = np.array(rows, dtype=np.float64)
+        ohlc = np.empty((len(sessions), 4))
+        volume = np.empty(len(sessions), dtype=np.int64)
+        for minutes in {current.minutes for current in sessions}:
+            same_length = [i for i, current in enumerate(sessions) if current.minutes == minutes]
+            for start in range(0, len(same_length), _SESSIONS_PER_BLOCK):
+                rows = same_length[start : start + _SESSIONS_PER_BLOCK]
+                self._reduce_to_daily(symbol, [sessions[i] for i in rows], ohlc, volume, rows)
         return pd.DataFrame(
             {
                 "symbol": symbol,
                 "timeframe": "1d",
                 "ts": pd.DatetimeIndex([pd.Timestamp(s.day, tz="UTC") for s in sessions]),
-                "open": ohlcv[:, 0],
-                "high": ohlcv[:, 1],
-                "low": ohlcv[:, 2],
-                "close": ohlcv[:, 3],
-                "volume": np.array([row[4] for row in rows], dtype=np.int64),
+                "open": ohlc[:, 0],
+                "high": ohlc[:, 1],
+                "low": ohlc[:, 2],
+                "close": ohlc[:, 3],
+                "volume": volume,
                 "provider": PROVIDER,
             }
         )
+
+    def _reduce_to_daily(
+        self,
+        symbol: str,
+        sessions: list[calendar.Session],
+        ohlc: np.ndarray,
+        volume: np.ndarray,
+        rows: list[int],
+    ) -> None:
+        """Write the daily (open, high, low, close) and volume of `sessions` into `rows`."""
+        opens, highs, lows, closes, volumes = self._minute_arrays(symbol, sessions)
+        ohlc[rows] = np.column_stack(
+            [opens[:, 0], highs.max(axis=1), lows.min(axis=1), closes[:, -1]]
+        )
+        volume[rows] = volumes.sum(axis=1)
 
     def spot(self, symbol: str, as_of: datetime) -> float:
         """The last traded price at `as_of`: the last completed minute's close in a session."""
