@@ -188,7 +188,11 @@ def descendants(pid: int) -> list[int]:
     while stack:
         current = stack.pop()
         found.append(current)
-        for task in Path(f"/proc/{current}/task").glob("*"):
+        try:
+            tasks = list(Path(f"/proc/{current}/task").iterdir())
+        except OSError:  # exited since its parent listed it
+            continue
+        for task in tasks:
             try:
                 children = (task / "children").read_text().split()
             except OSError:

@@ -1,0 +1,49 @@
+"""The benchmarks' RSS sampler: its figures are the memory goals' evidence, so it must keep
+sampling while the processes it watches come and go."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.common import RssSampler, descendants
+
+
+def test_descendants_survives_a_process_exiting_while_it_is_listed(monkeypatch) -> None:
+    """The race (/proc/<pid> there when looked up, gone when listed) killed the sampler thread
+    in a real `make bench`; it cannot be timed on purpose, so the listing is made to fail."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    listing = Path.iterdir
+
+    def vanished(self: Path):
+        if self == Path(f"/proc/{child.pid}/task"):
+            raise FileNotFoundError(2, "No such file or directory", str(self))
+        return listing(self)
+
+    monkeypatch.setattr(Path, "iterdir", vanished)
+
+    assert descendants(child.pid) == [child.pid]
+
+
+def test_sampler_keeps_sampling_while_children_start_and_exit() -> None:
+    """Each short-lived child vanishes between the sampler listing it and reading it."""
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys\n"
+            "for _ in range(40):\n"
+            "    subprocess.run([sys.executable, '-c', 'x = bytearray(30_000_000)'])\n",
+        ]
+    )
+    with RssSampler([parent.pid], interval_s=0.005) as sampler:
+        parent.wait()
+        time.sleep(0.05)
+        assert sampler._thread is not None and sampler._thread.is_alive()
+    children_seen = {pid for _, _, per_pid in sampler.samples for pid in per_pid} - {parent.pid}
+
+    assert children_seen, "no child was ever sampled"
+    assert sampler.samples[-1][0] > sampler.samples[0][0]
