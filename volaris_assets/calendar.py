@@ -5,17 +5,20 @@ of regular trading hours. Both are plain `TimeWindowPartitionsDefinition`s with 
 the UI, backfills and partition mappings keep working as Dagster intends; this module only
 computes which days and windows to exclude. The holiday list is computed for a fixed span (not
 "from today"), so the definitions, and therefore the code location's snapshot, do not change from
-one day to the next."""
+one day to the next. The exchange's days off and short sessions come from `nyse_hours`, a table
+generated from pandas-market-calendars and checked against it by the test suite."""
 
 from __future__ import annotations
 
+import bisect
 import functools
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import dagster as dg
-import pandas as pd
+
+from volaris_assets import nyse_hours
 
 NY = ZoneInfo("America/New_York")
 UTC = ZoneInfo("UTC")
@@ -24,7 +27,7 @@ UTC = ZoneInfo("UTC")
 # provider) but is not addressable as a partition; raising this costs nothing but UI length.
 FIRST_SESSION = date(2025, 1, 2)
 FIRST_SNAPSHOT_SESSION = date(2026, 1, 2)
-# Exchange rules ship as code in pandas-market-calendars; a span past this needs a package upgrade.
+# `nyse_hours` covers this span; extending it means regenerating that table (see its docstring).
 CALENDAR_END = date(2030, 12, 31)
 
 SNAPSHOT_MINUTES = 15
@@ -50,14 +53,24 @@ class Session:
 
 
 @functools.cache
-def _schedule() -> pd.DataFrame:
-    import pandas_market_calendars as mcal  # deferred: ~0.4 s, only needed once per process
+def _sessions() -> dict[date, Session]:
+    """Every session of the span, in order: the weekdays that are not `nyse_hours.CLOSED`."""
+    out, day = {}, FIRST_SESSION
+    while day <= CALENDAR_END:
+        if day.weekday() < 5 and day not in nyse_hours.CLOSED:
+            opens, closes = nyse_hours.SHORTENED.get(day, nyse_hours.REGULAR_HOURS)
+            out[day] = Session(day=day, open=_utc(day, opens), close=_utc(day, closes))
+        day += timedelta(days=1)
+    return out
 
-    frame = mcal.get_calendar("NYSE").schedule(
-        start_date=FIRST_SESSION.isoformat(), end_date=CALENDAR_END.isoformat()
-    )
-    frame.index = [ts.date() for ts in frame.index]
-    return frame
+
+@functools.cache
+def _days() -> list[date]:
+    return list(_sessions())
+
+
+def _utc(day: date, bell: time) -> datetime:
+    return datetime.combine(day, bell, tzinfo=NY).astimezone(UTC)
 
 
 def _check_span(day: date) -> None:
@@ -67,35 +80,34 @@ def _check_span(day: date) -> None:
 
 def is_session(day: date) -> bool:
     _check_span(day)
-    return day in _schedule().index
+    return day in _sessions()
 
 
 def session(day: date) -> Session:
     """The session on `day`; raises ValueError for weekends, holidays and out-of-span dates."""
     _check_span(day)
     try:
-        row = _schedule().loc[day]
+        return _sessions()[day]
     except KeyError:
         raise ValueError(f"{day} is not an NYSE trading session") from None
-    return Session(
-        day=day,
-        open=row["market_open"].to_pydatetime().astimezone(UTC),
-        close=row["market_close"].to_pydatetime().astimezone(UTC),
-    )
 
 
 def sessions_between(start: date, end: date) -> list[Session]:
     """Sessions with start <= day <= end."""
-    days = _schedule().index
-    return [session(d) for d in days if start <= d <= end]
+    days = _days()
+    sessions = _sessions()
+    return [
+        sessions[d] for d in days[bisect.bisect_left(days, start) : bisect.bisect_right(days, end)]
+    ]
 
 
 def previous_session(day: date) -> Session:
     """The last session strictly before `day`."""
-    days = [d for d in _schedule().index if d < day]
-    if not days:
+    days = _days()
+    before = bisect.bisect_left(days, day)
+    if before == 0:
         raise ValueError(f"no session before {day} in the calendar span")
-    return session(days[-1])
+    return _sessions()[days[before - 1]]
 
 
 def last_completed_session(now: datetime) -> Session:
@@ -124,19 +136,11 @@ def snapshot_times(day: date) -> list[datetime]:
 
 
 def _holidays() -> list[date]:
-    opened = set(_schedule().index)
-    day, out = FIRST_SESSION, []
-    while day <= CALENDAR_END:
-        if day.weekday() < 5 and day not in opened:
-            out.append(day)
-        day += timedelta(days=1)
-    return out
+    return sorted(day for day in nyse_hours.CLOSED if FIRST_SESSION <= day <= CALENDAR_END)
 
 
 def _early_closes() -> list[Session]:
-    closes = _schedule()["market_close"].dt.tz_convert(NY)
-    early = closes[closes.dt.time < time(16, 0)]
-    return [session(d) for d in early.index]
+    return [current for current in _sessions().values() if current.is_early_close]
 
 
 @functools.cache

@@ -1,9 +1,13 @@
+import subprocess
+import sys
 from datetime import date, datetime, time
+from pathlib import Path
 
 import pytest
 from dagster._core.definitions.partitions.context import partition_loading_context
 
-from volaris_assets import calendar
+from volaris_assets import calendar, nyse_hours
+from volaris_assets_tests import calendar_source
 
 ET = calendar.NY
 
@@ -72,3 +76,46 @@ def test_last_completed_and_in_progress_sessions():
 def test_outside_span_is_a_clear_error():
     with pytest.raises(ValueError, match="outside the calendar span"):
         calendar.is_session(date(2040, 1, 2))
+
+
+def test_the_hours_table_matches_pandas_market_calendars():
+    """`nyse_hours` is generated; a pandas-market-calendars upgrade that changes a rule, or a
+    hand edit, fails here until the table is regenerated (see calendar_source)."""
+    expected = calendar_source.module_text()
+
+    assert Path(nyse_hours.__file__).read_text(encoding="utf-8") == expected
+
+
+def test_the_code_location_does_not_import_pandas_market_calendars():
+    """The daemon, every run and the web UI load the definitions; the calendar package cost each
+    of them ~14 MB."""
+    probe = (
+        "import sys, volaris_assets.definitions\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'pandas_market_calendars', 'exchange_calendars'}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+    assert out.strip() == "[]"
+
+
+def test_sessions_between_and_previous_session_agree_with_the_table():
+    sessions = calendar.sessions_between(date(2026, 11, 20), date(2026, 11, 30))
+
+    assert [s.day for s in sessions] == [
+        date(2026, 11, 20),
+        date(2026, 11, 23),
+        date(2026, 11, 24),
+        date(2026, 11, 25),
+        date(2026, 11, 27),
+        date(2026, 11, 30),
+    ]
+    assert calendar.previous_session(date(2026, 11, 27)).day == date(2026, 11, 25)
+    assert calendar.previous_session(date(2026, 11, 28)).day == date(2026, 11, 27)
+    with pytest.raises(ValueError, match="no session before"):
+        calendar.previous_session(calendar.FIRST_SESSION)
