@@ -12,7 +12,8 @@ market), submitted with `dagster job launch`.
 
 Every process's RSS is read from /proc every 0.2 s; the figure is the largest sum seen while the
 run was in flight, with each process's share at that moment. PSS (shared library pages split
-between the processes that map them) is printed beside it for information.
+between the processes that map them) is printed beside it for information: it is read once a
+second, at the largest sum so far whose processes all still live when it is read.
 
 Baseline, same run: `dagster dev` with the repository's default instance (webserver, daemon,
 code-server proxy and its gRPC child, the `dagster dev` parent) doing the same run.
@@ -38,14 +39,15 @@ GOAL_MB = 400
 SETTLE_S = 8.0
 
 
-def pss_mb(pid: int) -> float:
+def pss_mb(pid: int) -> float | None:
+    """`pid`'s proportional set size in MB; None once it has exited."""
     try:
         for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
             if line.startswith("Pss:"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
-    return 0.0
+    return None
 
 
 def role(pid: int) -> str:
@@ -130,8 +132,9 @@ def observe(
                 roles.setdefault(pid, role(pid))  # while it lives: its command line goes too
             seen_worker |= any(roles[pid] == "run worker" for pid in latest[2])
             if latest[1] > best[0]:
-                pids = list(latest[2])
-                best = (latest[1], dict(latest[2]), sum(pss_mb(p) for p in pids))
+                shares = [pss_mb(pid) for pid in latest[2]]
+                if None not in shares:  # a process that ended since the sample would drop out
+                    best = (latest[1], dict(latest[2]), sum(shares))
             if done:
                 break
     for _, total, per_pid in sampler.samples:

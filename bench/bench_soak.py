@@ -11,8 +11,8 @@ daemon's RSS every 5 s.
 
 Baseline, same run: the daemon's RSS once its first run has finished (imports done, caches
 warm). Reported: RSS at the end and its ratio to that baseline, the growth per hour (least
-squares over the second half of the soak, after warm-up), the peak of daemon + worker, and how
-the runs ended.
+squares over the second half of the soak, after warm-up), the peak of daemon + worker with each
+process's share, and how the runs ended.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import time
 import dagster as dg
 
 from bench import common
-from bench.bench_footprint import JOB, SMALL_BOX, launch, prepared
+from bench.bench_footprint import JOB, SMALL_BOX, launch, prepared, role
 
 SAMPLE_S = 5.0
 
@@ -52,6 +52,7 @@ def soak(minutes: float, every_s: float, symbols: list[str]) -> dict[str, object
         workspace, log = SMALL_BOX / "workspace.yaml", work / "launch.log"
         # (wall-clock time, daemon RSS MB): wall clock, to line up with the runs' end times.
         series: list[tuple[float, float]] = []
+        roles: dict[int, str] = {}
         try:
             with common.RssSampler([daemon.pid], interval_s=0.5) as sampler:
                 started = time.time()
@@ -63,6 +64,8 @@ def soak(minutes: float, every_s: float, symbols: list[str]) -> dict[str, object
                     if now >= next_sample:
                         series.append((now, common.rss_mb(daemon.pid) or 0.0))
                         next_sample += SAMPLE_S
+                    for pid in sampler.samples[-1][2] if sampler.samples else ():
+                        roles.setdefault(pid, role(pid))  # while it lives to be named
                     time.sleep(0.5)
             with dg.DagsterInstance.from_config(str(home)) as instance:
                 records = instance.get_run_records(dg.RunsFilter(job_name=JOB))
@@ -76,6 +79,7 @@ def soak(minutes: float, every_s: float, symbols: list[str]) -> dict[str, object
     warm = [v for t, v in series if t >= first_end] or [v for _, v in series]
     baseline, end = warm[0], series[-1][1]
     second_half = [(t - started, v) for t, v in series if t - started >= minutes * 30]
+    _, peak_total, peak_by_pid = max(sampler.samples, key=lambda sample: sample[1])
     return {
         "minutes": minutes,
         "launch_every_s": every_s,
@@ -85,7 +89,10 @@ def soak(minutes: float, every_s: float, symbols: list[str]) -> dict[str, object
         "daemon_rss_end_mb": round(end, 1),
         "end_over_baseline": round(end / baseline, 3),
         "growth_mb_per_hour": round(slope_mb_per_hour(second_half), 1),
-        "peak_total_mb": round(sampler.peak_mb, 1),
+        "peak_total_mb": round(peak_total, 1),
+        "peak_by_process_mb": {
+            f"{roles.get(pid, pid)} ({pid})": round(mb, 1) for pid, mb in peak_by_pid.items()
+        },
     }
 
 
@@ -105,7 +112,8 @@ def main() -> None:
         f"{figures['runs']}; daemon RSS {figures['daemon_rss_after_first_run_mb']:.0f} MB after "
         f"the first run -> {figures['daemon_rss_end_mb']:.0f} MB at the end "
         f"({figures['end_over_baseline']:.3f}x), {figures['growth_mb_per_hour']:+.1f} MB/hour over "
-        f"the second half; peak daemon + worker {figures['peak_total_mb']:.0f} MB"
+        f"the second half; peak daemon + worker {figures['peak_total_mb']:.0f} MB "
+        f"({figures['peak_by_process_mb']})"
     )
     common.emit({"benchmark": "soak", "quick": args.quick, **figures})
 
