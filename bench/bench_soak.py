@@ -12,7 +12,7 @@ daemon's RSS every 5 s.
 Baseline, same run: the daemon's RSS once its first run has finished (imports done, caches
 warm). Reported: RSS at the end and its ratio to that baseline, the growth per hour (least
 squares over the second half of the soak, after warm-up), the peak of daemon + worker with each
-process's share, and how the runs ended.
+process's share, each run worker's own peak, and how the runs ended.
 """
 
 from __future__ import annotations
@@ -80,6 +80,8 @@ def soak(minutes: float, every_s: float, symbols: list[str]) -> dict[str, object
     baseline, end = warm[0], series[-1][1]
     second_half = [(t - started, v) for t, v in series if t - started >= minutes * 30]
     _, peak_total, peak_by_pid = max(sampler.samples, key=lambda sample: sample[1])
+    peaks = sampler.peak_by_pid()  # in the order the processes were first seen
+    worker_peaks = [round(mb, 1) for pid, mb in peaks.items() if roles.get(pid) == "run worker"]
     return {
         "minutes": minutes,
         "launch_every_s": every_s,
@@ -90,6 +92,7 @@ def soak(minutes: float, every_s: float, symbols: list[str]) -> dict[str, object
         "end_over_baseline": round(end / baseline, 3),
         "growth_mb_per_hour": round(slope_mb_per_hour(second_half), 1),
         "peak_total_mb": round(peak_total, 1),
+        "run_worker_peaks_mb": worker_peaks,
         "peak_by_process_mb": {
             f"{roles.get(pid, pid)} ({pid})": round(mb, 1) for pid, mb in peak_by_pid.items()
         },
@@ -113,7 +116,8 @@ def main() -> None:
         f"the first run -> {figures['daemon_rss_end_mb']:.0f} MB at the end "
         f"({figures['end_over_baseline']:.3f}x), {figures['growth_mb_per_hour']:+.1f} MB/hour over "
         f"the second half; peak daemon + worker {figures['peak_total_mb']:.0f} MB "
-        f"({figures['peak_by_process_mb']})"
+        f"({figures['peak_by_process_mb']}); each run worker's peak, in order: "
+        f"{figures['run_worker_peaks_mb']}"
     )
     common.emit({"benchmark": "soak", "quick": args.quick, **figures})
 
