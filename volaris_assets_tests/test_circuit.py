@@ -31,6 +31,14 @@ def _tripped(clock: ManualClock, threshold: int = 3, cooldown_s: float = 60.0) -
     return breaker
 
 
+def _probing(clock: ManualClock) -> CircuitBreaker:
+    """A tripped breaker whose cool-down has passed and whose one probe is out."""
+    breaker = _tripped(clock)
+    clock.now = 60.0
+    assert breaker.allow()
+    return breaker
+
+
 @pytest.mark.parametrize("category", sorted(HEALTH_CATEGORIES))
 def test_opens_after_threshold_consecutive_health_failures(category: ErrorCategory) -> None:
     breaker = CircuitBreaker(failure_threshold=3, clock=ManualClock())
@@ -83,9 +91,7 @@ def test_pacing_answers_neither_trip_nor_reset_the_count(category: ErrorCategory
 
 def test_a_probe_answered_with_429_hands_the_probe_to_the_next_request() -> None:
     clock = ManualClock()
-    breaker = _tripped(clock)
-    clock.now = 60.0
-    assert breaker.allow()
+    breaker = _probing(clock)
     breaker.record_failure(ErrorCategory.RATE_LIMITED)
     assert breaker.state is CircuitState.HALF_OPEN
     assert [breaker.allow() for _ in range(3)] == [True, False, False]
@@ -118,9 +124,7 @@ def test_half_open_after_cooldown_lets_exactly_one_probe_through() -> None:
 
 def test_probe_success_closes_the_circuit() -> None:
     clock = ManualClock()
-    breaker = _tripped(clock)
-    clock.now = 60.0
-    assert breaker.allow()
+    breaker = _probing(clock)
     breaker.record_success()
     assert breaker.state is CircuitState.CLOSED
     assert breaker.consecutive_failures == 0
@@ -129,18 +133,14 @@ def test_probe_success_closes_the_circuit() -> None:
 
 def test_probe_answering_for_one_symbol_only_closes_the_circuit() -> None:
     clock = ManualClock()
-    breaker = _tripped(clock)
-    clock.now = 60.0
-    assert breaker.allow()
+    breaker = _probing(clock)
     breaker.record_failure(ErrorCategory.NOT_FOUND)
     assert breaker.state is CircuitState.CLOSED
 
 
 def test_probe_failure_reopens_for_a_fresh_cooldown() -> None:
     clock = ManualClock()
-    breaker = _tripped(clock)
-    clock.now = 60.0
-    assert breaker.allow()
+    breaker = _probing(clock)
     breaker.record_failure(ErrorCategory.TIMEOUT)
     assert breaker.state is CircuitState.OPEN
     clock.now = 119.0
@@ -152,9 +152,7 @@ def test_probe_failure_reopens_for_a_fresh_cooldown() -> None:
 
 def test_an_unreported_probe_lapses_after_a_cooldown() -> None:
     clock = ManualClock()
-    breaker = _tripped(clock)
-    clock.now = 60.0
-    assert breaker.allow()
+    breaker = _probing(clock)
     clock.now = 119.0
     assert not breaker.allow()
     clock.now = 120.0
