@@ -30,6 +30,9 @@ FIRST_SNAPSHOT_SESSION = date(2026, 1, 2)
 # `nyse_hours` covers this span; extending it means regenerating that table (see its docstring).
 CALENDAR_END = date(2030, 12, 31)
 
+# Opening and closing bell (ET) of every session that `nyse_hours.SHORTENED` does not list.
+REGULAR_HOURS = (time(9, 30), time(16, 0))
+
 SNAPSHOT_MINUTES = 15
 SESSION_KEY_FORMAT = "%Y-%m-%d"
 SNAPSHOT_KEY_FORMAT = "%Y-%m-%d-%H:%M"
@@ -58,7 +61,7 @@ def _sessions() -> dict[date, Session]:
     out, day = {}, FIRST_SESSION
     while day <= CALENDAR_END:
         if day.weekday() < 5 and day not in nyse_hours.CLOSED:
-            opens, closes = nyse_hours.SHORTENED.get(day, nyse_hours.REGULAR_HOURS)
+            opens, closes = nyse_hours.SHORTENED.get(day, REGULAR_HOURS)
             out[day] = Session(day=day, open=_utc(day, opens), close=_utc(day, closes))
         day += timedelta(days=1)
     return out

@@ -1,5 +1,7 @@
 """NYSE weekdays without a session, and sessions with other hours, 2025-01-02..2030-12-31.
 
+The hours of every other session are `calendar.REGULAR_HOURS`.
+
 Generated from pandas-market-calendars 5.5.0 by
 `python -m volaris_assets_tests.calendar_source > volaris_assets/nyse_hours.py`; do not edit by
 hand. `volaris_assets_tests/test_calendar.py` checks it against that package, which is a test
@@ -7,9 +9,6 @@ dependency only: importing it cost every process ~14 MB.
 """
 
 from datetime import date, time
-
-# Opening and closing bell, US/Eastern, of every session not listed in SHORTENED.
-REGULAR_HOURS = (time(9, 30), time(16, 0))
 
 CLOSED = frozenset(
     {

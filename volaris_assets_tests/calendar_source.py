@@ -11,10 +11,11 @@ from __future__ import annotations
 from datetime import date, time, timedelta
 from importlib.metadata import version
 
-from volaris_assets.calendar import CALENDAR_END, FIRST_SESSION, NY
-from volaris_assets.nyse_hours import REGULAR_HOURS
+from volaris_assets.calendar import CALENDAR_END, FIRST_SESSION, NY, REGULAR_HOURS
 
 _HEADER = '''"""NYSE weekdays without a session, and sessions with other hours, {first}..{last}.
+
+The hours of every other session are `calendar.REGULAR_HOURS`.
 
 Generated from pandas-market-calendars {version} by
 `python -m volaris_assets_tests.calendar_source > volaris_assets/nyse_hours.py`; do not edit by
@@ -23,9 +24,6 @@ dependency only: importing it cost every process ~14 MB.
 """
 
 from datetime import date, time
-
-# Opening and closing bell, US/Eastern, of every session not listed in SHORTENED.
-REGULAR_HOURS = (time(9, 30), time(16, 0))
 '''
 
 
