@@ -26,6 +26,7 @@ import json
 import shutil
 import subprocess
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import dagster as dg
@@ -71,6 +72,14 @@ def role(pid: int) -> str:
         if needle in command:
             return name
     return Path(command.split(" ")[0]).name or str(pid)
+
+
+def name_new(roles: dict[int, str], pids: Iterable[int]) -> None:
+    """Name the processes not yet in `roles`, while they live (a command line goes with its
+    process), reading each one's /proc entry once rather than on every poll."""
+    for pid in pids:
+        if pid not in roles:
+            roles[pid] = role(pid)
 
 
 def launch(env: dict[str, str], workspace: Path, log: Path) -> None:
@@ -128,8 +137,7 @@ def observe(
             time.sleep(1.0)
             done, status = run_finished(home)
             latest = sampler.samples[-1] if sampler.samples else (0, 0.0, {})
-            for pid in latest[2]:
-                roles.setdefault(pid, role(pid))  # while it lives: its command line goes too
+            name_new(roles, latest[2])
             seen_worker |= any(roles[pid] == "run worker" for pid in latest[2])
             if latest[1] > best[0]:
                 shares = [pss_mb(pid) for pid in latest[2]]

@@ -24,7 +24,7 @@ import time
 import dagster as dg
 
 from bench import common
-from bench.bench_footprint import JOB, SMALL_BOX, launch, prepared, role
+from bench.bench_footprint import JOB, SMALL_BOX, launch, name_new, prepared
 
 SAMPLE_S = 5.0
 
@@ -64,8 +64,7 @@ def soak(minutes: float, every_s: float, symbols: list[str]) -> dict[str, object
                     if now >= next_sample:
                         series.append((now, common.rss_mb(daemon.pid) or 0.0))
                         next_sample += SAMPLE_S
-                    for pid in sampler.samples[-1][2] if sampler.samples else ():
-                        roles.setdefault(pid, role(pid))  # while it lives to be named
+                    name_new(roles, sampler.samples[-1][2] if sampler.samples else ())
                     time.sleep(0.5)
             with dg.DagsterInstance.from_config(str(home)) as instance:
                 records = instance.get_run_records(dg.RunsFilter(job_name=JOB))
