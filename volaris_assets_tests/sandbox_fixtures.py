@@ -24,9 +24,11 @@ SANDBOX_AS_OF = datetime(2026, 3, 11, 15, 0, tzinfo=UTC)
 SANDBOX_SEED = 7
 # Small pages so that every pagination path runs in a contract test.
 SANDBOX_PAGE_SIZES = {"polygon": 40, "alpaca": 300}
-# Hangs outlast the short client timeouts tests use (see `FAST_TIMEOUT_S`).
-SANDBOX_HANG_S = 1.5
-FAST_TIMEOUT_S = 0.4
+# Hangs outlast the short client timeouts tests use (see `FAST_TIMEOUT_S`). The timeout must
+# also outlast an uncached render on a slow, busy machine: at 0.4 s a clean sandbox's first
+# 1-minute bars timed out once in a full CI run.
+SANDBOX_HANG_S = 3.0
+FAST_TIMEOUT_S = 1.0
 # What a wheel scan asks for: the puts expiring 2 to 8 weeks after SANDBOX_AS_OF (two monthlies
 # and the weeklies between, out of ~15 expirations).
 NEAR_PUTS = ChainFilter(
