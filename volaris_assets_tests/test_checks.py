@@ -11,6 +11,7 @@ from volaris_assets.monitoring.freshness import freshness_checks
 from volaris_assets.options.assets import option_chains
 from volaris_assets.options.checks import option_checks, quotes_not_crossed
 from volaris_assets.prices.assets import daily_bars, intraday_bars
+from volaris_assets.prices import checks as price_checks_module
 from volaris_assets.prices.checks import minute_bars_on_session_grid, price_checks
 from volaris_assets.prices.definitions import daily_bars_job
 from volaris_assets.resources.market_data import MarketDataResource
@@ -118,7 +119,10 @@ def test_coverage_fails_on_partial_runs_and_heals_with_a_retry(
     assert healed.metadata["symbols_total"].value == len(small_universe)
 
 
-def test_minute_grid_respects_the_early_close(sqlite_warehouse_url, small_universe, instance):
+def test_minute_grid_respects_the_early_close(
+    sqlite_warehouse_url, small_universe, instance, monkeypatch
+):
+    monkeypatch.setattr(price_checks_module, "SYMBOLS_PER_READ", 2)  # reads in three batches
     res = resources(sqlite_warehouse_url)
     dg.materialize([sp500_constituents], resources=res, instance=instance)
     result = dg.materialize(

@@ -8,10 +8,12 @@ import pandas as pd
 import pytest
 
 from volaris_assets import calendar
+from volaris_assets.monitoring.coverage import coverage_check
 from volaris_assets.options.assets import option_chains
 from volaris_assets.providers.simulated import SimulatedMarket
 from volaris_assets.scan.assets import wheel_premiums
 from volaris_assets.warehouse.store import Warehouse
+from volaris_assets_tests.monitoring_support import run_checks
 from volaris_assets_tests.pipeline_support import (
     SESSION,
     SNAPSHOT,
@@ -171,6 +173,9 @@ def test_backfill_range_runs_once(sqlite_warehouse_url, small_universe, instance
     assert "2026-11-02..2026-11-24" in set(labels["partition"])
     bars = warehouse.read_frame("SELECT count(*) AS n FROM price_bars WHERE timeframe = '1d'")
     assert bars["n"][0] == 17 * len(small_universe)  # 17 sessions in the range
+    inside = run_checks([coverage_check(daily_bars)], instance, res, "2026-11-10")
+    coverage = inside["daily_bars:symbol_coverage"]  # only the range's run covers that session
+    assert coverage.passed and coverage.metadata["symbols_total"].value == len(small_universe)
 
 
 def test_iv_rank_uses_history(sqlite_warehouse_url, small_universe, instance):

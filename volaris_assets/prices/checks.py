@@ -6,6 +6,7 @@ the open and the latest bar. Minutes after the latest bar are not counted as mis
 deliver with a delay, and lateness is the freshness check's business.
 """
 
+from collections.abc import Iterator
 from datetime import datetime, time, timedelta
 
 import dagster as dg
@@ -22,6 +23,10 @@ from volaris_assets.warehouse.store import Warehouse
 
 MAX_MISSING_FRACTION = 0.02
 MAX_MISSING_MINUTES = 3
+SYMBOLS_PER_READ = 16
+EMPTY_GRID = pd.DataFrame(
+    {"symbol": [], "outside": 0, "off_grid": 0, "missing": 0, "expected": 0, "session": []}
+)
 
 
 def check_sessions(context: dg.AssetCheckExecutionContext) -> list[calendar.Session]:
@@ -86,17 +91,24 @@ def minute_grid_problems(minutes: pd.DataFrame, session: calendar.Session) -> pd
     return per_symbol.reset_index()
 
 
-def _session_minutes(warehouse: Warehouse, session: calendar.Session) -> pd.DataFrame:
-    """The 1m bars stamped on the session's calendar day (ET), to catch strays around it."""
+def _session_minutes(warehouse: Warehouse, session: calendar.Session) -> Iterator[pd.DataFrame]:
+    """The 1m bars stamped on the session's calendar day (ET), to catch strays around it,
+    `SYMBOLS_PER_READ` symbols at a time: the S&P 500's day is ~200k bars, ~80 MB as one frame,
+    which was most of an intraday run's peak memory."""
     bars = tables.price_bars
     day_start = datetime.combine(session.day, time(0), tzinfo=calendar.NY)
-    return warehouse.read_frame(
-        sa.select(bars.c.symbol, bars.c.ts).where(
-            bars.c.timeframe == "1m",
-            bars.c.ts >= warehouse.instant(day_start),
-            bars.c.ts < warehouse.instant(day_start + timedelta(days=1)),
-        )
+    on_day = sa.and_(
+        bars.c.timeframe == "1m",
+        bars.c.ts >= warehouse.instant(day_start),
+        bars.c.ts < warehouse.instant(day_start + timedelta(days=1)),
     )
+    listed = warehouse.read_frame(sa.select(bars.c.symbol).where(on_day).distinct())
+    symbols = sorted(listed["symbol"])
+    for first in range(0, len(symbols), SYMBOLS_PER_READ):
+        batch = symbols[first : first + SYMBOLS_PER_READ]
+        yield warehouse.read_frame(
+            sa.select(bars.c.symbol, bars.c.ts).where(on_day, bars.c.symbol.in_(batch))
+        )
 
 
 @dg.asset_check(
@@ -113,9 +125,11 @@ def minute_bars_on_session_grid(
     problems = []
     with warehouse.open() as wh:
         for session in check_sessions(context):
-            grid = minute_grid_problems(_session_minutes(wh, session), session)
-            problems.append(grid.assign(session=session.day.isoformat()))
-    grid = pd.concat(problems, ignore_index=True)
+            problems += [
+                minute_grid_problems(minutes, session).assign(session=session.day.isoformat())
+                for minutes in _session_minutes(wh, session)
+            ]
+    grid = pd.concat(problems, ignore_index=True) if problems else EMPTY_GRID
     allowed = (grid["expected"] * MAX_MISSING_FRACTION).clip(lower=MAX_MISSING_MINUTES)
     gappy = grid[grid["missing"] > allowed]
     misplaced = grid[(grid["outside"] > 0) | (grid["off_grid"] > 0)]
