@@ -10,8 +10,8 @@ from volaris_assets import calendar
 from volaris_assets.monitoring.freshness import freshness_checks
 from volaris_assets.options.assets import option_chains
 from volaris_assets.options.checks import option_checks, quotes_not_crossed
-from volaris_assets.prices.assets import daily_bars, intraday_bars
 from volaris_assets.prices import checks as price_checks_module
+from volaris_assets.prices.assets import daily_bars, intraday_bars
 from volaris_assets.prices.checks import minute_bars_on_session_grid, price_checks
 from volaris_assets.prices.definitions import daily_bars_job
 from volaris_assets.resources.market_data import MarketDataResource
@@ -173,6 +173,38 @@ def test_minute_grid_respects_the_early_close(
     assert grid.metadata["misplaced_symbols"].value == ["KO", "MSFT"]
     assert grid.metadata["missing_minutes"].value == 20
     warehouse.dispose()
+
+
+def test_rerunning_a_complete_session_fetches_nothing_and_keeps_its_coverage(
+    warehouse_url, small_universe, instance
+):
+    """After the close every symbol is up to date: a re-run (the schedule's last tick, a manual
+    refresh) must not record empty answers as failures over the partition's good outcomes."""
+    res = resources(warehouse_url)
+    dg.materialize([sp500_constituents], resources=res, instance=instance)
+    checks = checks_on(intraday_bars, price_checks)
+    runs = [
+        dg.materialize(
+            [intraday_bars, *checks], partition_key=EARLY_CLOSE, resources=res, instance=instance
+        )
+        for _ in range(2)
+    ]
+    first, again = (run.asset_materializations_for_node("intraday_bars")[0] for run in runs)
+    assert first.metadata["symbols_ok"].value == len(small_universe)
+    assert again.metadata["symbols_total"].value == 0
+    assert again.metadata["up_to_date_symbols"].value == len(small_universe)
+    found = {e.check_name: e for e in runs[1].get_asset_check_evaluations()}
+    assert found["symbol_coverage"].passed, found["symbol_coverage"].description
+    assert found["symbol_coverage"].metadata["symbols_total"].value == len(small_universe)
+    assert found["minute_bars_on_session_grid"].passed
+    assert (
+        scalar(
+            warehouse_url,
+            "SELECT count(*) FROM sync_stock_results WHERE asset = 'intraday_bars' "
+            "AND status != 'ok'",
+        )
+        == 0
+    )
 
 
 def test_session_checks_pass_on_the_pipeline_and_fail_on_bad_rows(
