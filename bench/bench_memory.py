@@ -1,10 +1,12 @@
 """Memory: peak RSS of the run processes for `option_chains` and `wheel_premiums` at 300, 1,205
-and 5,000 symbols (simulated market, SQLite warehouse and Dagster storage in a temp dir).
+and 5,000 symbols (simulated market, SQLite warehouse and Dagster storage in a temp dir), and of
+`intraday_bars` (a whole session of 1-minute bars, its 5-minute rebuild and its checks), the
+heaviest run a small box makes in market hours.
 
     python -m bench.bench_memory [--quick] [--sizes 300,1205,5000]
 
 Each size gets a fresh Dagster home and warehouse; each asset runs as its own
-`dagster asset materialize` process (the two assets have different partitions, so a deployment
+`dagster asset materialize` process (the assets have different partitions, so a deployment
 runs them as separate runs too). RSS is read from /proc/<pid>/status every 0.1 s for the plot;
 the peak reported is the run process's own high-water mark (VmHWM, the kernel's figure, which a
 sample can miss), with the process tree's sampled peak beside it (the CLI's compute-log `tail`
@@ -22,7 +24,11 @@ from bench import common
 
 SNAPSHOT = "2026-11-24-15:45"
 SESSION = "2026-11-24"
-ASSETS = (("option_chains", SNAPSHOT), ("wheel_premiums", SESSION))
+ASSETS = (
+    ("option_chains", SNAPSHOT),
+    ("wheel_premiums", SESSION),
+    ("intraday_bars", SESSION),
+)
 GOAL_MB = 250
 DOCS_PLOT = common.ROOT / "docs" / "bench" / "rss_benchmark2.png"
 
@@ -75,7 +81,7 @@ def plot(results: list[dict[str, object]], paths: list[Path]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, len(ASSETS), figsize=(11, 4), sharey=True)
+    figure, axes = plt.subplots(1, len(ASSETS), figsize=(5 * len(ASSETS), 4), sharey=True)
     for axis, (asset, _) in zip(axes, ASSETS, strict=True):
         for result in results:
             run = result[asset]

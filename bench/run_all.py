@@ -71,10 +71,10 @@ def _memory(r: dict) -> tuple[str, str]:
     sizes = [str(s) for s in r["sizes"]]
     middle = sizes[len(sizes) // 2]
     return (
-        f"option_chains {peaks['option_chains'][middle]:.0f} MB, wheel_premiums "
-        f"{peaks['wheel_premiums'][middle]:.0f} MB at {int(middle):,} symbols; growth "
-        f"{sizes[0]}→{sizes[-1]}: {growth['option_chains']:+.1%} / "
-        f"{growth['wheel_premiums']:+.1%}",
+        f"at {int(middle):,} symbols: "
+        + ", ".join(f"{asset} {by_size[middle]:.0f} MB" for asset, by_size in peaks.items())
+        + f"; growth {sizes[0]}→{sizes[-1]}: "
+        + " / ".join(f"{g:+.1%}" for g in growth.values()),
         "≤ 250 MB at 1,205, ≤ 15% growth 300→5,000",
     )
 
