@@ -27,6 +27,8 @@ from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
 from dagster._daemon.controller import daemon_controller_from_instance
 from dagster._utils.interrupts import capture_interrupts
 
+from volaris_assets.small_box.arenas import limit_arenas
+
 LOCATION_NAME = "volaris_assets"
 MODULE = "volaris_assets.definitions"
 
@@ -49,6 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--log-level", default="info", help="the daemon's log level")
     args = parser.parse_args(argv)
+    limit_arenas()
     try:
         with capture_interrupts(), DagsterInstance.get() as instance:
             with daemon_controller_from_instance(

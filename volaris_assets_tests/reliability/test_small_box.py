@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,6 +50,7 @@ def small_box(reliability_sandbox, tmp_path_factory) -> Iterator[tuple[dg.Dagste
     shutil.copy(SMALL_BOX / "workspace.yaml", tmp_path / "workspace.yaml")
     reliability_sandbox.reset({"latency_ms": "10-40"})
     env = subprocess_env(f"sqlite:///{tmp_path / 'warehouse.db'}", str(home), reliability_sandbox)
+    env.pop("MALLOC_ARENA_MAX", None)  # the daemon's own default is under test
     symbols = [m.symbol for m in index_members((SP500,)).members][:SYMBOL_COUNT]
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert materialize_universe(env["DATABASE_URL"], symbols, instance).success
@@ -101,6 +103,8 @@ def test_daemon_holds_the_code_and_runs_start_in_workers(small_box):
     worker = int(run.tags[PID_TAG])
     assert worker != int(env["daemon_pid"])
     assert run.run_id in Path(f"/proc/{worker}/cmdline").read_text()
+    # The daemon capped its malloc arenas and passed the cap on (see small_box/arenas.py).
+    assert "MALLOC_ARENA_MAX=2" in Path(f"/proc/{worker}/environ").read_text().split("\0")
 
     assert finished(instance, run.run_id).status == dg.DagsterRunStatus.SUCCESS
     # The worker is gone and reaped (no zombie left for the next launch to collect).
@@ -136,6 +140,21 @@ def test_killed_worker_is_failed_by_monitoring_and_retried(small_box):
 
     retried = wait_for(retry, 60, "run_retries to start the run again")
     assert finished(instance, retried.run_id).status == dg.DagsterRunStatus.SUCCESS
+
+
+def test_an_operators_arena_setting_is_kept():
+    probe = (
+        "import os\n"
+        "from volaris_assets.small_box.arenas import limit_arenas\n"
+        "print(limit_arenas(), os.environ['MALLOC_ARENA_MAX'])"
+    )
+    for preset, expected in ((None, "True 2"), ("4", "True 4")):
+        env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+        env.update({"MALLOC_ARENA_MAX": preset} if preset else {})
+        done = subprocess.run(
+            [sys.executable, "-c", probe], env=env, capture_output=True, text=True
+        )
+        assert done.stdout.strip() == expected, done.stderr
 
 
 def test_health_check_is_not_fooled_by_a_reused_pid():
