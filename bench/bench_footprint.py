@@ -82,8 +82,10 @@ def name_new(roles: dict[int, str], pids: Iterable[int]) -> None:
             roles[pid] = role(pid)
 
 
-def launch(env: dict[str, str], workspace: Path, log: Path) -> None:
-    """Queue one partitioned run of JOB; the deployment's daemon picks it up."""
+def launch(
+    env: dict[str, str], workspace: Path, log: Path, job: str = JOB, partition: str = SESSION
+) -> None:
+    """Queue one partitioned run of `job`; the deployment's daemon picks it up."""
     command = [
         common.DAGSTER,
         "job",
@@ -91,9 +93,9 @@ def launch(env: dict[str, str], workspace: Path, log: Path) -> None:
         "-w",
         str(workspace),
         "-j",
-        JOB,
+        job,
         "--tags",
-        json.dumps({"dagster/partition": SESSION}),
+        json.dumps({"dagster/partition": partition}),
     ]
     with log.open("ab") as handle:
         subprocess.run(command, env=env, cwd=common.ROOT, stdout=handle, stderr=handle, check=True)

@@ -5,14 +5,16 @@
 `volaris-daemon` (deploy/small-box) holds the code location, so every schedule tick and sensor
 evaluation runs inside the one process that never restarts; a leak there is what would
 eventually break a 512 MB box, and a single-run benchmark cannot see it. This keeps the daemon
-up for `--minutes`, queues a `wheel_scan_job` run every `--every` seconds (the production chain
-schedule fires every 15 minutes; this is 15x denser) while its own sensors tick, and samples the
-daemon's RSS every 5 s.
+up for `--minutes`, queues a run every `--every` seconds while its own sensors tick, and samples
+the daemon's RSS every 5 s. The runs alternate: a `wheel_scan_job` (the production chain schedule
+fires every 15 minutes; this is far denser) and an `intraday_bars_job` over a whole session of
+1-minute bars, each time an earlier session so that every one is a full fetch: the heaviest run
+a small box makes, which its schedule starts every 5 minutes in market hours.
 
 Baseline, same run: the daemon's RSS once its first run has finished (imports done, caches
 warm). Reported: RSS at the end and its ratio to that baseline, the growth per hour (least
 squares over the second half of the soak, after warm-up), the peak of daemon + worker with each
-process's share, each run worker's own peak, and how the runs ended.
+process's share, each run worker's own peak by job, and how the runs ended.
 """
 
 from __future__ import annotations
@@ -20,11 +22,17 @@ from __future__ import annotations
 import argparse
 import shutil
 import time
+from collections.abc import Iterator
+from datetime import date
 
 import dagster as dg
 
 from bench import common
-from bench.bench_footprint import JOB, SMALL_BOX, launch, name_new, prepared
+from bench.bench_footprint import JOB, SESSION, SMALL_BOX, launch, name_new, prepared
+from volaris_assets import calendar
+from volaris_assets.small_box.launcher import PID_TAG
+
+INTRADAY_JOB = "intraday_bars_job"
 
 SAMPLE_S = 5.0
 
@@ -39,6 +47,15 @@ def slope_mb_per_hour(samples: list[tuple[float, float]]) -> float:
     var = sum((t - mean_t) ** 2 for t, _ in samples)
     cov = sum((t - mean_t) * (v - mean_v) for t, v in samples)
     return cov / var * 3600 if var else 0.0
+
+
+def launches() -> Iterator[tuple[str, str]]:
+    """(job, partition) to queue, in turn: the scan, then a session of 1-minute bars, each time
+    an earlier session."""
+    sessions = calendar.sessions_between(date(2025, 1, 2), calendar.session_day(SESSION))
+    for session in reversed(sessions):
+        yield JOB, SESSION
+        yield INTRADAY_JOB, session.day.isoformat()
 
 
 def soak(minutes: float, every_s: float, symbols: list[str]) -> dict[str, object]:
@@ -57,9 +74,11 @@ def soak(minutes: float, every_s: float, symbols: list[str]) -> dict[str, object
             with common.RssSampler([daemon.pid], interval_s=0.5) as sampler:
                 started = time.time()
                 next_launch, next_sample = started, started
+                queued = launches()
                 while (now := time.time()) - started < minutes * 60:
                     if now >= next_launch:
-                        launch(env, workspace, log)
+                        job, partition = next(queued)
+                        launch(env, workspace, log, job, partition)
                         next_launch += every_s
                     if now >= next_sample:
                         series.append((now, common.rss_mb(daemon.pid) or 0.0))
@@ -67,9 +86,15 @@ def soak(minutes: float, every_s: float, symbols: list[str]) -> dict[str, object
                     name_new(roles, sampler.samples[-1][2] if sampler.samples else ())
                     time.sleep(0.5)
             with dg.DagsterInstance.from_config(str(home)) as instance:
-                records = instance.get_run_records(dg.RunsFilter(job_name=JOB))
+                records = instance.get_run_records()
                 first_end = min((r.end_time for r in records if r.end_time), default=started)
-                statuses = [r.dagster_run.status.value for r in records]
+                statuses = [
+                    f"{r.dagster_run.job_name}:{r.dagster_run.status.value}" for r in records
+                ]
+                for record in records:
+                    pid = record.dagster_run.tags.get(PID_TAG)
+                    if pid is not None and roles.get(int(pid)) == "run worker":
+                        roles[int(pid)] = f"{record.dagster_run.job_name} worker"
         finally:
             common.stop_group(daemon)
     finally:
@@ -80,7 +105,11 @@ def soak(minutes: float, every_s: float, symbols: list[str]) -> dict[str, object
     second_half = [(t - started, v) for t, v in series if t - started >= minutes * 30]
     _, peak_total, peak_by_pid = max(sampler.samples, key=lambda sample: sample[1])
     peaks = sampler.peak_by_pid()  # in the order the processes were first seen
-    worker_peaks = [round(mb, 1) for pid, mb in peaks.items() if roles.get(pid) == "run worker"]
+    worker_peaks = [
+        (roles[pid].removesuffix(" worker"), round(mb, 1))
+        for pid, mb in peaks.items()
+        if roles.get(pid, "").endswith("job worker")
+    ]
     return {
         "minutes": minutes,
         "launch_every_s": every_s,
@@ -109,8 +138,9 @@ def main() -> None:
         args.minutes, args.symbols = 4.0, 100
     figures = soak(args.minutes, args.every, common.universe(args.symbols))
     print(
-        f"small box soak, {figures['minutes']:.0f} min, a {JOB} run every "
-        f"{figures['launch_every_s']:.0f} s over {figures['symbols']} symbols: runs "
+        f"small box soak, {figures['minutes']:.0f} min, a run every "
+        f"{figures['launch_every_s']:.0f} s ({JOB} and {INTRADAY_JOB} in turn) over "
+        f"{figures['symbols']} symbols: runs "
         f"{figures['runs']}; daemon RSS {figures['daemon_rss_after_first_run_mb']:.0f} MB after "
         f"the first run -> {figures['daemon_rss_end_mb']:.0f} MB at the end "
         f"({figures['end_over_baseline']:.3f}x), {figures['growth_mb_per_hour']:+.1f} MB/hour over "
