@@ -106,18 +106,16 @@ def intraday_bars(
     with warehouse.open() as wh:
         symbols = universe_symbols(wh, "in_sp500", config.symbols)
         stored = _latest_minute(wh, symbols, window_start, window_end)
+        starts = {
+            s: stored[s] + timedelta(minutes=1) if s in stored else window_start for s in symbols
+        }
         # A symbol whose next bar has not closed yet (at the close, or within the minute) is up
         # to date: asking would get an empty answer, a `no_data` failure that would wipe the
         # partition's coverage after a re-run.
-        due = [
-            s
-            for s in symbols
-            if _next_minute(stored.get(s), window_start) + timedelta(minutes=1) <= window_end
-        ]
+        due = [s for s, start in starts.items() if start + timedelta(minutes=1) <= window_end]
 
         async def fetch(chain: FallbackChain, symbol: str) -> Fetched:
-            start = _next_minute(stored.get(symbol), window_start)
-            return await chain.bars(symbol, "1m", start, window_end)
+            return await chain.bars(symbol, "1m", starts[symbol], window_end)
 
         def sink(conn: Connection, symbol: str, fetched: Fetched) -> Written:
             written = _bar_sink("1m")(conn, symbol, fetched, wh)
@@ -135,11 +133,6 @@ def intraday_bars(
             up_to_date_symbols=dg.MetadataValue.int(len(symbols) - len(due)),
         )
     )
-
-
-def _next_minute(latest: datetime | None, window_start: datetime) -> datetime:
-    """Where a symbol's fetch starts: after its newest stored bar, or at the window's start."""
-    return latest + timedelta(minutes=1) if latest is not None else window_start
 
 
 def _latest_minute(
