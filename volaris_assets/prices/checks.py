@@ -14,7 +14,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from volaris_assets import calendar
-from volaris_assets.monitoring.coverage import coverage_check
+from volaris_assets.monitoring.coverage import coverage_check, latest_outcomes
 from volaris_assets.monitoring.violations import count_violations
 from volaris_assets.prices.assets import daily_bars, intraday_bars
 from volaris_assets.resources.warehouse import WarehouseResource
@@ -92,22 +92,28 @@ def minute_grid_problems(minutes: pd.DataFrame, session: calendar.Session) -> pd
 
 
 def _session_minutes(warehouse: Warehouse, session: calendar.Session) -> Iterator[pd.DataFrame]:
-    """The 1m bars stamped on the session's calendar day (ET), to catch strays around it,
-    `SYMBOLS_PER_READ` symbols at a time: the S&P 500's day is ~200k bars, ~80 MB as one frame,
-    which was most of an intraday run's peak memory."""
+    """The 1m bars stamped on the session's calendar day (ET), to catch strays around it, of
+    every symbol a run of the partition recorded, `SYMBOLS_PER_READ` symbols at a time.
+
+    By symbol, the primary key's order: a seek per symbol rather than a scan of every stored
+    minute of every day, every five minutes. In batches: the S&P 500's day is ~200k bars, ~80 MB
+    as one frame, which was most of an intraday run's peak memory.
+    """
     bars = tables.price_bars
+    key = session.day.isoformat()
+    symbols = sorted(
+        latest_outcomes(warehouse, intraday_bars.key.to_user_string(), key, key).symbol
+    )
     day_start = datetime.combine(session.day, time(0), tzinfo=calendar.NY)
     on_day = sa.and_(
         bars.c.timeframe == "1m",
         bars.c.ts >= warehouse.instant(day_start),
         bars.c.ts < warehouse.instant(day_start + timedelta(days=1)),
     )
-    listed = warehouse.read_frame(sa.select(bars.c.symbol).where(on_day).distinct())
-    symbols = sorted(listed["symbol"])
     for first in range(0, len(symbols), SYMBOLS_PER_READ):
         batch = symbols[first : first + SYMBOLS_PER_READ]
         yield warehouse.read_frame(
-            sa.select(bars.c.symbol, bars.c.ts).where(on_day, bars.c.symbol.in_(batch))
+            sa.select(bars.c.symbol, bars.c.ts).where(bars.c.symbol.in_(batch), on_day)
         )
 
 
