@@ -20,7 +20,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import yaml
-from dagster._core.launcher import WorkerStatus
+from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
 
 from volaris_assets.small_box.launcher import PID_TAG, LocalProcessRunLauncher
 from volaris_assets.universe.constituents import SP500, index_members
@@ -130,8 +130,14 @@ def test_killed_worker_is_failed_by_monitoring_and_retried(small_box):
     run = launch(instance, env)
     os.kill(int(run.tags[PID_TAG]), signal.SIGKILL)  # what the OOM killer does
 
-    health = instance.run_launcher.check_run_worker_health(run)
-    assert health.status == WorkerStatus.FAILED and run.tags[PID_TAG] in health.msg
+    # kill() returns before the kernel has torn the worker down; until then it is still
+    # running, and monitoring's next poll is the one that sees it gone.
+    def failed() -> CheckRunHealthResult | None:
+        health = instance.run_launcher.check_run_worker_health(run)
+        return health if health.status == WorkerStatus.FAILED else None
+
+    health = wait_for(failed, 10, "the health check to see the killed worker")
+    assert run.tags[PID_TAG] in health.msg
     assert finished(instance, run.run_id).status == dg.DagsterRunStatus.FAILURE
 
     def retry() -> dg.DagsterRun | None:
