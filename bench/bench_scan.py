@@ -182,8 +182,9 @@ def outcomes(work: Path) -> dict[str, object]:
 def done_after(rows: list) -> dict[str, float]:
     """Seconds from the first fetch until half, 95% and all of the symbols were recorded.
 
-    What separates the steady pace from the tail: symbols whose last attempts (a hang until the
-    read timeout, backoffs of 2 s and more) run on after every other symbol is done.
+    What separates the steady pace from the tail: symbols whose last attempts (a hang waiting
+    for a spare token to hedge it with, backoffs, a 429's Retry-After) run on after every other
+    symbol is done.
     """
     recorded = [datetime.fromisoformat(str(r[3])) for r in rows]
     start = min(at - timedelta(milliseconds=r[4]) for at, r in zip(recorded, rows, strict=True))
@@ -240,7 +241,7 @@ def scan_at(rate: int, symbols: list[str], concurrency: int, seed_subset: int) -
     print(
         f"  symbols done after: half {done['half']} s, 95% {done['p95']} s, all {done['all']} s; "
         f"steady pace (first 95%) {steady:.1f} symbols/s = {steady / rate:.3f} R, then the "
-        f"retry tail (backoffs of 2, 4, 8 s for the last symbols to fail)"
+        f"retry tail (backoffs and hedges of the last symbols to fail)"
     )
     print(
         f"  requests {scan['requests']} ({scan['requests'] / scan['symbols']:.3f}/symbol), "

@@ -139,13 +139,13 @@ def _failure(harness: Harness, source: ScriptedSource) -> SourceFailed:
 # --- retry -------------------------------------------------------------------------------------
 
 
-def test_backoff_waits_2_4_8_16_then_succeeds_on_the_fifth_attempt() -> None:
+def test_backoff_waits_half_1_2_4_s_then_succeeds_on_the_fifth_attempt() -> None:
     harness = Harness()
     source = ScriptedSource("schwab", [_error(ErrorCategory.TIMEOUT)] * 4)
     frame, attempts = _call(harness, source)
     assert attempts == 5
     assert len(source.calls) == 5
-    assert harness.waits == [2.0, 4.0, 8.0, 16.0]
+    assert harness.waits == [0.5, 1.0, 2.0, 4.0]
     assert frame["provider"].tolist() == ["schwab"]
 
 
@@ -156,23 +156,25 @@ def test_jitter_stays_within_its_bounds_and_exhaustion_reports_five_attempts() -
     assert failure.attempts == 5
     assert failure.provider == "schwab"
     assert len(harness.waits) == 4
-    for wait, backoff in zip(harness.waits, (2.0, 4.0, 8.0, 16.0), strict=True):
-        assert backoff <= wait < backoff + 1.0
-    assert harness.waits != [2.0, 4.0, 8.0, 16.0]
+    # Up to as much again as the backoff, and never more than jitter_s (1 s).
+    for wait, backoff in zip(harness.waits, (0.5, 1.0, 2.0, 4.0), strict=True):
+        assert backoff <= wait < backoff + min(backoff, 1.0)
+    assert harness.waits != [0.5, 1.0, 2.0, 4.0]
 
 
 def test_backoff_is_capped_at_max_s() -> None:
-    harness = Harness(threshold=10, retry=RetrySettings(attempts=7, jitter_s=0.0))
-    _failure(harness, ScriptedSource("schwab", [_error(ErrorCategory.TIMEOUT)] * 7))
-    assert harness.waits == [2.0, 4.0, 8.0, 16.0, 16.0, 16.0]
+    retry = RetrySettings(attempts=8, max_s=8.0, jitter_s=0.0)
+    harness = Harness(threshold=10, retry=retry)
+    _failure(harness, ScriptedSource("schwab", [_error(ErrorCategory.TIMEOUT)] * 8))
+    assert harness.waits == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
 
 
 @pytest.mark.parametrize(
     ("retry_afters", "expected"),
     [
-        ([10.0], [10.0]),  # longer than the 2 s backoff: honoured
-        ([1.0], [2.0]),  # shorter than the backoff: the backoff wins
-        ([None, None, 30.0], [2.0, 4.0, 30.0]),
+        ([10.0], [10.0]),  # longer than the 0.5 s backoff: honoured
+        ([0.2], [0.5]),  # shorter than the backoff: the backoff wins
+        ([None, None, 30.0], [0.5, 1.0, 30.0]),
     ],
 )
 def test_retry_after_is_honoured(retry_afters: list[float | None], expected: list[float]) -> None:
@@ -230,7 +232,7 @@ def test_timeout_error_from_a_source_is_a_retryable_timeout() -> None:
     harness = Harness()
     _, attempts = _call(harness, ScriptedSource("schwab", [TimeoutError(), TimeoutError()]))
     assert attempts == 3
-    assert harness.waits == [2.0, 4.0]
+    assert harness.waits == [0.5, 1.0]
 
 
 def test_a_hung_request_is_cut_off_by_the_attempt_timeout() -> None:
@@ -262,7 +264,7 @@ def test_retries_stop_once_the_circuit_opens() -> None:
     failure = _failure(harness, source)
     assert failure.category is ErrorCategory.TIMEOUT
     assert failure.attempts == 3
-    assert harness.waits == [2.0, 4.0]
+    assert harness.waits == [0.5, 1.0]
     assert harness.registry.breaker("schwab").state is CircuitState.OPEN
 
 
@@ -346,22 +348,29 @@ def test_a_failed_probe_reopens_the_circuit() -> None:
 
 class SlowFirst(ScriptedSource):
     """The first call answers (from the script) only after `first_s` of real time, or never
-    with None; calls after it answer at once."""
+    with None; the second (the hedge) after `hedge_s`; calls after them at once."""
 
-    def __init__(self, name: str, script: list[object] | None = None, first_s: float | None = None):
+    def __init__(
+        self,
+        name: str,
+        script: list[object] | None = None,
+        first_s: float | None = None,
+        hedge_s: float = 0.0,
+    ):
         super().__init__(name, script)
         self.first_s = first_s
+        self.hedge_s = hedge_s
         self.cancelled = 0
 
     async def _answer(self) -> pd.DataFrame:
-        if len(self.calls) == 1:
-            try:
-                if self.first_s is None:
-                    await asyncio.Event().wait()
-                await asyncio.sleep(self.first_s)
-            except asyncio.CancelledError:
-                self.cancelled += 1
-                raise
+        call = len(self.calls)
+        try:
+            if call == 1 and self.first_s is None:
+                await asyncio.Event().wait()
+            await asyncio.sleep({1: self.first_s, 2: self.hedge_s}.get(call, 0.0))
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
         return await super()._answer()
 
 
@@ -403,14 +412,27 @@ def test_no_hedge_of_a_half_open_probe() -> None:
     assert harness.registry.breaker("schwab").state is CircuitState.CLOSED
 
 
-def test_when_request_and_hedge_both_fail_both_count() -> None:
+def test_a_failed_hedge_fails_the_attempt_without_waiting_for_the_hung_request() -> None:
     harness = Harness(hedge_after_s=0.01, retry=RetrySettings(attempts=1))
-    # Answers are handed out in the order they are given: the hedge's first, then the slow one's.
+    # The hedge answers first, with a 5xx; the hung request would answer a timeout after 30 s.
     script = [_error(ErrorCategory.SERVER_ERROR), _error(ErrorCategory.TIMEOUT)]
-    failure = _failure(harness, SlowFirst("schwab", script, first_s=0.1))
-    assert failure.category is ErrorCategory.TIMEOUT  # the later of the two
+    source = SlowFirst("schwab", script, first_s=30.0)
+    failure = _failure(harness, source)
+    assert failure.category is ErrorCategory.SERVER_ERROR
     assert failure.attempts == 2
-    assert harness.registry.breaker("schwab").consecutive_failures == 2
+    assert source.cancelled == 1  # the retry that follows is a fresh request
+    # The hung request never answered: only the hedge's failure says anything of the provider.
+    assert harness.registry.breaker("schwab").consecutive_failures == 1
+
+
+def test_when_the_hung_request_fails_first_the_hedge_answers() -> None:
+    harness = Harness(hedge_after_s=0.01, retry=RetrySettings(attempts=1))
+    source = SlowFirst("schwab", [_error(ErrorCategory.TIMEOUT)], first_s=0.05, hedge_s=0.2)
+    frame, attempts = _call(harness, source)
+    assert frame["provider"].tolist() == ["schwab"]
+    assert attempts == 2
+    assert source.cancelled == 0
+    assert harness.registry.breaker("schwab").consecutive_failures == 0  # the hedge's success
 
 
 def test_only_providers_billed_by_quota_alone_are_hedged_by_default() -> None:
@@ -456,7 +478,7 @@ def test_exhausted_retries_move_on_and_every_attempt_is_counted() -> None:
     assert fetched.provider == "yahoo"
     assert fetched.attempts == 6
     assert fetched.failures == (("schwab", ErrorCategory.TIMEOUT),)
-    assert harness.waits == [2.0, 4.0, 8.0, 16.0]
+    assert harness.waits == [0.5, 1.0, 2.0, 4.0]
 
 
 def test_an_open_circuit_moves_on_without_touching_the_primary() -> None:

@@ -70,14 +70,23 @@ Random = Callable[[], float]
 # second), far below the 10 s read timeout a hung request otherwise runs into. Databento bills
 # per request and the simulated market never hangs: neither is here.
 DEFAULT_HEDGE_AFTER_S: dict[str, float] = {"schwab": 2.0}
+# How often a hung request looks for a spare token to hedge it with: at the end of a paced run
+# tokens free up all at once, and a hedge sent a quarter-second late is a quarter-second of
+# tail.
+HEDGE_POLL_S = 0.25
 
 
 @dataclass(frozen=True)
 class RetrySettings:
     """How hard to try one provider before the chain moves on.
 
-    With the defaults the waits after failures 1-4 are 2, 4, 8 and 16 s, each plus up to
-    `jitter_s` of random jitter so that symbols throttled together do not retry together. A
+    With the defaults the waits after failures 1-4 are 0.5, 1, 2 and 4 s, each plus random
+    jitter of up to as much again (at most `jitter_s`) so that symbols failing together do not
+    retry together. The schedule is short because it only has to space out retries: the token
+    bucket already keeps every request, retries included, within the provider's budget, and a
+    provider in real trouble opens the circuit breaker, which holds everyone back for its
+    cooldown. (The seed's 2, 4, 8, 16 s made the last symbols of a paced scan wait out their
+    backoffs with the budget idle: a third of a 100 requests/s scan's wall time.) A
     `Retry-After` longer than `retry_after_cap_s` (Tiingo's hourly quota says "come back in an
     hour") ends the retries: the next provider is a better bet than a stalled run.
     `attempt_timeout_s` bounds one request end to end, as a backstop to the HTTP client's own
@@ -85,7 +94,7 @@ class RetrySettings:
     """
 
     attempts: int = 5
-    base_s: float = 2.0
+    base_s: float = 0.5
     max_s: float = 16.0
     jitter_s: float = 1.0
     retry_after_cap_s: float = 60.0
@@ -105,8 +114,10 @@ class RetrySettings:
 class BackoffWait(wait_base):
     """Tenacity wait: max(Retry-After, exponential backoff) plus jitter.
 
-    Jitter is added on top of Retry-After too, so the wait is never shorter than the provider
-    asked for and a crowd told the same Retry-After does not come back in one instant.
+    Jitter is up to the wait itself, capped at `jitter_s`: a fixed second of jitter would
+    triple a half-second backoff. It is added on top of Retry-After too, so the wait is never
+    shorter than the provider asked for and a crowd told the same Retry-After does not come
+    back in one instant.
     """
 
     def __init__(self, settings: RetrySettings, rng: Random = random.random) -> None:
@@ -116,8 +127,8 @@ class BackoffWait(wait_base):
     def __call__(self, retry_state: RetryCallState) -> float:
         error = retry_state.outcome.exception() if retry_state.outcome else None
         retry_after = getattr(error, "retry_after", None) or 0.0
-        backoff = self.settings.backoff_s(retry_state.attempt_number)
-        return max(retry_after, backoff) + self.settings.jitter_s * self._rng()
+        wait = max(retry_after, self.settings.backoff_s(retry_state.attempt_number))
+        return wait + min(self.settings.jitter_s, wait) * self._rng()
 
 
 class SourceFailed(ProviderError):
@@ -213,35 +224,51 @@ class GuardedSource:
         """One attempt's answer: its request, and a hedge of it when that request hangs.
 
         A request still unanswered after `hedge_after_s` is sent once more as soon as the
-        budget has a token nobody is waiting for (`TokenBucket.try_acquire`) and the circuit is
-        closed; the first frame wins and the other request is cancelled. Only budget that would
-        go unused pays for it, which in a paced run means its end, where a hung request (held
-        until the HTTP read timeout, 10 s) would otherwise be what the whole run waits for.
-        Every request's outcome reaches the breaker; when both fail, the later failure is raised.
+        budget has a token nobody is waiting for (`TokenBucket.try_acquire`, looked at every
+        HEDGE_POLL_S) and the circuit is closed. Only budget that would go unused pays for it,
+        which in a paced run means its end, where a hung request (held until the HTTP read
+        timeout, 10 s) would otherwise be what the whole run waits for.
+
+        Once hedged, the hedge settles the attempt: the first success of either wins, and a
+        failure of the hedge fails the attempt at once (the retry that follows is a fresh
+        request; waiting on for the hung one would only hold the symbol until its timeout).
+        The hung request failing first leaves the hedge to answer. Every answer reaches the
+        breaker; a request cancelled unanswered says nothing about the provider.
         """
         if self.hedge_after_s is None:
             return await self._recorded(fetch)
-        requests = {asyncio.ensure_future(self._recorded(fetch))}
+        request = asyncio.ensure_future(self._recorded(fetch))
+        hedge: asyncio.Future[pd.DataFrame] | None = None
         try:
-            done, _ = await asyncio.wait(requests, timeout=self.hedge_after_s)
-            while not done:
-                if self.breaker.state is CircuitState.CLOSED and self.limiter.try_acquire():
-                    hedged()
-                    requests.add(asyncio.ensure_future(self._recorded(fetch)))
-                    break
-                done, _ = await asyncio.wait(requests, timeout=self.hedge_after_s)
-            failure: BaseException | None = None
-            while requests:
-                done, requests = await asyncio.wait(requests, return_when=asyncio.FIRST_COMPLETED)
-                for request in done:
-                    if request.exception() is None:
-                        return request.result()
-                    failure = request.exception()
-            raise failure  # type: ignore[misc]  # the loop ran: some request failed
+            hedge = await self._hedge_when_hung(request, fetch, hedged, self.hedge_after_s)
+            if hedge is None:
+                return await request
+            done, _ = await asyncio.wait({request, hedge}, return_when=asyncio.FIRST_COMPLETED)
+            if request in done and request.exception() is None:
+                return request.result()
+            return await hedge
         finally:
-            for request in requests:
-                request.cancel()
-            await asyncio.gather(*requests, return_exceptions=True)
+            pending = [r for r in (request, hedge) if r is not None and not r.done()]
+            for future in pending:
+                future.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _hedge_when_hung(
+        self,
+        request: asyncio.Future[pd.DataFrame],
+        fetch: Fetch,
+        hedged: Callable[[], None],
+        after_s: float,
+    ) -> asyncio.Future[pd.DataFrame] | None:
+        """The hedge of `request` once it has gone `after_s` unanswered and a spare token
+        turns up, or None when `request` answers first."""
+        done, _ = await asyncio.wait({request}, timeout=after_s)
+        while not done:
+            if self.breaker.state is CircuitState.CLOSED and self.limiter.try_acquire():
+                hedged()
+                return asyncio.ensure_future(self._recorded(fetch))
+            done, _ = await asyncio.wait({request}, timeout=min(after_s, HEDGE_POLL_S))
+        return None
 
     async def _recorded(self, fetch: Fetch) -> pd.DataFrame:
         """One request, its outcome reported to the breaker."""
