@@ -147,11 +147,19 @@ def launch_partition_from_asset_page(page, url: str, partition: str) -> None:
     if confirm.is_visible():
         confirm.click()
     dialog = page.locator(".bp5-dialog").last
+    # The dialog loads the job's partition sets after it opens, and a person types once it has.
+    # (Typing while it loaded is the one race in sight of a clean-clone CI run that waited in
+    # vain for "Launch 1 run"; eleven runs here, cold and under load, did not reproduce it, so the
+    # dialog is photographed whatever happens.)
+    loading = dialog.get_by_text("Loading pipeline and partition sets")
+    wait_for(lambda: loading.count() == 0, 60, "the launch dialog's partition sets")
     selection.fill(partition)
     selection.press("Enter")
     launch = dialog.get_by_role("button", name="Launch 1 run")
-    launch.wait_for(timeout=10_000)
-    _shot(page, "launch_dialog")
+    try:
+        launch.wait_for(timeout=30_000)
+    finally:
+        _shot(page, "launch_dialog")
     launch.click()
 
 
