@@ -20,10 +20,9 @@ process's share, each run worker's own peak by job, and how the runs ended.
 from __future__ import annotations
 
 import argparse
+import math
 import shutil
 import time
-from collections.abc import Iterator
-from datetime import date
 
 import dagster as dg
 
@@ -49,13 +48,15 @@ def slope_mb_per_hour(samples: list[tuple[float, float]]) -> float:
     return cov / var * 3600 if var else 0.0
 
 
-def launches() -> Iterator[tuple[str, str]]:
+def launches() -> list[tuple[str, str]]:
     """(job, partition) to queue, in turn: the scan, then a session of 1-minute bars, each time
-    an earlier session."""
-    sessions = calendar.sessions_between(date(2025, 1, 2), calendar.session_day(SESSION))
-    for session in reversed(sessions):
-        yield JOB, SESSION
-        yield INTRADAY_JOB, session.day.isoformat()
+    an earlier session (the calendar's sessions before SESSION bound how long a soak can be)."""
+    sessions = calendar.sessions_between(calendar.FIRST_SESSION, calendar.session_day(SESSION))
+    return [
+        launch
+        for session in reversed(sessions)
+        for launch in ((JOB, SESSION), (INTRADAY_JOB, session.day.isoformat()))
+    ]
 
 
 def soak(minutes: float, every_s: float, symbols: list[str]) -> dict[str, object]:
@@ -74,7 +75,7 @@ def soak(minutes: float, every_s: float, symbols: list[str]) -> dict[str, object
             with common.RssSampler([daemon.pid], interval_s=0.5) as sampler:
                 started = time.time()
                 next_launch, next_sample = started, started
-                queued = launches()
+                queued = iter(launches())
                 while (now := time.time()) - started < minutes * 60:
                     if now >= next_launch:
                         job, partition = next(queued)
@@ -136,6 +137,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.minutes, args.symbols = 4.0, 100
+    needed, available = math.ceil(args.minutes * 60 / args.every), len(launches())
+    if needed > available:
+        parser.error(f"{needed} runs asked for; the calendar has sessions for {available}")
     figures = soak(args.minutes, args.every, common.universe(args.symbols))
     print(
         f"small box soak, {figures['minutes']:.0f} min, a run every "
