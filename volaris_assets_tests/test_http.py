@@ -108,12 +108,19 @@ def test_transport_faults(clean_sandbox, kind, category):
     assert error.category == category and "sbx-finnhub-key" not in str(error)
 
 
-def test_refused_connection_is_a_server_error():
+def test_refused_connection_is_unreachable_and_retryable():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     error = _error(_send(f"http://127.0.0.1:{port}/x?token=secret"))
-    assert error.category == "server_error" and "secret" not in str(error)
+    assert error.category == "unreachable" and "secret" not in str(error)
+    assert error.retryable
+
+
+def test_a_name_that_does_not_resolve_is_unreachable():
+    # RFC 6761: `.invalid` never resolves, so this fails in the resolver, never on the network.
+    error = _error(_send("http://volaris-no-such-host.invalid/x?token=secret"))
+    assert error.category == "unreachable" and "secret" not in str(error)
 
 
 def test_unauthorized_and_unknown_paths(clean_sandbox):

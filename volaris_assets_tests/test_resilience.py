@@ -278,6 +278,20 @@ def test_a_circuit_opening_during_backoff_reports_the_providers_own_answer() -> 
     assert len(source.calls) == 1
 
 
+def test_a_dead_host_is_retried_until_its_circuit_opens_then_skipped() -> None:
+    harness = Harness(threshold=3)
+    dead = ScriptedSource("schwab", [_error(ErrorCategory.UNREACHABLE)] * 10)
+    chain = harness.chain(dead, ScriptedSource("polygon"))
+    first = asyncio.run(chain.option_chain("AAPL", AS_OF))
+    assert first.provider == "polygon"
+    assert first.failures == (("schwab", ErrorCategory.UNREACHABLE),)
+    assert len(dead.calls) == 3  # retried (transient) until the third refusal opened the circuit
+    assert harness.registry.breaker("schwab").state is CircuitState.OPEN
+    second = asyncio.run(chain.option_chain("MSFT", AS_OF))
+    assert second.failures == (("schwab", ErrorCategory.CIRCUIT_OPEN),)
+    assert len(dead.calls) == 3
+
+
 def test_a_burst_of_429s_leaves_the_circuit_closed_for_the_rest_of_the_run() -> None:
     harness = Harness(threshold=3)
     throttled = [_error(ErrorCategory.RATE_LIMITED, 1.0)] * 4

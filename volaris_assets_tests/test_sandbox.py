@@ -13,6 +13,7 @@ from volaris_assets.providers import polygon
 from volaris_assets.providers.http import build_client
 from volaris_assets.sandbox.__main__ import _rate_limit
 from volaris_assets.sandbox.faults import PRESETS, FaultProfile, draw, parse_faults
+from volaris_assets.sandbox.protocol import STREAM_CHUNK_BYTES, huge_json_reply
 from volaris_assets.sandbox.server import RateLimit
 from volaris_assets.sandbox.wire import schwab as schwab_wire
 from volaris_assets_tests.sandbox_fixtures import SANDBOX_AS_OF, faults, outcome
@@ -44,6 +45,41 @@ def test_profiles_parse_from_presets_json_and_pairs():
     for bad in ("calm", "timeout=2", "nonsense=0.1", "timeout=0.6,reset=0.6", "latency_ms=9-1"):
         with pytest.raises(ValueError):
             parse_faults(bad)
+
+
+def test_huge_bodies_are_aimed_at_symbols_in_every_spelling():
+    pairs = parse_faults("flaky,huge_body_symbols=aapl+BRK/B,huge_body_mb=2")
+    assert pairs.huge_body_symbols == {"AAPL", "BRK.B"} and pairs.huge_body_mb == 2.0
+    assert pairs.timeout == PRESETS["flaky"].timeout
+    spelled = parse_faults('{"huge_body_symbols": ["MSFT"]}')
+    assert spelled.huge_body_symbols == {"MSFT"} and spelled.huge_body_mb == 50.0
+    assert parse_faults("none").huge_body_symbols == frozenset()
+    for bad in ("huge_body_mb=0", "huge_body_symbols=DROP;TABLE", "huge_body_symbols=AAPL,MSFT"):
+        with pytest.raises(ValueError):
+            parse_faults(bad)
+
+
+def test_a_huge_body_is_valid_json_made_a_chunk_at_a_time():
+    chunks = list(huge_json_reply("AAPL", 1).stream or ())
+    assert max(map(len, chunks)) <= STREAM_CHUNK_BYTES + 1  # never more held than that
+    body = b"".join(chunks)
+    assert 1024**2 - STREAM_CHUNK_BYTES <= len(body) <= 1024**2 + 2 * STREAM_CHUNK_BYTES
+    payload = json.loads(body)
+    assert payload["symbol"] == "AAPL" and payload["status"] == "SUCCESS"
+    assert payload["contracts"][0]["symbol"] == "AAPL  260320P00100000"
+
+
+def test_a_huge_body_streams_chunked_for_its_symbols_only(clean_sandbox):
+    clean_sandbox.set_faults("huge_body_symbols=AAPL,huge_body_mb=3")
+    huge = _get(clean_sandbox, "/quote", symbol="aapl")
+    normal = _get(clean_sandbox, "/quote", symbol="MSFT")
+    assert huge.status_code == normal.status_code == 200
+    assert huge.headers["transfer-encoding"] == "chunked" and "content-length" not in huge.headers
+    assert len(huge.content) >= 3 * 1024**2 - STREAM_CHUNK_BYTES
+    assert huge.json()["symbol"] == "AAPL"
+    assert set(normal.json()) >= {"c", "pc", "t"}
+    assert clean_sandbox.stats.faults["huge_body"] == 1
+    assert clean_sandbox.stats.count("finnhub", "/quote", 200) == 2
 
 
 def test_draws_are_reproducible_and_rates_hold():

@@ -23,6 +23,10 @@ class ErrorCategory(enum.StrEnum):
     RATE_LIMITED = "rate_limited"
     TIMEOUT = "timeout"
     SERVER_ERROR = "server_error"
+    # Nothing answered: connection refused or the host name did not resolve. Told apart from
+    # `server_error` (a provider that answered badly) because the fix differs: a wrong
+    # `*_API_BASE` or a provider that is down, not a bad minute.
+    UNREACHABLE = "unreachable"
     AUTH = "auth"
     NOT_FOUND = "not_found"
     NO_DATA = "no_data"
@@ -35,9 +39,28 @@ class ErrorCategory(enum.StrEnum):
 
 # Transient categories: worth another attempt on the same provider (with backoff) and worth
 # the retry sensor's attention. Everything else is permanent for this provider and moves the
-# fallback chain on (or is recorded as final).
+# fallback chain on (or is recorded as final). `unreachable` is here because a provider that
+# restarts refuses connections for a few seconds; a host that stays dead costs little, as a
+# refusal comes back at once and counts towards opening the circuit breaker, which then stops
+# the retries.
 RETRYABLE_CATEGORIES: frozenset[ErrorCategory] = frozenset(
-    {ErrorCategory.RATE_LIMITED, ErrorCategory.TIMEOUT, ErrorCategory.SERVER_ERROR}
+    {
+        ErrorCategory.RATE_LIMITED,
+        ErrorCategory.TIMEOUT,
+        ErrorCategory.SERVER_ERROR,
+        ErrorCategory.UNREACHABLE,
+    }
+)
+# The providers with a client module (`registry.PROVIDER_MODULES`), named here so that settings
+# parsed below the registry (e.g. `http.parse_response_caps`) can refuse a misspelt name.
+PROVIDER_NAMES: tuple[str, ...] = (
+    "schwab",
+    "polygon",
+    "yahoo",
+    "tiingo",
+    "alpaca",
+    "finnhub",
+    "databento",
 )
 
 

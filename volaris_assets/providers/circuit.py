@@ -26,6 +26,7 @@ HEALTH_CATEGORIES: frozenset[ErrorCategory] = frozenset(
     {
         ErrorCategory.TIMEOUT,
         ErrorCategory.SERVER_ERROR,
+        ErrorCategory.UNREACHABLE,
         ErrorCategory.AUTH,
         ErrorCategory.UNKNOWN,
     }

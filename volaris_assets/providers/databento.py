@@ -26,7 +26,6 @@ from volaris_assets.providers.http import (
     field,
     in_window,
     numeric,
-    send,
     session_day,
 )
 from volaris_assets.symbols import InvalidSymbol, normalize_symbol, to_provider
@@ -62,11 +61,9 @@ class DatabentoClient(HttpSource):
     ) -> pd.DataFrame:
         if timeframe not in _SCHEMA:
             raise ValueError(f"unsupported timeframe {timeframe!r}")
-        response = await send(
-            self.http,
+        response = await self._send(
             "POST",
             f"{self.base_url}/v0/timeseries.get_range",
-            provider=NAME,
             auth=self._auth,
             data={
                 "dataset": self._dataset,

@@ -3,13 +3,17 @@
 Every provider module sends through `send()` so that one table decides what a status code or a
 transport failure means (`ErrorCategory`), and so that no exception text built here can carry a
 secret: messages name the method, the URL *path* and the status, never the query string (API
-keys travel there for some providers) nor headers (tokens). The coercion helpers at the bottom
-exist because providers disagree on how to say "no value" (`null`, `"NaN"`, `-999`, a missing
-key) and the canonical frames want NaN for all of them.
+keys travel there for some providers) nor headers (tokens). It also reads every body as a
+stream under a size cap (`VOLARIS_MAX_RESPONSE_MB`), so that one provider answering with a
+runaway body fails one symbol as `bad_data` instead of the whole run for lack of memory. The
+coercion helpers at the bottom exist because providers disagree on how to say "no value"
+(`null`, `"NaN"`, `-999`, a missing key) and the canonical frames want NaN for all of them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -22,12 +26,31 @@ import numpy as np
 import pandas as pd
 import pydantic_core
 
-from volaris_assets.providers.base import BAR_COLUMNS, ErrorCategory, ProviderError, canonical
+from volaris_assets.providers.base import (
+    BAR_COLUMNS,
+    PROVIDER_NAMES,
+    ErrorCategory,
+    ProviderError,
+    canonical,
+)
 from volaris_assets.symbols import InvalidSymbol, normalize_symbol, occ_symbol
 
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_CONNECT_TIMEOUT_S = 5.0
 DEFAULT_MAX_CONNECTIONS = 20
+MB = 1024 * 1024
+RESPONSE_CAP_SETTING = "VOLARIS_MAX_RESPONSE_MB"
+# The largest body read from a provider, in MB. A body costs its bytes and what is parsed from
+# it: parsing a Schwab chain peaks at 4.3-5.1x its size (sandbox chains replicated to 2-40 MB:
+# bytes 1x, JSON objects 2.7x, frame and temporaries the rest). bench/bench_big_body.py
+# (option_chains over 100 symbols, Schwab client, sandbox) peaks at 191 MB without a big body;
+# one body of 11 MB, read and parsed, took it to 239 MB and one of 15 MB to 265 MB. At 12 MB a
+# body just under the cap still fits the 250 MB goal, and one over it costs at most the cap
+# plus a chunk (a 50 MB body: 629 MB uncapped). 12 MB is ~10,000 Schwab contracts with greeks
+# (~1.2 KB each), twice the largest single-name chains; a provider whose answers are
+# legitimately bigger gets a cap of its own (`VOLARIS_MAX_RESPONSE_MB=12,databento=64`).
+DEFAULT_MAX_RESPONSE_MB = 12.0
+DEFAULT_MAX_RESPONSE_BYTES = int(DEFAULT_MAX_RESPONSE_MB * MB)
 # An OCC symbol ends with the strike in thousandths, zero-padded to this many digits.
 _OCC_STRIKE_DIGITS = 8
 
@@ -137,9 +160,12 @@ def error_for_exception(
         category = ErrorCategory.TIMEOUT
     elif isinstance(exc, httpx.DecodingError):
         category = ErrorCategory.BAD_DATA
+    elif isinstance(exc, httpx.ConnectError):
+        # Refused, or the name did not resolve ("Name or service not known"): nothing answered.
+        category = ErrorCategory.UNREACHABLE
     elif isinstance(exc, httpx.TransportError):
-        # Connection refused/reset, peer closed mid-body, protocol violations: the provider
-        # (or the path to it) broke, which is transient from our side.
+        # Reset, peer closed mid-body, protocol violations: the provider (or the path to it)
+        # broke while answering, which is transient from our side.
         category = ErrorCategory.SERVER_ERROR
     else:
         category = ErrorCategory.UNKNOWN
@@ -153,22 +179,124 @@ async def send(
     *,
     provider: str,
     ok_statuses: Iterable[int] = (),
+    max_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     **kwargs: Any,
 ) -> httpx.Response:
     """Send one request and return the response, or raise a categorised `ProviderError`.
 
     The body is read fully here, so truncation surfaces as a transport error now rather than
-    as a half-parsed payload later. `ok_statuses` lets a caller accept a non-2xx it handles
-    itself (e.g. Schwab's 401 → refresh and retry once).
+    as a half-parsed payload later, and it is read as a stream of at most `max_bytes` (see
+    `read_capped`). `ok_statuses` lets a caller accept a non-2xx it handles itself (e.g.
+    Schwab's 401 → refresh and retry once). The body of any other status is never used: it is
+    read (under the same cap) only so the connection can serve the next request, and whatever
+    goes wrong reading it, the status is what the error reports.
     """
     path = httpx.URL(url).path
+    accepted = set(ok_statuses)
     try:
-        response = await client.request(method, url, **kwargs)
+        async with client.stream(method, url, **kwargs) as response:
+            if not (response.is_success or response.status_code in accepted):
+                with contextlib.suppress(ProviderError, httpx.HTTPError):
+                    await read_capped(response, max_bytes, provider)
+                raise error_for_response(response, provider)
+            await read_capped(response, max_bytes, provider)
     except httpx.HTTPError as exc:
         raise error_for_exception(exc, provider, method, path) from None
-    if response.is_success or response.status_code in set(ok_statuses):
-        return response
-    raise error_for_response(response, provider)
+    return response
+
+
+async def read_capped(response: httpx.Response, max_bytes: int, provider: str) -> None:
+    """Read `response`'s body into `response.content`, or raise `bad_data` past `max_bytes`.
+
+    A declared `Content-Length` over the cap is refused before any of the body is read;
+    otherwise the (decoded) chunks are counted as they arrive and reading stops at the first
+    one that crosses the cap, so what is held never exceeds the cap plus one chunk. The
+    caller's `async with client.stream(...)` then closes the connection mid-body.
+    """
+    declared = _declared_length(response)
+    if declared is not None and declared > max_bytes:
+        raise _too_large(response, provider, max_bytes, f"{declared / MB:.1f} MB")
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in response.aiter_bytes():
+        total += len(chunk)
+        if total > max_bytes:
+            raise _too_large(response, provider, max_bytes, f"over {max_bytes / MB:g} MB")
+        chunks.append(chunk)
+    # What `Response.aread()` does, bounded: callers read `.content`/`.json()` as before.
+    response._content = b"".join(chunks)
+
+
+def _declared_length(response: httpx.Response) -> int | None:
+    """The `Content-Length` a response declares, None when absent or not a number."""
+    try:
+        return int(response.headers["content-length"])
+    except (KeyError, ValueError):
+        return None
+
+
+def _too_large(response: httpx.Response, provider: str, max_bytes: int, size: str) -> ProviderError:
+    """`bad_data` naming the size and the cap; like every message here, only the URL's path."""
+    request = response.request
+    return ProviderError(
+        ErrorCategory.BAD_DATA,
+        f"response too large ({size}, cap {max_bytes / MB:g} MB) on "
+        f"{request.method} {request.url.path}",
+        provider=provider,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class ResponseCaps:
+    """Response size caps: one for every provider, and overrides by provider name (MB)."""
+
+    default_mb: float = DEFAULT_MAX_RESPONSE_MB
+    overrides_mb: Mapping[str, float] = dataclasses.field(default_factory=dict)
+
+    def for_provider(self, name: str) -> int:
+        """The cap for provider `name`, in bytes."""
+        return int(self.overrides_mb.get(name, self.default_mb) * MB)
+
+
+def parse_response_caps(text: str | None) -> ResponseCaps:
+    """Caps from `VOLARIS_MAX_RESPONSE_MB`: "24", "24,databento=128" or "polygon=48" (MB,
+    providers not named get the bare number, else DEFAULT_MAX_RESPONSE_MB); empty means the
+    defaults. A malformed value is a `ValueError` naming the accepted form, never a silent
+    default: a cap that quietly fell back could be the one that lets a run run out of memory.
+    """
+    default: float | None = None
+    overrides: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in (text or "").split(","))):
+        name, separator, value = part.rpartition("=")
+        name = name.strip().lower()
+        if not separator:
+            if default is not None:
+                raise _caps_error(part, "more than one MB for every provider")
+            default = _megabytes(value, part)
+        elif name not in PROVIDER_NAMES:
+            raise _caps_error(part, f"unknown provider (known: {', '.join(PROVIDER_NAMES)})")
+        elif name in overrides:
+            raise _caps_error(part, "provider named twice")
+        else:
+            overrides[name] = _megabytes(value, part)
+    return ResponseCaps(DEFAULT_MAX_RESPONSE_MB if default is None else default, overrides)
+
+
+def _megabytes(text: str, part: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise _caps_error(part, "not a number") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise _caps_error(part, "MB must be a number above 0")
+    return value
+
+
+def _caps_error(part: str, reason: str) -> ValueError:
+    return ValueError(
+        f"bad {RESPONSE_CAP_SETTING} entry {part!r} ({reason}): expected MB and/or "
+        "provider=MB, comma-separated, e.g. '24' or '24,databento=128'"
+    )
 
 
 def json_body(response: httpx.Response, provider: str) -> Any:
@@ -281,6 +409,8 @@ class HttpSource:
 
     A client passed in is shared (the run owns it); a client made here is owned and closed by
     `aclose()`, so a caller that forgets to pass one still cannot leak connections.
+    `max_response_bytes` caps every body this source reads; `registry.build_sources` sets it
+    from `VOLARIS_MAX_RESPONSE_MB`, so that no provider module has to know the setting.
     """
 
     name: str = ""
@@ -289,15 +419,26 @@ class HttpSource:
         self.base_url = base_url.rstrip("/")
         self._owns_client = client is None
         self.http = client if client is not None else build_client()
+        self.max_response_bytes = DEFAULT_MAX_RESPONSE_BYTES
 
     async def aclose(self) -> None:
         if self._owns_client:
             await self.http.aclose()
 
+    async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """`send` with this source's client, name and response cap."""
+        return await send(
+            self.http,
+            method,
+            url,
+            provider=self.name,
+            max_bytes=self.max_response_bytes,
+            **kwargs,
+        )
+
     async def _get_json(self, path_or_url: str, **kwargs: Any) -> Any:
         url = path_or_url if "://" in path_or_url else f"{self.base_url}{path_or_url}"
-        response = await send(self.http, "GET", url, provider=self.name, **kwargs)
-        return json_body(response, self.name)
+        return json_body(await self._send("GET", url, **kwargs), self.name)
 
 
 def field(raw: pd.DataFrame, name: str) -> pd.Series:

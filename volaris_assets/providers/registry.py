@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from volaris_assets.providers.base import BarSource, ChainSource
+from volaris_assets.providers.base import PROVIDER_NAMES, BarSource, ChainSource
+from volaris_assets.providers.http import RESPONSE_CAP_SETTING, parse_response_caps
 
 SIMULATED = "simulated"
 PROVIDER_MODULES: dict[str, str] = {
-    name: f"volaris_assets.providers.{name}"
-    for name in ("schwab", "polygon", "yahoo", "tiingo", "alpaca", "finnhub", "databento")
+    name: f"volaris_assets.providers.{name}" for name in PROVIDER_NAMES
 }
 CAPABILITIES: tuple[str, ...] = ("chain", "intraday", "daily", "profile")
 # The environment variable that orders the providers of each capability (first is primary).
@@ -75,9 +75,13 @@ def build_sources(
     """Build the sources named (in order) for `capability`; the rest come back as `Skipped`.
 
     `simulated_factory()` builds the simulated provider (it lives outside this module's
-    knowledge). Each built source owns its HTTP client; close them with `aclose()`.
+    knowledge). Each built source owns its HTTP client; close them with `aclose()`. Each HTTP
+    source gets its response cap from `VOLARIS_MAX_RESPONSE_MB` here, once for all provider
+    modules; a malformed value raises `ValueError` rather than building sources without a cap
+    the operator meant to set.
     """
     _checked(capability)
+    caps = parse_response_caps(settings.get(RESPONSE_CAP_SETTING))
     sources: list[Any] = []
     skipped: list[Skipped] = []
     for name in names:
@@ -92,6 +96,7 @@ def build_sources(
         if isinstance(built, Skipped):
             skipped.append(built)
         else:
+            built.max_response_bytes = caps.for_provider(name)
             sources.append(built)
     return sources, skipped
 

@@ -49,7 +49,6 @@ from volaris_assets.providers.http import (
     no_data,
     numeric,
     occ_symbols,
-    send,
 )
 from volaris_assets.symbols import to_provider
 
@@ -143,11 +142,9 @@ class SchwabClient(HttpSource):
             return self._access_token  # type: ignore[return-value]
 
     async def _refresh(self) -> None:
-        response = await send(
-            self.http,
+        response = await self._send(
             "POST",
             f"{self.base_url}/v1/oauth/token",
-            provider=NAME,
             ok_statuses=(400, 401, 403),
             headers={"Authorization": f"Basic {self._basic}"},
             data={"grant_type": "refresh_token", "refresh_token": self._refresh_token},
@@ -180,11 +177,9 @@ class SchwabClient(HttpSource):
         """GET with a bearer token, refreshing and retrying exactly once on a 401."""
         token = await self._token()
         for attempt in (1, 2):
-            response = await send(
-                self.http,
+            response = await self._send(
                 "GET",
                 f"{self.base_url}{path}",
-                provider=NAME,
                 ok_statuses=(401,) if attempt == 1 else (),
                 params=params,
                 headers={"Authorization": f"Bearer {token}"},

@@ -44,7 +44,6 @@ from volaris_assets.providers.http import (
     json_body,
     no_data,
     numeric,
-    send,
     session_day,
 )
 from volaris_assets.symbols import to_provider
@@ -79,10 +78,8 @@ class YahooClient(HttpSource):
         async with self._crumb_lock:
             if self._crumb is not None and self._crumb != stale:
                 return self._crumb
-            await send(self.http, "GET", self._cookie_url, provider=NAME, ok_statuses=(404,))
-            response = await send(
-                self.http, "GET", f"{self.base_url}/v1/test/getcrumb", provider=NAME
-            )
+            await self._send("GET", self._cookie_url, ok_statuses=(404,))
+            response = await self._send("GET", f"{self.base_url}/v1/test/getcrumb")
             crumb = response.text.strip()
             if not crumb or "<" in crumb or len(crumb) > 64:
                 raise ProviderError(ErrorCategory.AUTH, "no crumb issued", provider=NAME)
@@ -92,11 +89,9 @@ class YahooClient(HttpSource):
     async def _options(self, ticker: str, params: Mapping[str, str]) -> dict[str, Any]:
         crumb = await self._get_crumb()
         for attempt in (1, 2):
-            response = await send(
-                self.http,
+            response = await self._send(
                 "GET",
                 f"{self.base_url}/v7/finance/options/{ticker}",
-                provider=NAME,
                 ok_statuses=(401,) if attempt == 1 else (),
                 params={**params, "crumb": crumb},
             )

@@ -6,6 +6,10 @@ exactly, yet a retry of the same request draws again and can succeed, as it woul
 real provider having a bad minute. Spell a profile as a preset name (`none`, `flaky`,
 `hostile`), a JSON object, or `key=value` pairs, optionally after a preset:
 `flaky,timeout=0.2,latency_ms=50-150`.
+
+One fault is not drawn but aimed: every data or chain request naming one of
+`huge_body_symbols` (`huge_body_symbols=AAPL+MSFT`, or a JSON list) is answered 200 with
+`huge_body_mb` MB of JSON, the runaway answer a client must refuse without running out of memory.
 """
 
 from __future__ import annotations
@@ -13,8 +17,11 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
+
+from volaris_assets.symbols import normalize_symbol
 
 # Faults that replace the whole response, in the order a draw is matched against them.
 TRANSPORT_FAULTS: tuple[str, ...] = (
@@ -28,6 +35,8 @@ TRANSPORT_FAULTS: tuple[str, ...] = (
 # Faults that corrupt the payload but still answer 200.
 PAYLOAD_FAULTS: tuple[str, ...] = ("malformed", "bad_greeks", "crossed", "empty_chain")
 FAULT_KINDS: tuple[str, ...] = TRANSPORT_FAULTS + PAYLOAD_FAULTS
+# The aimed fault (see the module docstring), as `SandboxStats.faults` counts it.
+HUGE_BODY = "huge_body"
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,8 @@ class FaultProfile:
     retry_after_s: float = 1.0
     hang_s: float = 30.0
     row_fraction: float = 0.2
+    huge_body_symbols: frozenset[str] = frozenset()
+    huge_body_mb: float = 50.0
 
     def __post_init__(self) -> None:
         for kind in FAULT_KINDS:
@@ -63,6 +74,8 @@ class FaultProfile:
             raise ValueError("fault rates add up to more than 1 (one fault per request)")
         if not 0.0 < self.row_fraction <= 1.0:
             raise ValueError("row_fraction must be within (0, 1]")
+        if not self.huge_body_mb > 0.0:
+            raise ValueError(f"huge_body_mb must be > 0, got {self.huge_body_mb}")
 
 
 PRESETS: dict[str, FaultProfile] = {
@@ -126,7 +139,7 @@ def _with_overrides(profile: FaultProfile, overrides: dict[str, Any]) -> FaultPr
     for key, value in overrides.items():
         if key not in known:
             raise ValueError(f"unknown fault setting {key!r}")
-        values[key] = _latency(value) if key == "latency_ms" else float(value)
+        values[key] = _PARSERS.get(key, float)(value)
     return replace(profile, **values)
 
 
@@ -138,6 +151,20 @@ def _latency(value: Any) -> tuple[float, float]:
     else:
         low = high = value
     return float(low), float(high)
+
+
+def _symbols(value: Any) -> frozenset[str]:
+    """Canonical symbols from a JSON list or "AAPL+MSFT" (commas separate the profile's
+    settings, so they cannot separate symbols)."""
+    names = value.replace("+", " ").split() if isinstance(value, str) else value
+    return frozenset(normalize_symbol(str(name)) for name in names)
+
+
+# Settings that are not a plain number, and how to read them.
+_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "latency_ms": _latency,
+    "huge_body_symbols": _symbols,
+}
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import json
 import math
 import random
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,11 +31,15 @@ class Request:
 
 @dataclass
 class Reply:
+    """An answer; with `stream` set, the body is those chunks, sent chunked as they are made
+    (no Content-Length) instead of `body`, for bodies too big to hold."""
+
     status: int
     body: bytes
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
     cacheable: bool = False
+    stream: Iterable[bytes] | None = None
 
 
 @dataclass
@@ -90,3 +94,47 @@ def whole(value: Any) -> int | None:
     """A JSON integer from a frame cell (NaN/None → null)."""
     number = num(value)
     return None if number is None else round(number)
+
+
+# Chunks of a streamed body: big enough that writing 50 MB is a few hundred writes, small
+# enough that the sandbox holds next to nothing of it.
+STREAM_CHUNK_BYTES = 64 * 1024
+# One contract as Schwab spells it; a huge body is this, repeated.
+_HUGE_RECORD: dict[str, Any] = {
+    "putCall": "PUT",
+    "symbol": "{symbol}  260320P00100000",
+    "description": "{symbol} Mar 20 2026 100 Put",
+    "bid": 1.23,
+    "ask": 1.27,
+    "last": 1.25,
+    "mark": 1.25,
+    "totalVolume": 1520,
+    "openInterest": 10344,
+    "volatility": 29.417,
+    "delta": -0.312,
+    "gamma": 0.021,
+    "theta": -0.054,
+    "vega": 0.118,
+    "strikePrice": 100.0,
+    "daysToExpiration": 9,
+    "quoteTimeInLong": 1773241200000,
+}
+
+
+def huge_json_reply(symbol: str, size_mb: float) -> Reply:
+    """200 with about `size_mb` MB of valid JSON about `symbol`, made while it is sent."""
+    return Reply(200, b"", stream=_huge_json(symbol, int(size_mb * 1024 * 1024)))
+
+
+def _huge_json(symbol: str, size: int) -> Iterator[bytes]:
+    """`{"symbol": ..., "status": "SUCCESS", "contracts": [record, record, ...]}`, `size` bytes
+    or a little more, one block of records at a time (the same block, built once)."""
+    record = json.dumps(_HUGE_RECORD, separators=(",", ":")).replace("{symbol}", symbol).encode()
+    block = b",".join([record] * max(1, STREAM_CHUNK_BYTES // (len(record) + 1)))
+    head = json.dumps({"symbol": symbol, "status": "SUCCESS"})[:-1].encode()
+    yield head + b',"contracts":['
+    yield block
+    following = b"," + block
+    for _ in range(max(0, size // len(following) - 1)):
+        yield following
+    yield b"]}"

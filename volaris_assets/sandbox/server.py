@@ -3,9 +3,11 @@
 Each provider lives under its own prefix (`http://127.0.0.1:PORT/schwab`, `/polygon`, ...), so
 pointing a client at the sandbox is only a matter of its `*_API_BASE` setting (`settings()`
 gives them all, with the fake keys the sandbox accepts). Around each provider's routes the
-server enforces, in this order: the provider's auth, its rate limit (429 + `Retry-After`), then
-the fault profile (one drawn fault per request, see `faults.py`), and answers from a cache of
-rendered bodies when no fault applies, which is what keeps it at thousands of requests/s.
+server enforces, in this order: the provider's auth, its rate limit (429 + `Retry-After`), the
+profile's huge bodies (requests about `huge_body_symbols`, answered with a body streamed as it
+is made), then the fault profile (one drawn fault per request, see `faults.py`), and answers
+from a cache of rendered bodies when no fault applies, which is what keeps it at thousands of
+requests/s.
 """
 
 from __future__ import annotations
@@ -29,7 +31,14 @@ from urllib.parse import parse_qsl, urlsplit
 from volaris_assets.sandbox import faults as fault_rules
 from volaris_assets.sandbox.limits import RateLimit, SlidingWindow
 from volaris_assets.sandbox.market import LruCache, SandboxMarket
-from volaris_assets.sandbox.protocol import Context, Reply, Request, Route, json_reply
+from volaris_assets.sandbox.protocol import (
+    Context,
+    Reply,
+    Request,
+    Route,
+    huge_json_reply,
+    json_reply,
+)
 from volaris_assets.sandbox.stats import SandboxStats
 from volaris_assets.sandbox.wire import WIRES
 from volaris_assets.sandbox.wire.schwab import TokenIssuer
@@ -232,6 +241,10 @@ class Sandbox:
         wait = window.admit() if window is not None else None
         if wait is not None:
             return Action(wire.rate_limited_reply(math.ceil(wait)))
+        huge = _requested_symbols(request, match) & profile.huge_body_symbols
+        if huge and endpoint.kind != "auth":
+            reply = huge_json_reply(min(huge), profile.huge_body_mb)
+            return Action(reply, fault_rules.HUGE_BODY)
         decision = fault_rules.draw(
             profile, self.seed, identity, occurrence, _allowed(endpoint.kind, wire)
         )
@@ -289,6 +302,15 @@ def _allowed(kind: str, wire: ModuleType) -> set[str]:
     if kind == "chain":
         allowed |= {"bad_greeks", "crossed", "empty_chain"}
     return allowed
+
+
+def _requested_symbols(request: Request, match: re.Match[str]) -> set[str]:
+    """The listed symbols a request names, however its provider spells that: a path segment
+    (`ticker`), `symbol`, or a comma list in `symbols` (query or form)."""
+    named = [match.groupdict().get("ticker") or ""]
+    for params in (request.query, request.form):
+        named += [params.get("symbol", ""), *params.get("symbols", "").split(",")]
+    return {symbol for symbol in map(SandboxMarket.listed, filter(None, named)) if symbol}
 
 
 def _query_key(request: Request) -> tuple[tuple[str, str], ...]:
@@ -349,6 +371,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(action.reply, truncate=action.fault == "truncated")
 
     def _send(self, reply: Reply, *, truncate: bool) -> None:
+        if reply.stream is not None:
+            self._stream(reply)
+            return
         body = reply.body[: max(1, len(reply.body) // 2)] if truncate else reply.body
         self.send_response(reply.status)
         self.send_header("Content-Type", reply.content_type)
@@ -357,6 +382,22 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
+
+    def _stream(self, reply: Reply) -> None:
+        """Send `reply.stream` chunked, each chunk as it is made. A client that hangs up
+        mid-body (a capped client should) ends the answer, quietly."""
+        self.send_response(reply.status)
+        self.send_header("Content-Type", reply.content_type)
+        self.send_header("Transfer-Encoding", "chunked")
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        try:
+            for chunk in reply.stream or ():
+                self.wfile.write(b"%X\r\n%s\r\n" % (len(chunk), chunk))
+            self.wfile.write(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
 
     def _reset(self, reply: Reply) -> None:
         """Promise the whole body, send half, then abort the connection with a TCP RST."""

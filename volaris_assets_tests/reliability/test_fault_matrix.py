@@ -18,7 +18,7 @@ from volaris_assets import calendar
 from volaris_assets.options.assets import option_chains
 from volaris_assets.providers.simulated import SimulatedMarket
 from volaris_assets.resources import market_data
-from volaris_assets.sandbox.faults import FAULT_KINDS
+from volaris_assets.sandbox.faults import FAULT_KINDS, HUGE_BODY
 from volaris_assets.scan.assets import wheel_premiums
 from volaris_assets.warehouse.store import Warehouse
 from volaris_assets_tests.reliability.market_setup import (
@@ -53,8 +53,9 @@ FAILURE_CATEGORIES: dict[str, set[str]] = {
     "bad_greeks": set(),
     "crossed": set(),
     "empty_chain": {"no_data"},
+    HUGE_BODY: {"bad_data"},
 }
-assert set(FAILURE_CATEGORIES) == set(FAULT_KINDS), "a new sandbox fault needs a row here"
+assert set(FAILURE_CATEGORIES) == {*FAULT_KINDS, HUGE_BODY}, "a new sandbox fault needs a row here"
 
 
 def outcomes(warehouse: Warehouse, run_id: str) -> pd.DataFrame:
@@ -170,3 +171,39 @@ def test_each_symbol_is_written_or_recorded(fault, reliability_sandbox, scratch_
         assert_premiums_written(warehouse, premiums, fault, market)
     finally:
         warehouse.dispose()
+
+
+def test_a_runaway_body_fails_its_symbol_and_nothing_else(
+    reliability_sandbox, scratch_db, instance
+):
+    """One symbol's answers are 50 MB: it is recorded as bad_data (from both providers, at the
+    cap the resource set), and the run writes every other symbol as usual."""
+    assert materialize_universe(scratch_db, SYMBOLS, instance).success
+    reliability_sandbox.reset({"huge_body_symbols": ["MSFT"], "huge_body_mb": 50})
+    resources = sandbox_resources(
+        reliability_sandbox,
+        scratch_db,
+        providers=PROVIDERS,
+        rate_limits=RATE_LIMITS,
+        max_response_mb="8",
+        **FAST_RETRIES,
+    )
+
+    run = dg.materialize(
+        [option_chains], partition_key=SNAPSHOT, resources=resources, instance=instance
+    )
+
+    assert run.success
+    warehouse = Warehouse(scratch_db)
+    try:
+        frame = outcomes(warehouse, run.run_id)
+        assert_chain_written(warehouse, run, HUGE_BODY, SimulatedMarket(reliability_sandbox.seed))
+    finally:
+        warehouse.dispose()
+    assert list(frame.index[frame["status"] != "ok"]) == ["MSFT"]
+    msft = frame.loc["MSFT"]
+    assert msft["error_type"] == "bad_data" and msft["attempts"] == 2  # one per provider
+    refusal = "bad_data (response too large (over 8 MB, cap 8 MB) on GET /"
+    for provider in ("schwab", "polygon"):
+        assert f"{provider}={refusal}" in msft["error_message"]
+    assert reliability_sandbox.stats.faults["huge_body"] == 2
