@@ -1,6 +1,12 @@
+from dataclasses import asdict
+
+import dagster as dg
+import pandas as pd
 import pytest
 
+from volaris_assets.resources.warehouse import WarehouseResource
 from volaris_assets.symbols import InvalidSymbol, normalize_symbol, occ_symbol, to_provider
+from volaris_assets.universe.assets import sp500_constituents
 from volaris_assets.universe.constituents import (
     MAX_UNIVERSE,
     SCAN_INDICES,
@@ -9,6 +15,7 @@ from volaris_assets.universe.constituents import (
     index_members,
     parse_override,
 )
+from volaris_assets.warehouse.store import Warehouse
 
 
 @pytest.mark.parametrize("raw", ["BRK.B", "brk-b", "BRK/B", " brk.b "])
@@ -73,3 +80,25 @@ def test_override_list_and_missing_file():
     assert [m.symbol for m in parse_override("msft, nvda;KO").members] == ["MSFT", "NVDA", "KO"]
     with pytest.raises(FileNotFoundError):
         parse_override("/nonexistent/universe.csv")
+
+
+def test_the_default_universe_round_trips_unchanged(warehouse_url, instance, monkeypatch):
+    """Every shipped name, sector and sub-industry comes back as loaded, on PostgreSQL too
+    (KEYS' 221-character sub-industry once failed the whole asset there)."""
+    monkeypatch.delenv("VOLARIS_UNIVERSE", raising=False)
+    result = dg.materialize(
+        [sp500_constituents],
+        resources={"warehouse": WarehouseResource(database_url=warehouse_url)},
+        instance=instance,
+    )
+    assert result.success
+    expected = pd.DataFrame([asdict(m) for m in index_members((SP500,)).members])
+    warehouse = Warehouse(warehouse_url)
+    stored = warehouse.read_frame(
+        "SELECT symbol, name, sector, sub_industry FROM tickers ORDER BY symbol"
+    )
+    warehouse.dispose()
+    assert expected["sub_industry"].str.len().max() > 200
+    pd.testing.assert_frame_equal(
+        stored, expected.sort_values("symbol").reset_index(drop=True), check_dtype=False
+    )

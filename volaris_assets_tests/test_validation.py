@@ -85,3 +85,24 @@ def test_expirations_in_any_spelling_are_read_once_and_unreadable_ones_rejected(
     assert kept["expiration"].tolist() == truth["expiration"].tolist()
     # A missing DTE is the calendar days from the as-of New York date.
     pd.testing.assert_series_equal(kept["dte"], truth["dte"], check_dtype=False)
+
+
+def absurd_strike_contract(frame: pd.DataFrame) -> pd.DataFrame:
+    """One contract whose strike (100 million, a provider's unit slip) makes its OCC symbol 25
+    characters: longer than the warehouse key, which PostgreSQL would refuse."""
+    from volaris_assets.symbols import occ_symbol
+
+    row = frame.iloc[[0]].copy()
+    row["strike"] = 100_000_000.0
+    row["occ_symbol"] = occ_symbol("AAPL", row["expiration"].iloc[0], row["right"].iloc[0], 1e8)
+    return row
+
+
+def test_text_longer_than_its_column_is_rejected_not_written():
+    frame = chain()
+    bad = absurd_strike_contract(frame)
+    result = validate_chain(pd.concat([frame, bad], ignore_index=True), AS_OF)
+    assert dict(result.rejected) == {"too_long": 1}
+    assert result.examples["too_long"] == bad["occ_symbol"].iloc[0]
+    assert len(result.frame) == len(frame)
+    assert result.frame["occ_symbol"].str.len().max() == 21

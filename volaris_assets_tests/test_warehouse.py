@@ -1,10 +1,13 @@
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
+import psycopg2
 import pytest
+import sqlalchemy as sa
 
 from volaris_assets.warehouse.store import Warehouse, normalize_url, redact_url
-from volaris_assets.warehouse.tables import KEYS
+from volaris_assets.warehouse.tables import KEYS, metadata, text_limits
 
 T0 = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
 
@@ -92,3 +95,119 @@ def test_bulk_frame_upsert_and_failed_transaction_writes_nothing(warehouse_url):
     counts = warehouse.read_frame("SELECT count(*) AS n, max(bid) AS b FROM option_contracts")
     assert counts["n"][0] == 2000 and counts["b"][0] == 2.1
     warehouse.dispose()
+
+
+def test_free_text_columns_are_unbounded():
+    """Descriptions come from data sources that promise no length (a 221-character
+    sub-industry failed the universe on PostgreSQL)."""
+    for table, column in [
+        ("tickers", "name"),
+        ("tickers", "sector"),
+        ("tickers", "sub_industry"),
+        ("sync_stock_results", "error_message"),
+        ("row_rejections", "example"),
+    ]:
+        assert isinstance(metadata.tables[table].c[column].type, sa.Text), (table, column)
+
+
+def test_every_identifier_fits_its_column():
+    """The bounds that remain are invariants of the platform; each is checked at its source."""
+    from volaris_assets.definitions import defs
+    from volaris_assets.ingest.fanout import RETRYABLE_OUTCOMES
+    from volaris_assets.providers.base import ErrorCategory
+    from volaris_assets.providers.registry import PROVIDER_MODULES, SIMULATED
+    from volaris_assets.symbols import normalize_symbol, occ_symbol
+
+    def limit(table: str, column: str) -> int:
+        return text_limits(metadata.tables[table])[column]
+
+    longest_symbol = normalize_symbol("abcdef/gh")
+    assert len(longest_symbol) == 9 <= limit("tickers", "symbol")
+    with pytest.raises(ValueError):
+        normalize_symbol("ABCDEFG")
+    assert len(occ_symbol(longest_symbol, T0.date(), "P", 999_999.999)) == 24
+    assert limit("option_snapshots", "occ_symbol") == 24  # larger strikes: `too_long` rows
+
+    providers = [*PROVIDER_MODULES, SIMULATED]
+    assert max(map(len, providers)) <= limit("option_contracts", "provider")
+    every_provider = ",".join(sorted(providers))  # what a multi-session iv_metrics row records
+    assert len(every_provider) <= limit("iv_metrics", "provider")
+    assert len(every_provider) <= limit("sync_stock_results", "provider")
+
+    categories = [c.value for c in ErrorCategory] + sorted(RETRYABLE_OUTCOMES)
+    assert max(map(len, categories)) <= limit("sync_stock_results", "error_type")
+    assert max(map(len, ("ok", "failed"))) <= limit("sync_stock_results", "status")
+
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        assert len(key.to_user_string()) <= limit("sync_stock_results", "asset"), key
+        partitions = graph.get(key).partitions_def
+        if partitions is not None:
+            first = partitions.get_first_partition_key()
+            label = f"{first}..{partitions.get_last_partition_key() or first}"  # a range run
+            assert len(label) <= limit("sync_stock_results", "partition"), label
+    assert len(str(uuid.uuid4())) <= limit("sync_stock_results", "run_id")
+
+
+def narrow_schema() -> sa.MetaData:
+    """The contract as an older release created it: free text in bounded VARCHARs."""
+    old = sa.MetaData()
+    for table in metadata.sorted_tables:
+        table.to_metadata(old)
+    for table, column, length in [
+        ("tickers", "name", 200),
+        ("tickers", "sector", 80),
+        ("tickers", "sub_industry", 120),
+        ("sync_stock_results", "error_message", 500),
+        ("sync_stock_results", "provider", 16),
+        ("iv_metrics", "provider", 16),
+        ("row_rejections", "example", 200),
+    ]:
+        old.tables[table].c[column].type = sa.String(length)
+    return old
+
+
+def live_text_types(warehouse: Warehouse) -> dict[tuple[str, str], str]:
+    """Every live text column's type: "text", or "varchar(n)"."""
+    frame = warehouse.read_frame(
+        "SELECT table_name, column_name, "
+        "coalesce('varchar(' || character_maximum_length || ')', data_type) AS type "
+        "FROM information_schema.columns WHERE table_schema = current_schema() "
+        "AND data_type IN ('text', 'character varying')"
+    )
+    return {(r.table_name, r.column_name): r.type for r in frame.itertuples()}
+
+
+def test_create_tables_widens_what_an_older_release_created_narrow():
+    """A warehouse created with the old VARCHAR lengths keeps its rows and then takes a value
+    the old column refused; a second call finds nothing to change and alters nothing."""
+    from volaris_assets_tests.conftest import postgres_url
+    from volaris_assets_tests.reliability.databases import scratch_database
+
+    with scratch_database(postgres_url(), "widen") as url:
+        warehouse = Warehouse(url)
+        narrow_schema().create_all(warehouse.engine)
+        ticker = {"symbol": "KEYS", "is_active": True, "in_sp500": True, "in_scan_universe": True}
+        with warehouse.transaction() as conn:
+            warehouse.upsert(conn, "tickers", [{**ticker, "name": "Old", "updated_at": T0}])
+            with pytest.raises(psycopg2.errors.StringDataRightTruncation):  # through COPY
+                with conn.begin_nested():
+                    warehouse.upsert(conn, "tickers", [{**ticker, "sub_industry": "x" * 221}])
+        warehouse.create_tables()
+        types = live_text_types(warehouse)
+        assert types[("tickers", "sub_industry")] == types[("row_rejections", "example")] == "text"
+        assert types[("sync_stock_results", "provider")] == "varchar(80)"
+        assert types[("tickers", "symbol")] == "varchar(12)"  # identifiers keep their bound
+        row = {**ticker, "name": "Old", "sub_industry": "x" * 221, "updated_at": T0}
+        with warehouse.transaction() as conn:
+            warehouse.upsert(conn, "tickers", [row])
+        stored = warehouse.read_frame("SELECT name, sub_industry FROM tickers")
+        assert stored.to_dict("records") == [{"name": "Old", "sub_industry": "x" * 221}]
+
+        statements: list[str] = []
+        sa.event.listen(
+            warehouse.engine, "before_cursor_execute", lambda *a: statements.append(a[2])
+        )
+        warehouse.create_tables()
+        assert not [s for s in statements if s.lstrip().upper().startswith("ALTER")]
+        warehouse.dispose()

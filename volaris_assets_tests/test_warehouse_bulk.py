@@ -104,3 +104,31 @@ def test_stored_instants_compare_as_sqlalchemy_writes_them(warehouse_url):
     assert (same, older) == (3, 0)
     assert warehouse.read_frame("SELECT bid FROM option_contracts")["bid"].tolist() == [1.25] * 3
     warehouse.dispose()
+
+
+def test_a_batch_cut_off_by_the_server_is_written_again_whole():
+    """The server terminates the session between two bulk writes of one transaction (as a
+    fast shutdown or a failover does): the retry writes both batches once, on a new session,
+    and the first batch's rows from the dead session are not left behind."""
+    from volaris_assets_tests.conftest import postgres_url
+    from volaris_assets_tests.reliability.databases import scratch_database
+
+    with scratch_database(postgres_url(), "cut") as url:
+        warehouse = Warehouse(url, reconnect_window_s=5)
+        warehouse.create_tables()
+        admin = sa.create_engine(warehouse.url, poolclass=sa.pool.NullPool)
+        sessions: list[int] = []
+
+        def two_batches(conn: sa.Connection) -> int:
+            sessions.append(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+            warehouse.upsert(conn, "option_snapshots", snapshot(50))
+            if len(sessions) == 1:
+                with admin.connect() as other:
+                    other.exec_driver_sql(f"SELECT pg_terminate_backend({sessions[0]})")
+            return warehouse.upsert(conn, "option_snapshots", snapshot(50, start=50))
+
+        assert warehouse.run_transaction(two_batches) == 50
+        assert len(sessions) == 2 and sessions[0] != sessions[1]
+        assert stored(warehouse)["strike"].tolist() == [100.0 + k for k in range(100)]
+        admin.dispose()
+        warehouse.dispose()

@@ -142,24 +142,27 @@ def evaluate_alerts(warehouse: Warehouse) -> list[Trigger]:
 
 
 def _claim(warehouse: Warehouse, alert_id: int, price: float) -> bool:
-    with warehouse.transaction() as conn:
-        result = conn.execute(
-            sa.update(price_alerts)
-            .where(price_alerts.c.id == alert_id, price_alerts.c.armed.is_(True))
-            .values(
-                armed=False,
-                triggered_at=warehouse.instant(utc_now()),
-                trigger_count=price_alerts.c.trigger_count + 1,
-                last_trigger_price=price,
-            )
+    """Disarm the rule if it is still armed. A reconnect that runs it again after its COMMIT
+    went through finds the rule disarmed and claims nothing: that trigger loses its message
+    rather than sending it twice."""
+    claim = (
+        sa.update(price_alerts)
+        .where(price_alerts.c.id == alert_id, price_alerts.c.armed.is_(True))
+        .values(
+            armed=False,
+            triggered_at=warehouse.instant(utc_now()),
+            trigger_count=price_alerts.c.trigger_count + 1,
+            last_trigger_price=price,
         )
-        return result.rowcount == 1
+    )
+    return warehouse.run_transaction(lambda conn: conn.execute(claim).rowcount == 1)
 
 
 def _rearm(warehouse: Warehouse, alert_id: int) -> None:
-    with warehouse.transaction() as conn:
-        conn.execute(
+    warehouse.run_transaction(
+        lambda conn: conn.execute(
             sa.update(price_alerts)
             .where(price_alerts.c.id == alert_id, price_alerts.c.repeating.is_(True))
             .values(armed=True)
         )
+    )

@@ -5,6 +5,11 @@ symbol per transaction, so SQLite never sees two writers and a killed run loses 
 flight. A bounded queue between them caps memory at a few symbols' frames whatever the universe
 size. Each symbol's outcome row is written in the same transaction as its data, so the outcome
 table never claims rows that did not commit.
+
+A lost connection (a restart, a failover) is ridden through: `Warehouse.run_transaction` runs the
+symbol's whole transaction again on a fresh connection for up to its reconnect window, and past
+the window the run stops at once with `WarehouseUnavailable` rather than spend the window again
+on every symbol left.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from sqlalchemy.engine import Connection
 from volaris_assets.ingest.validation import Validated
 from volaris_assets.providers.base import RETRYABLE_CATEGORIES, ErrorCategory, ProviderError
 from volaris_assets.redaction import redact
+from volaris_assets.warehouse.errors import WarehouseUnavailable, classify, explain
 from volaris_assets.warehouse.store import Warehouse, utc_now
 
 # Consecutive warehouse failures after which the run stops: the database is down, and recording
@@ -52,10 +58,16 @@ class RunIdentity:
 
 @dataclass
 class Written:
-    """What a sink did with one symbol's data."""
+    """What a sink did with one symbol's data.
+
+    `after_commit` runs once the symbol's transaction has committed: a sink may run more than
+    once (a reconnect repeats the whole transaction), so anything it does besides writing (a
+    running top-N) belongs there.
+    """
 
     rows: int
     validated: Validated | None = None
+    after_commit: Callable[[], None] | None = None
 
 
 @dataclass
@@ -79,10 +91,6 @@ class SymbolOutcome:
 
 FetchFn = Callable[[str], Awaitable[Fetched]]
 SinkFn = Callable[[Connection, str, Fetched], Written]
-
-
-class WarehouseUnavailable(RuntimeError):
-    """Raised when writes keep failing: the run stops instead of recording noise."""
 
 
 async def fan_out(
@@ -163,7 +171,7 @@ async def _fan_out(
                 failures_in_a_row + 1 if outcome.error_type == ErrorCategory.WRITE_FAILED else 0
             )
             if failures_in_a_row >= MAX_CONSECUTIVE_WRITE_FAILURES:
-                raise WarehouseUnavailable(f"warehouse writes failing: {outcome.error_message}")
+                raise WarehouseUnavailable(outcome.error_message)
             outcomes.append(outcome)
         return outcomes
 
@@ -201,31 +209,58 @@ def _settle(
     started: float,
     result: Fetched | BaseException,
 ) -> SymbolOutcome:
-    """Write one symbol's data (or failure) and its outcome row in one transaction."""
-    if isinstance(result, BaseException):
-        outcome = _failure(symbol, started, result)
-        _write_outcome(warehouse, identity, outcome)
-        return outcome
-    try:
-        with warehouse.transaction() as conn:
+    """Write one symbol's data (or failure) and its outcome row in one transaction.
+
+    A transaction that fails is an outcome too: `write_failed` (saying what to fix) when the
+    warehouse is at fault, `bad_data` when it refused this symbol's rows. `WarehouseUnavailable`
+    (the reconnect window ran out) ends the run.
+    """
+
+    def transaction(conn: Connection) -> tuple[SymbolOutcome, Written | None]:
+        if isinstance(result, BaseException):
+            outcome, written = _failure(symbol, started, result), None
+        else:
             written = sink(conn, symbol, result)
             outcome = _success(symbol, started, result, written)
-            _record(warehouse, conn, identity, outcome)
-        return outcome
+        _record(warehouse, conn, identity, outcome)
+        return outcome, written
+
+    try:
+        outcome, written = warehouse.run_transaction(transaction)
+    except WarehouseUnavailable:
+        raise
     except Exception as error:  # noqa: BLE001 - a bad symbol must not end the run
-        outcome = SymbolOutcome(
-            symbol=symbol,
-            status="failed",
-            attempts=result.attempts,
-            duration_ms=_elapsed_ms(started),
-            provider=result.provider,
-            error_type=ErrorCategory.WRITE_FAILED.value
-            if _is_database_error(error)
-            else ErrorCategory.BAD_DATA.value,
-            error_message=redact(f"{type(error).__name__}: {error}")[:500],
-        )
-        _write_outcome(warehouse, identity, outcome, ignore_errors=True)
+        outcome = _write_failure(warehouse, symbol, started, result, error)
+        _write_outcome(warehouse, identity, outcome)
         return outcome
+    if written is not None and written.after_commit is not None:
+        written.after_commit()
+    return outcome
+
+
+def _write_failure(
+    warehouse: Warehouse,
+    symbol: str,
+    started: float,
+    result: Fetched | BaseException,
+    error: Exception,
+) -> SymbolOutcome:
+    """The outcome of a symbol whose transaction failed (with its fetch's attempts and
+    provider)."""
+    fetched = _failure(symbol, started, result) if isinstance(result, BaseException) else result
+    if classify(error) is not None:
+        category, message = ErrorCategory.WRITE_FAILED, explain(error, warehouse.url)
+    else:
+        category, message = ErrorCategory.BAD_DATA, f"{type(error).__name__}: {error}"
+    return SymbolOutcome(
+        symbol=symbol,
+        status="failed",
+        attempts=fetched.attempts,
+        duration_ms=_elapsed_ms(started),
+        provider=fetched.provider,
+        error_type=category.value,
+        error_message=redact(message)[:500],
+    )
 
 
 def _success(symbol: str, started: float, fetched: Fetched, written: Written) -> SymbolOutcome:
@@ -267,19 +302,15 @@ def _failure(symbol: str, started: float, error: BaseException) -> SymbolOutcome
     )
 
 
-def _write_outcome(
-    warehouse: Warehouse,
-    identity: RunIdentity,
-    outcome: SymbolOutcome,
-    *,
-    ignore_errors: bool = False,
-) -> None:
+def _write_outcome(warehouse: Warehouse, identity: RunIdentity, outcome: SymbolOutcome) -> None:
+    """Record a failed symbol's outcome on its own; the run goes on if even that fails
+    (the outcome still counts in the run's summary), unless the warehouse is down."""
     try:
-        with warehouse.transaction() as conn:
-            _record(warehouse, conn, identity, outcome)
-    except Exception:
-        if not ignore_errors:
-            raise
+        warehouse.run_transaction(lambda conn: _record(warehouse, conn, identity, outcome))
+    except WarehouseUnavailable:
+        raise
+    except Exception:  # noqa: BLE001 - the write failure is already the outcome
+        pass
 
 
 def _record(
@@ -325,13 +356,6 @@ def _record(
                 for reason, count in outcome.rejected.items()
             ],
         )
-
-
-def _is_database_error(error: BaseException) -> bool:
-    """Connection-level failures (the database is down), as opposed to a row it refused."""
-    from sqlalchemy.exc import InterfaceError, OperationalError
-
-    return isinstance(error, (OperationalError, InterfaceError))
 
 
 def _elapsed_ms(started: float) -> int:

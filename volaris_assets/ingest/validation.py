@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,10 +20,15 @@ import pandas as pd
 from volaris_assets.providers.base import CHAIN_NUMERIC_COLUMNS
 from volaris_assets.quant.black_scholes import bs_greeks
 from volaris_assets.quant.implied_vol import implied_vol
+from volaris_assets.warehouse.tables import option_snapshots, text_limits
 
 RISK_FREE_RATE = 0.04
 MAX_IV = 5.0
 GREEKS = ("delta", "gamma", "theta", "vega")
+# The chain's bounded text that the wire decides: `occ_symbol` is built from the provider's
+# strike, and an absurd one (a unit slip) makes it longer than the warehouse key. The other
+# bounded columns cannot be: `symbol` and `provider` are the platform's, `right` is C or P.
+_CHAIN_TEXT_LIMITS = {"occ_symbol": text_limits(option_snapshots)["occ_symbol"]}
 
 
 @dataclass
@@ -75,6 +81,18 @@ def _numeric(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
         if dtypes[column].kind not in "fiu":
             out[column] = pd.to_numeric(out[column], errors="coerce")
     return out
+
+
+def _too_long(frame: pd.DataFrame, limits: Mapping[str, int]) -> np.ndarray:
+    """Rows holding text longer than its warehouse column allows: PostgreSQL would refuse the
+    symbol's whole transaction for that one row (and SQLite would store it as it is)."""
+    bad = np.zeros(len(frame), dtype=bool)
+    for name, limit in limits.items():
+        values = frame[name].tolist()
+        bad |= np.fromiter(
+            (isinstance(v, str) and len(v) > limit for v in values), bool, len(values)
+        )
+    return bad
 
 
 def validate_bars(frame: pd.DataFrame) -> Validated:
@@ -162,6 +180,7 @@ def validate_chain(frame: pd.DataFrame, as_of: datetime) -> Validated:
             | pd.isna(expirations.dates),
         ),
         ("bad_right", ~((right == "C") | (right == "P"))),
+        ("too_long", _too_long(chain, _CHAIN_TEXT_LIMITS)),
         ("nonpositive_strike", strike <= 0),
         ("negative_price", (bid < 0) | (ask <= 0)),
         ("crossed_quote", bid > ask),

@@ -110,7 +110,8 @@ def wheel_premiums(
 
         def sink(conn: Connection, symbol: str, fetched: Fetched) -> Written:
             written, chosen = write_premiums(conn, wh, symbol, fetched, session, settings)
-            top.offer(chosen)
+            # Once, and only for committed rows: a reconnect runs the sink again.
+            written.after_commit = lambda: top.offer(chosen)
             return written
 
         summary = run_fan_out(

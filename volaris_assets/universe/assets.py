@@ -5,6 +5,7 @@ import os
 import dagster as dg
 import sqlalchemy as sa
 from pydantic import Field
+from sqlalchemy.engine import Connection
 
 from volaris_assets.ingest.asset_support import OWNERS, asset_metadata
 from volaris_assets.providers.simulated import SimulatedMarket
@@ -45,7 +46,10 @@ def _write_universe(
     now = utc_now()
     ranks = _liquidity_ranks([m.symbol for m in load.members])
     members = {m.symbol for m in load.members}
-    with warehouse.transaction() as conn:
+
+    def write(conn: Connection) -> list[str]:
+        """The whole universe in one transaction (run again as a whole after a reconnect);
+        returns the symbols that left."""
         existing = {row.symbol: row for row in conn.execute(sa.select(tables.tickers))}
         rows = []
         for member in load.members:
@@ -91,6 +95,9 @@ def _write_universe(
                     for reason, count in load.rejected.items()
                 ],
             )
+        return left
+
+    left = warehouse.run_transaction(write)
     if load.rejected:
         context.log.warning("universe entries rejected: %s", dict(load.rejected))
     sectors: dict[str, int] = {}

@@ -1,60 +1,67 @@
-"""The warehouse connection: URL handling, schema creation and idempotent writes.
+"""The warehouse connection: schema creation, idempotent writes, and units of work that ride
+through a lost connection.
 
 SQLite is the embedded default; PostgreSQL is the production path. Both take the same calls; the
-dialect-specific bulk paths live in `upsert.py`.
+dialect-specific bulk paths live in `upsert.py`, URL handling in `urls.py`, and what a failure
+means (and whether reconnecting can cure it) in `errors.py`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime
-from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from volaris_assets.warehouse import upsert
+from volaris_assets.warehouse import schema, upsert
+from volaris_assets.warehouse.errors import (
+    WarehouseUnavailable,
+    explain,
+    infrastructure_failures,
+    is_connection_lost,
+)
 from volaris_assets.warehouse.tables import KEYS, metadata
+from volaris_assets.warehouse.urls import DEFAULT_SQLITE_PATH as DEFAULT_SQLITE_PATH
+from volaris_assets.warehouse.urls import normalize_url, sqlite_path
+from volaris_assets.warehouse.urls import redact_url as redact_url
 
-DEFAULT_SQLITE_PATH = Path("data") / "volaris.db"
+_log = logging.getLogger(__name__)
+T = TypeVar("T")
 
-
-def normalize_url(url: str | None) -> str:
-    """Turn a user's DATABASE_URL into one SQLAlchemy can open with the installed drivers.
-
-    SQLAlchemy 2.1 maps a bare `postgresql://` to psycopg v3, which the project does not install
-    (dagster-postgres needs psycopg2), so the scheme is pinned to psycopg2 here. `postgres://`
-    (Heroku style) is accepted too. No URL means the SQLite file under `data/`.
-    """
-    if not url:
-        return f"sqlite:///{DEFAULT_SQLITE_PATH}"
-    for prefix in ("postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg2://" + url[len(prefix) :]
-    return url
-
-
-def redact_url(url: str) -> str:
-    """The URL with its password hidden, for logs and metadata."""
-    return sa.make_url(normalize_url(url)).render_as_string(hide_password=True)
+# Connections a server or a proxy may close while idle are replaced before they are found dead:
+# below AWS NLB's 350 s idle timeout, and a ping to a silently dropped connection could wait for
+# TCP's own timeout. A connect that gets no answer gives up in time for another try inside the
+# reconnect window; keepalives notice a server gone mid-statement.
+_PG_POOL = {"pool_pre_ping": True, "pool_recycle": 300, "pool_size": 2, "max_overflow": 2}
+_PG_CONNECT_ARGS = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 30}
+# Pauses between reconnect attempts: short first (a restart takes about a second), then capped.
+_FIRST_PAUSE_S = 0.1
+_MAX_PAUSE_S = 2.0
 
 
 def create_engine(url: str | None) -> Engine:
+    """SQLite with WAL and a busy timeout (its directory created), or PostgreSQL with a small
+    pool whose connections are checked before use and replaced before idle timeouts."""
     normalized = normalize_url(url)
     parsed = sa.make_url(normalized)
     if parsed.get_backend_name() == "sqlite":
-        database = parsed.database or ""
-        if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        path = sqlite_path(normalized)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(normalized, connect_args={"timeout": 60})
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return sa.create_engine(normalized, pool_pre_ping=True, pool_size=2, max_overflow=2)
+    # Settings in the URL's query win over these defaults.
+    connect_args = {k: v for k, v in _PG_CONNECT_ARGS.items() if k not in parsed.query}
+    return sa.create_engine(normalized, connect_args=connect_args, **_PG_POOL)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -67,23 +74,69 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 class Warehouse:
-    """The warehouse behind one engine. Create one per run; `dispose()` at the end."""
+    """The warehouse behind one engine. Create one per run; `dispose()` at the end.
 
-    def __init__(self, url: str | None = None) -> None:
+    `reconnect_window_s` is how long `run_transaction` keeps retrying a unit of work through a
+    lost connection (a restart, a failover, a suspended serverless compute) before the
+    warehouse counts as down.
+    """
+
+    def __init__(self, url: str | None = None, reconnect_window_s: float = 30.0) -> None:
         self.url = normalize_url(url if url is not None else os.environ.get("DATABASE_URL"))
+        self.reconnect_window_s = reconnect_window_s
         self.engine = create_engine(self.url)
         self.dialect = self.engine.dialect.name
 
     def create_tables(self) -> None:
-        """Create missing tables; safe to call on every run and from concurrent runs."""
-        with self.engine.begin() as conn:
-            if self.dialect == "postgresql":
-                # Two runs creating the schema at once would race on the catalog.
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(727274)"))
-            metadata.create_all(conn, checkfirst=True)
+        """Create missing tables and widen text columns an older release made narrower; safe
+        to call on every run and from concurrent runs. A warehouse that cannot be reached or
+        written raises `WarehouseUnavailable` with what to fix."""
+        with infrastructure_failures(self.url):
+            self.run_transaction(self._create_tables)
+
+    def _create_tables(self, conn: Connection) -> None:
+        if self.dialect == "postgresql":
+            # Two runs creating the schema at once would race on the catalog.
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(727274)"))
+        metadata.create_all(conn, checkfirst=True)
+        if self.dialect == "postgresql":  # SQLite does not enforce VARCHAR lengths
+            if widened := schema.widen_text_columns(conn, metadata):
+                _log.info("warehouse columns widened: %s", ", ".join(widened))
+
+    def run_transaction(self, work: Callable[[Connection], T]) -> T:
+        """Run `work` in one transaction and return its result, reconnecting through a lost
+        connection for up to `reconnect_window_s`.
+
+        Each attempt is the whole of `work` on a fresh connection: a transaction the connection
+        loss cut short was rolled back by the server, so nothing is ever half written. `work`
+        must be safe to run again (every warehouse write is an idempotent upsert): a connection
+        lost during COMMIT leaves unknown whether it committed. A row the database refused, or
+        a failure a reconnect cannot cure, is raised at once. Past the window the warehouse is
+        down: `WarehouseUnavailable`, whose message says what to check.
+        """
+        deadline: float | None = None
+        pause = _FIRST_PAUSE_S
+        while True:
+            try:
+                with self.engine.begin() as conn:
+                    return work(conn)
+            except Exception as error:
+                if not is_connection_lost(error):
+                    raise
+                now = time.monotonic()
+                deadline = now + self.reconnect_window_s if deadline is None else deadline
+                if now >= deadline:
+                    raise WarehouseUnavailable(
+                        f"{explain(error, self.url)} Still failing after "
+                        f"{self.reconnect_window_s:g} s of reconnecting."
+                    ) from None
+                _log.warning("reconnecting to the warehouse: %s", explain(error, self.url))
+                time.sleep(min(pause, deadline - now))
+                pause = min(pause * 2, _MAX_PAUSE_S)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Connection]:
+        """One transaction, no reconnecting: for work that must not run twice."""
         with self.engine.begin() as conn:
             yield conn
 

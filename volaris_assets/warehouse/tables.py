@@ -3,6 +3,11 @@
 Table names are public; columns may grow. Every table has a natural primary key so that every
 write is an idempotent upsert. Timestamps are UTC (`timezone=True` on PostgreSQL; naive UTC on
 SQLite, which has no time-zone type).
+
+Free text (names, sectors, messages, examples) is TEXT: PostgreSQL refuses a value longer than
+its VARCHAR, and a data source's description has no length it promises. Identifiers keep a
+bound where the platform itself guarantees one (the tests check each against its source);
+a wire value that could break one is validated and rejected as a counted row first.
 """
 
 from __future__ import annotations
@@ -12,12 +17,23 @@ import sqlalchemy as sa
 metadata = sa.MetaData()
 
 _TS = sa.DateTime(timezone=True)
+# A canonical ticker: 1-6 letters and a class suffix of 1-2 (`symbols.normalize_symbol`), or "-".
+_SYMBOL = sa.String(12)
+# An OCC option symbol: 21 characters (root padded to 6, strike in 8 digits); the longest
+# canonical root (8 letters, a class share's) with a strike under 1,000,000 is 24.
+_OCC_SYMBOL = sa.String(24)
+# One provider's registry name ("simulated", "databento").
+_PROVIDER = sa.String(16)
+# The providers a multi-session result came from, comma-joined: all eight fit in 62.
+_PROVIDER_LIST = sa.String(80)
+# Run ids (UUIDs), asset keys, partition keys and `first..last` range labels (34 at most).
+_RUN_LABEL = sa.String(64)
 
 
 def _option_columns() -> list[sa.Column]:
     """Columns shared by the latest-chain table and its history."""
     return [
-        sa.Column("symbol", sa.String(12), nullable=False, index=True),
+        sa.Column("symbol", _SYMBOL, nullable=False, index=True),
         sa.Column("expiration", sa.Date, nullable=False),
         sa.Column("strike", sa.Float, nullable=False),
         sa.Column("right", sa.String(1), nullable=False),
@@ -34,17 +50,17 @@ def _option_columns() -> list[sa.Column]:
         sa.Column("vega", sa.Float),
         sa.Column("underlying_price", sa.Float),
         sa.Column("dte", sa.Integer),
-        sa.Column("provider", sa.String(16), nullable=False),
+        sa.Column("provider", _PROVIDER, nullable=False),
     ]
 
 
 tickers = sa.Table(
     "tickers",
     metadata,
-    sa.Column("symbol", sa.String(12), primary_key=True),
-    sa.Column("name", sa.String(200)),
-    sa.Column("sector", sa.String(80)),
-    sa.Column("sub_industry", sa.String(120)),
+    sa.Column("symbol", _SYMBOL, primary_key=True),
+    sa.Column("name", sa.Text),
+    sa.Column("sector", sa.Text),
+    sa.Column("sub_industry", sa.Text),
     sa.Column("is_active", sa.Boolean, nullable=False),
     sa.Column("in_sp500", sa.Boolean, nullable=False),
     sa.Column("in_scan_universe", sa.Boolean, nullable=False),
@@ -56,7 +72,7 @@ tickers = sa.Table(
 price_bars = sa.Table(
     "price_bars",
     metadata,
-    sa.Column("symbol", sa.String(12), primary_key=True),
+    sa.Column("symbol", _SYMBOL, primary_key=True),
     sa.Column("timeframe", sa.String(4), primary_key=True),
     sa.Column("ts", _TS, primary_key=True),
     sa.Column("open", sa.Float, nullable=False),
@@ -64,13 +80,13 @@ price_bars = sa.Table(
     sa.Column("low", sa.Float, nullable=False),
     sa.Column("close", sa.Float, nullable=False),
     sa.Column("volume", sa.BigInteger, nullable=False),
-    sa.Column("provider", sa.String(16), nullable=False),
+    sa.Column("provider", _PROVIDER, nullable=False),
 )
 
 option_contracts = sa.Table(
     "option_contracts",
     metadata,
-    sa.Column("occ_symbol", sa.String(24), primary_key=True),
+    sa.Column("occ_symbol", _OCC_SYMBOL, primary_key=True),
     *_option_columns(),
     sa.Column("last_updated", _TS, nullable=False),
 )
@@ -78,7 +94,7 @@ option_contracts = sa.Table(
 option_snapshots = sa.Table(
     "option_snapshots",
     metadata,
-    sa.Column("occ_symbol", sa.String(24), primary_key=True),
+    sa.Column("occ_symbol", _OCC_SYMBOL, primary_key=True),
     sa.Column("snapshot_ts", _TS, primary_key=True),
     *_option_columns(),
     sa.Index("ix_option_snapshots_symbol_ts", "symbol", "snapshot_ts"),
@@ -87,7 +103,7 @@ option_snapshots = sa.Table(
 iv_metrics = sa.Table(
     "iv_metrics",
     metadata,
-    sa.Column("symbol", sa.String(12), primary_key=True),
+    sa.Column("symbol", _SYMBOL, primary_key=True),
     sa.Column("date", sa.Date, primary_key=True),
     sa.Column("atm_iv_30d", sa.Float),
     sa.Column("iv_rank", sa.Float),
@@ -101,14 +117,14 @@ iv_metrics = sa.Table(
     sa.Column("expected_move", sa.Float),
     sa.Column("expected_move_expiration", sa.Date),
     sa.Column("underlying_price", sa.Float),
-    sa.Column("provider", sa.String(16)),
+    sa.Column("provider", _PROVIDER_LIST),
     sa.Column("updated_at", _TS, nullable=False),
 )
 
 stock_premiums = sa.Table(
     "stock_premiums",
     metadata,
-    sa.Column("symbol", sa.String(12), primary_key=True),
+    sa.Column("symbol", _SYMBOL, primary_key=True),
     sa.Column("expiration", sa.Date, primary_key=True),
     sa.Column("strike", sa.Float, primary_key=True),
     sa.Column("scan_date", sa.Date, nullable=False),
@@ -123,22 +139,22 @@ stock_premiums = sa.Table(
     sa.Column("underlying_price", sa.Float),
     sa.Column("monthly_return", sa.Float),
     sa.Column("annual_return", sa.Float),
-    sa.Column("provider", sa.String(16)),
+    sa.Column("provider", _PROVIDER),
     sa.Column("updated_at", _TS, nullable=False),
 )
 
 sync_stock_results = sa.Table(
     "sync_stock_results",
     metadata,
-    sa.Column("run_id", sa.String(64), primary_key=True),
-    sa.Column("asset", sa.String(64), primary_key=True),
-    sa.Column("partition", sa.String(64), primary_key=True),
-    sa.Column("symbol", sa.String(12), primary_key=True),
+    sa.Column("run_id", _RUN_LABEL, primary_key=True),
+    sa.Column("asset", _RUN_LABEL, primary_key=True),
+    sa.Column("partition", _RUN_LABEL, primary_key=True),
+    sa.Column("symbol", _SYMBOL, primary_key=True),
     sa.Column("status", sa.String(8), nullable=False),
     sa.Column("error_type", sa.String(16)),
-    sa.Column("error_message", sa.String(500)),
+    sa.Column("error_message", sa.Text),
     sa.Column("attempts", sa.Integer, nullable=False),
-    sa.Column("provider", sa.String(16)),
+    sa.Column("provider", _PROVIDER_LIST),
     sa.Column("rows_written", sa.Integer, nullable=False),
     sa.Column("rows_rejected", sa.Integer, nullable=False),
     sa.Column("duration_ms", sa.Integer, nullable=False),
@@ -149,13 +165,13 @@ sync_stock_results = sa.Table(
 row_rejections = sa.Table(
     "row_rejections",
     metadata,
-    sa.Column("run_id", sa.String(64), primary_key=True),
-    sa.Column("asset", sa.String(64), primary_key=True),
-    sa.Column("partition", sa.String(64), primary_key=True),
-    sa.Column("symbol", sa.String(12), primary_key=True),
+    sa.Column("run_id", _RUN_LABEL, primary_key=True),
+    sa.Column("asset", _RUN_LABEL, primary_key=True),
+    sa.Column("partition", _RUN_LABEL, primary_key=True),
+    sa.Column("symbol", _SYMBOL, primary_key=True),
     sa.Column("reason", sa.String(40), primary_key=True),
     sa.Column("count", sa.Integer, nullable=False),
-    sa.Column("example", sa.String(200)),
+    sa.Column("example", sa.Text),
     sa.Column("recorded_at", _TS, nullable=False),
 )
 
@@ -163,3 +179,13 @@ row_rejections = sa.Table(
 KEYS: dict[str, tuple[str, ...]] = {
     t.name: tuple(c.name for c in t.primary_key.columns) for t in metadata.sorted_tables
 }
+
+
+def text_limits(table: sa.Table) -> dict[str, int]:
+    """The bounded text columns of `table` and their lengths: what PostgreSQL enforces, and
+    what validation checks wire values against before a write."""
+    return {
+        column.name: column.type.length
+        for column in table.columns
+        if isinstance(column.type, sa.String) and column.type.length is not None
+    }

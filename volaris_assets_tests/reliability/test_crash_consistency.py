@@ -28,7 +28,12 @@ from volaris_assets_tests.reliability.processes import (
     start_group,
     wait_for,
 )
-from volaris_assets_tests.reliability.warehouse_state import assert_same_state, warehouse_state
+from volaris_assets_tests.reliability.warehouse_state import (
+    assert_same_state,
+    chain_counts,
+    partial_symbols,
+    warehouse_state,
+)
 
 SYMBOL_COUNT = 12
 
@@ -45,26 +50,12 @@ def outcomes_so_far(url: str) -> int:
         warehouse.dispose()
 
 
-def assert_only_whole_symbols(url: str) -> set[str]:
+def whole_symbols(url: str) -> set[str]:
     """After the crash: a symbol has data if and only if its outcome row committed, and then
-    all of it (the outcome row is written in the data's transaction)."""
-    warehouse = Warehouse(url)
-    try:
-        recorded = warehouse.read_frame(
-            "SELECT symbol, rows_written FROM sync_stock_results WHERE status = 'ok'"
-        ).set_index("symbol")["rows_written"]
-        snapshots = warehouse.read_frame(
-            "SELECT symbol, count(*) AS n FROM option_snapshots GROUP BY symbol"
-        ).set_index("symbol")["n"]
-        contracts = warehouse.read_frame(
-            "SELECT symbol, count(*) AS n FROM option_contracts GROUP BY symbol"
-        ).set_index("symbol")["n"]
-    finally:
-        warehouse.dispose()
-    assert set(snapshots.index) == set(recorded.index) == set(contracts.index)
-    for symbol, rows in recorded.items():
-        assert snapshots[symbol] == rows == contracts[symbol], symbol
-    return set(recorded.index)
+    all of it (the outcome row is written in the data's transaction); returns those symbols."""
+    assert partial_symbols(url) == {}
+    counts = chain_counts(url)
+    return set(counts.index[counts["recorded"] > 0])
 
 
 def test_killed_run_rerun_equals_clean_run(reliability_sandbox, tmp_path, instance):
@@ -87,7 +78,7 @@ def test_killed_run_rerun_equals_clean_run(reliability_sandbox, tmp_path, instan
         finally:
             kill_group(victim)
         assert victim.returncode == -9
-        survivors = assert_only_whole_symbols(crashed)
+        survivors = whole_symbols(crashed)
         assert 0 < len(survivors) < SYMBOL_COUNT, "the kill did not land mid-run"
 
         # The re-run, and the clean run it must equal, side by side.

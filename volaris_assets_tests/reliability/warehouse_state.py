@@ -1,5 +1,6 @@
 """The warehouse as comparable data: every contract table, sorted by its key, without the
-columns that record when a row was written (those differ between any two runs)."""
+columns that record when a row was written (those differ between any two runs); and the
+option-chain symbols that are not all-or-nothing (what an interrupted write would leave)."""
 
 from __future__ import annotations
 
@@ -62,3 +63,48 @@ def row_counts(url: str) -> dict[str, int]:
             }
     finally:
         warehouse.dispose()
+
+
+# Per symbol: the rows its `ok` option_chains outcome says were written, and the rows stored.
+_CHAIN_COUNTS = {
+    "recorded": "SELECT symbol, max(rows_written) AS n FROM sync_stock_results "
+    "WHERE asset = 'option_chains' AND status = 'ok' GROUP BY symbol",
+    "snapshots": "SELECT symbol, count(*) AS n FROM option_snapshots GROUP BY symbol",
+    "contracts": "SELECT symbol, count(*) AS n FROM option_contracts GROUP BY symbol",
+}
+
+
+def chain_counts(url: str) -> pd.DataFrame:
+    """Per symbol (rows) the `_CHAIN_COUNTS` (columns); 0 where a symbol has none."""
+    warehouse = Warehouse(url)
+    try:
+        counts = {
+            name: warehouse.read_frame(query).set_index("symbol")["n"]
+            for name, query in _CHAIN_COUNTS.items()
+        }
+    finally:
+        warehouse.dispose()
+    return pd.DataFrame(counts).fillna(0).astype(int).sort_index()
+
+
+def partial_symbols(url: str) -> dict[str, dict[str, int]]:
+    """The symbols whose chain is not whole: data without an `ok` outcome row, or an outcome
+    row whose count the tables disagree with (the outcome commits with the data, so after any
+    interruption each symbol has all three or none)."""
+    counts = chain_counts(url)
+    whole = (counts["recorded"] == counts["snapshots"]) & (
+        counts["snapshots"] == counts["contracts"]
+    )
+    return {str(symbol): row.to_dict() for symbol, row in counts[~whole].iterrows()}
+
+
+def state_differences(
+    got: Mapping[str, pd.DataFrame], expected: Mapping[str, pd.DataFrame]
+) -> dict[str, int]:
+    """Per table, the rows only one side has (every compared column equal, floats exactly):
+    `assert_same_state` as a count, for a report rather than a test."""
+    differences = {}
+    for table, frame in expected.items():
+        merged = got[table].merge(frame, how="outer", indicator=True)
+        differences[table] = int((merged["_merge"] != "both").sum())
+    return differences
