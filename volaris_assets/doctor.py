@@ -1,6 +1,7 @@
 """`volaris-doctor` (or `python -m volaris_assets.doctor`): is this deployment able to run?
 
-Checks what an operator would otherwise find out from a failed run: the warehouse is reachable
+Checks what an operator would otherwise find out from a failed run: every setting is valid (the
+check a run makes before it starts), the warehouse is reachable
 and has the contract's tables, every configured provider has its settings (and Schwab's 7-day
 refresh token is not about to lapse), the Discord webhook is configured, and the Dagster
 instance loads with its daemon alive. It reads settings from the environment, as the platform
@@ -26,7 +27,7 @@ from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 
-from volaris_assets import redaction
+from volaris_assets import redaction, settings
 from volaris_assets.providers import registry, schwab
 from volaris_assets.resources.market_data import SECRET_FIELDS, SETTING_FIELDS
 from volaris_assets.warehouse.store import DEFAULT_SQLITE_PATH, normalize_url, redact_url
@@ -54,6 +55,14 @@ class Check:
 
 
 Env = Mapping[str, str]
+
+
+def check_settings(env: Env) -> list[Check]:
+    """The same validation a run does before it starts, one line per invalid variable."""
+    found = settings.problems(env)
+    if not found:
+        return [Check("settings", Status.OK, f"all {len(settings.fields())} variables valid")]
+    return [Check("settings", Status.FAIL, problem.line()) for problem in found]
 
 
 def check_warehouse(env: Env) -> list[Check]:
@@ -328,6 +337,7 @@ def run_checks(env: Env, *, ping: bool, now: datetime | None = None) -> list[Che
     moment = now or datetime.now(UTC)
     redaction.register(*(env.get(name) for name in SECRET_FIELDS.values()))
     sections: Sequence[Callable[[], list[Check]]] = (
+        lambda: check_settings(env),
         lambda: check_warehouse(env),
         lambda: check_providers(env, moment),
         lambda: check_webhook(env, ping=ping),

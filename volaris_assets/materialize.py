@@ -1,28 +1,30 @@
 """Headless one-shot: materialize the latest completed session of every asset, print a summary.
 
-    python -m volaris_assets.materialize [--session YYYY-MM-DD]
+    python -m volaris_assets.materialize [--session YYYY-MM-DD] [--verbose] [--log-file PATH]
 
-Uses the Dagster instance in DAGSTER_HOME when it is set (runs show up in the UI), an ephemeral
-one otherwise. The simulated market and SQLite are the defaults, as for `make dev`.
+Settings are validated before anything runs. Dagster's own event stream (hundreds of DEBUG lines
+a run) goes to a log file whose path is printed, so the screen holds one summary line per asset
+and, when something fails, one paragraph saying what and why; the first failure stops the rest,
+since every later asset depends on the one that failed. Uses the Dagster instance in DAGSTER_HOME
+when it is set (runs show up in the UI), an ephemeral one otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
-from datetime import date, datetime
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
-import dagster as dg
+from volaris_assets import calendar, redaction, settings
 
-from volaris_assets import calendar
-from volaris_assets.options.assets import option_chains
-from volaris_assets.prices.assets import daily_bars, intraday_bars
-from volaris_assets.resources.definitions import resources
-from volaris_assets.scan.assets import wheel_premiums
-from volaris_assets.universe.assets import scan_universe, sp500_constituents
-from volaris_assets.volatility.assets import iv_metrics
+if TYPE_CHECKING:  # Dagster and the assets are imported once the settings are known good
+    import dagster as dg
 
 SUMMARY_KEYS = (
+    "symbols",
     "symbols_ok",
     "symbols_failed",
     "rows_written",
@@ -31,10 +33,18 @@ SUMMARY_KEYS = (
     "duration_s",
     "peak_rss_mb",
 )
+# Lines of an unexpected error's text shown on screen; the whole of it is in the log file.
+ERROR_LINES = 4
 
 
 def plan(session: calendar.Session) -> list[tuple[list[dg.AssetsDefinition], str | None]]:
     """What to run, in dependency order: universe, the session's last snapshot, the dailies."""
+    from volaris_assets.options.assets import option_chains
+    from volaris_assets.prices.assets import daily_bars, intraday_bars
+    from volaris_assets.scan.assets import wheel_premiums
+    from volaris_assets.universe.assets import scan_universe, sp500_constituents
+    from volaris_assets.volatility.assets import iv_metrics
+
     last_snapshot = calendar.snapshot_key(calendar.snapshot_times(session.day)[-1])
     return [
         ([sp500_constituents, scan_universe], None),
@@ -43,47 +53,108 @@ def plan(session: calendar.Session) -> list[tuple[list[dg.AssetsDefinition], str
     ]
 
 
-def run(session: calendar.Session, instance: dg.DagsterInstance) -> bool:
-    ok = True
+def run(
+    session: calendar.Session,
+    instance: dg.DagsterInstance,
+    config: settings.Settings,
+    screen: TextIO | None = None,
+) -> bool:
+    """Materialize the plan group by group, printing to `screen` (default stdout) one line per
+    asset; stop at the first group that fails, with its failure message."""
+    import dagster as dg
+
+    from volaris_assets.resources.definitions import resources
+
+    screen = screen or sys.stdout
+    bound = resources(config)
     for assets, partition in plan(session):
         result = dg.materialize(
             assets,
             partition_key=partition,
-            resources=resources(),
+            resources=bound,
             instance=instance,
             raise_on_error=False,
         )
-        ok &= result.success
         for event in result.get_asset_materialization_events():
-            metadata = event.materialization.metadata
-            values = {
-                k: getattr(metadata[k], "value", metadata[k]) for k in SUMMARY_KEYS if k in metadata
-            }
-            label = f"{event.asset_key.to_user_string()}[{partition or '-'}]"
-            print(f"{label:40} " + "  ".join(f"{k}={v}" for k, v in values.items()))
+            print(_summary_line(event, partition), file=screen, flush=True)
         if not result.success:
-            print(f"FAILED: {[a.key.to_user_string() for a in assets]} partition {partition}")
-    return ok
+            names = ", ".join(a.key.to_user_string() for a in assets)
+            print(f"FAILED: {names} [{partition or '-'}]", file=screen)
+            print(failure_message(result), file=screen, flush=True)
+            return False
+    return True
+
+
+def _summary_line(event: dg.DagsterEvent, partition: str | None) -> str:
+    metadata = event.materialization.metadata
+    values = {k: getattr(metadata[k], "value", metadata[k]) for k in SUMMARY_KEYS if k in metadata}
+    label = f"{event.asset_key.to_user_string()}[{partition or '-'}]"
+    return f"{label:40} " + "  ".join(f"{k}={v}" for k, v in values.items())
+
+
+def failure_message(result: dg.ExecuteInJobResult) -> str:
+    """The first failed step's own words: a `dg.Failure`'s description (the platform raises
+    those with one sentence for the user), else the innermost error of the chain, since the
+    outer ones are Dagster saying that a step failed."""
+    for event in result.all_events:
+        if not event.is_step_failure:
+            continue
+        data = event.step_failure_data
+        if data.user_failure_data and data.user_failure_data.description:
+            return redaction.redact(data.user_failure_data.description)
+        error = data.error
+        while error and error.cause:
+            error = error.cause
+        if error:
+            lines = error.to_string().strip().splitlines()
+            text = "\n".join(line for line in lines if not line.startswith("  "))
+            return redaction.redact("\n".join(text.splitlines()[:ERROR_LINES]))
+    return "the run failed before any step started (see the log file)"
+
+
+def default_log_file(config: settings.Settings) -> Path:
+    home = Path(config.dagster_home) if config.dagster_home else Path("data")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return home / "logs" / f"materialize-{stamp}.log"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--session", type=date.fromisoformat, help="session date (default: latest)")
+    parser.add_argument("--verbose", action="store_true", help="show Dagster's event stream")
+    parser.add_argument("--log-file", type=Path, help="where Dagster's event stream goes")
     args = parser.parse_args(argv)
+    try:
+        config = settings.load()
+    except settings.SettingsError as error:
+        print(error, file=sys.stderr)
+        return 2
     session = (
         calendar.session(args.session)
         if args.session
         else calendar.last_completed_session(datetime.now(calendar.UTC))
     )
-    print(f"materializing session {session.day} (simulated market unless providers are configured)")
-    instance = dg.DagsterInstance.get() if _has_home() else dg.DagsterInstance.ephemeral()
-    return 0 if run(session, instance) else 1
+    simulated = any(
+        config.providers(c).startswith("simulated") for c in ("chain", "intraday", "daily")
+    )
+    print(f"materializing session {session.day}" + (" (simulated market)" if simulated else ""))
+    screen = sys.stdout
+    with contextlib.ExitStack() as stack:
+        if not args.verbose:
+            path = args.log_file or default_log_file(config)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            print(f"Dagster's event log: {path} (--verbose shows it here)", flush=True)
+            # Dagster's console logger and its import-time warnings write to whatever
+            # sys.stderr is when they run: all of it goes to the file.
+            event_log = stack.enter_context(path.open("a", encoding="utf-8"))
+            stack.enter_context(contextlib.redirect_stderr(event_log))
+            stack.enter_context(contextlib.redirect_stdout(event_log))
+        import dagster as dg
 
-
-def _has_home() -> bool:
-    import os
-
-    return bool(os.environ.get("DAGSTER_HOME"))
+        instance = stack.enter_context(
+            dg.DagsterInstance.get() if config.dagster_home else dg.DagsterInstance.ephemeral()
+        )
+        return 0 if run(session, instance, config, screen) else 1
 
 
 if __name__ == "__main__":

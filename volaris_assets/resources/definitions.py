@@ -1,7 +1,9 @@
-"""Resource bindings: configuration from the environment, secrets through `EnvVar`.
+"""Resource bindings: validated settings for configuration, secrets through `EnvVar`.
 
-An unset optional variable binds nothing (an `EnvVar` for an unset variable fails at launch), so a
-user with no keys gets the simulated market and the SQLite warehouse.
+`resources()` validates the whole environment first (`volaris_assets.settings`), so a mistyped
+variable stops the code location from loading with one line per problem instead of failing a
+run later. An unset optional variable binds nothing (an `EnvVar` for an unset variable fails at
+launch), so a user with no keys gets the simulated market and the SQLite warehouse.
 """
 
 from __future__ import annotations
@@ -10,48 +12,41 @@ import os
 
 import dagster as dg
 
+from volaris_assets import settings as settings_module
 from volaris_assets.resources.market_data import SECRET_FIELDS, SETTING_FIELDS, MarketDataResource
 from volaris_assets.resources.notifier import DiscordNotifier
 from volaris_assets.resources.warehouse import WarehouseResource
-
-CAPABILITY_VARIABLES = {
-    "chain": "VOLARIS_CHAIN_PROVIDERS",
-    "intraday": "VOLARIS_INTRADAY_PROVIDERS",
-    "daily": "VOLARIS_DAILY_PROVIDERS",
-}
+from volaris_assets.settings import Settings
 
 
 def _env(name: str) -> dg.EnvVar | None:
-    return dg.EnvVar(name) if os.environ.get(name) else None
+    return dg.EnvVar(name) if os.environ.get(name, "").strip() else None
 
 
-def market_data(capability: str) -> MarketDataResource:
+def market_data(capability: str, settings: Settings) -> MarketDataResource:
     credentials = {field: _env(env) for field, env in {**SECRET_FIELDS, **SETTING_FIELDS}.items()}
-    tuning = {
-        key: int(os.environ[env]) if key != "retry_base_s" else float(os.environ[env])
-        for key, env in (
-            ("concurrency", "VOLARIS_CONCURRENCY"),
-            ("retry_base_s", "VOLARIS_RETRY_BASE_S"),
-        )
-        if os.environ.get(env)
-    }
     return MarketDataResource(
         capability=capability,
-        rate_limits=os.environ.get("VOLARIS_RATE_LIMITS", ""),
-        providers=os.environ.get(CAPABILITY_VARIABLES[capability]) or "simulated",
+        providers=settings.providers(capability),
+        concurrency=settings.concurrency,
+        retry_base_s=settings.retry_base_s,
+        rate_limits=settings.rate_limits,
+        min_success_rate=settings.min_success_rate,
         **{k: v for k, v in credentials.items() if v is not None},
-        **tuning,
     )
 
 
-def resources() -> dict[str, dg.ConfigurableResource]:
+def resources(settings: Settings | None = None) -> dict[str, dg.ConfigurableResource]:
+    """Every resource, from `settings` (default: the environment, validated here)."""
+    settings = settings or settings_module.load()
     return {
-        "chain_data": market_data("chain"),
-        "intraday_data": market_data("intraday"),
-        "daily_data": market_data("daily"),
-        "warehouse": WarehouseResource(database_url=_env("DATABASE_URL")),
+        "chain_data": market_data("chain", settings),
+        "intraday_data": market_data("intraday", settings),
+        "daily_data": market_data("daily", settings),
+        "warehouse": WarehouseResource(
+            database_url=_env("DATABASE_URL"), reconnect_window_s=settings.db_reconnect_s
+        ),
         "notifier": DiscordNotifier(
-            webhook_url=_env("DISCORD_WEBHOOK_URL"),
-            dedup_db_path=os.environ.get("VOLARIS_NOTIFY_DEDUP_DB"),
+            webhook_url=_env("DISCORD_WEBHOOK_URL"), dedup_db_path=settings.notify_dedup_db
         ),
     }

@@ -1,0 +1,148 @@
+"""Settings validated once, before anything runs.
+
+`load()` reads every documented variable through the model in `model.py` and either returns the
+validated `Settings` or raises `SettingsError` listing every problem at once: the variable, its
+value (secrets redacted) and the accepted form with an example. `materialize`, `volaris-doctor`
+and the code location (so that the UI shows it) call it before they do anything else.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+from pydantic.fields import FieldInfo
+
+from volaris_assets import redaction
+from volaris_assets.settings.model import Settings, extra, fields
+
+__all__ = ["Problem", "Settings", "SettingsError", "fields", "load", "problems", "render"]
+
+# A report longer than this would bury the first problem; the rest are counted.
+MAX_LINES = 16
+_URL_PASSWORD = re.compile(r"^((?:[a-z0-9+.-]+://)?[^:/@\s]*:)[^@\s]*@", re.IGNORECASE)
+_WEBHOOK_TOKEN = re.compile(r"(/api/webhooks/)\S*")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One invalid variable."""
+
+    variable: str
+    shown: str
+    reason: str
+    accepted: str
+    example: str
+
+    def line(self) -> str:
+        return (
+            f"{self.variable}={self.shown!r}: {self.reason}; expected {self.accepted}, "
+            f"e.g. {self.variable}={self.example}"
+        )
+
+
+class SettingsError(ValueError):
+    """Raised by `load()`; its text is the whole report, ready to print."""
+
+    def __init__(self, found: list[Problem]) -> None:
+        super().__init__(render(found))
+        self.problems = found
+
+
+def load(env: Mapping[str, str] | None = None) -> Settings:
+    """The validated settings of `env` (default: the process environment)."""
+    settings, found = _validate(os.environ if env is None else env)
+    if found or settings is None:
+        raise SettingsError(found)
+    return settings
+
+
+def problems(env: Mapping[str, str] | None = None) -> list[Problem]:
+    """Every problem in `env`, for reports that go on past them (the doctor)."""
+    return _validate(os.environ if env is None else env)[1]
+
+
+def render(found: list[Problem]) -> str:
+    """The report a user reads: one line per problem, at most `MAX_LINES` of them."""
+    lines = [f"invalid settings ({len(found)}); nothing was run:"]
+    lines += [f"  {problem.line()}" for problem in found[:MAX_LINES]]
+    if len(found) > MAX_LINES:
+        lines.append(f"  ... and {len(found) - MAX_LINES} more")
+    lines.append("Fix them in the environment (every variable: .env.example, README).")
+    return "\n".join(lines)
+
+
+def _validate(env: Mapping[str, str]) -> tuple[Settings | None, list[Problem]]:
+    known = fields()
+    raw = {name: str(env[name]).strip() for name in known if str(env.get(name) or "").strip()}
+    redaction.register(*(_secret_part(raw[name]) for name in raw if extra(known[name], "secret")))
+    try:
+        settings = Settings.model_validate(raw)
+    except ValidationError as error:
+        return None, [_problem(known, raw, detail) for detail in error.errors()]
+    return settings, _missing_credentials(settings, raw)
+
+
+def _problem(known: dict[str, FieldInfo], raw: Mapping[str, str], detail: dict) -> Problem:
+    name = str(detail["loc"][0]) if detail["loc"] else "settings"
+    message = str(detail["msg"]).removeprefix("Value error, ")
+    return _make(known[name], name, raw.get(name, ""), message[:1].lower() + message[1:])
+
+
+def _make(info: FieldInfo, name: str, value: str, reason: str) -> Problem:
+    return Problem(
+        variable=name,
+        shown=_shown(value, secret=bool(extra(info, "secret"))),
+        reason=reason,
+        accepted=str(extra(info, "accepted")),
+        example=str((info.examples or [""])[0]),
+    )
+
+
+def _missing_credentials(settings: Settings, raw: Mapping[str, str]) -> list[Problem]:
+    """A provider named for a capability without its keys would be skipped at run time, which
+    is how a user ends up on the simulated market believing they ingest real data."""
+    from volaris_assets.providers import registry
+
+    known = fields()
+    found = []
+    for capability in ("chain", "intraday", "daily"):
+        variable = registry.CAPABILITY_SETTINGS[capability]
+        for name in settings.providers(capability).split(","):
+            if name == registry.SIMULATED:
+                continue
+            missing = registry.missing_settings(registry.load_module(name), raw)
+            if missing:
+                reason = f"{name} needs {', '.join(missing)}, which {_are(missing)} unset"
+                found.append(_make(known[variable], variable, raw.get(variable, ""), reason))
+    return found
+
+
+def _are(names: list[str]) -> str:
+    return "is" if len(names) == 1 else "are"
+
+
+def _secret_part(value: str) -> str:
+    """What must never be printed: a URL's password, a webhook's id and token, or the whole
+    value when it is not a URL (an API key)."""
+    if "://" not in value and "@" not in value:
+        return value
+    password = _URL_PASSWORD.match(value)
+    token = _WEBHOOK_TOKEN.search(value)
+    if password:
+        return password.group(0).removeprefix(password.group(1)).removesuffix("@")
+    return token.group(0).removeprefix("/api/webhooks/") if token else ""
+
+
+def _shown(value: str, *, secret: bool) -> str:
+    """The value as it may be printed: secrets masked, but a URL keeps the parts a user needs
+    to spot a typo (scheme, host, database) with its password hidden."""
+    value = value[:120]
+    if secret and ("://" in value or "@" in value):
+        value = _WEBHOOK_TOKEN.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", value))
+    elif secret:
+        return "***"
+    return redaction.redact(value)

@@ -1,0 +1,289 @@
+"""The settings model: every documented environment variable, its type, range and example.
+
+One declaration per variable is the single source for validation, for the problem report a user
+sees, for `.env.example` (generated from it) and for the README's table (checked against it), so
+none of them can drift from the code. Values are the variables' raw text: an unset or blank
+variable takes the default, as it always has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic.fields import FieldInfo
+
+from volaris_assets.settings import checks
+
+
+def setting(
+    env: str,
+    group: str,
+    doc: str,
+    *,
+    accepted: str,
+    example: str,
+    default: Any = None,
+    secret: bool = False,
+    **bounds: Any,
+) -> Any:
+    """A field read from the environment variable `env`.
+
+    `accepted` is the form in words and `example` a value that passes: both go into the error a
+    user sees, so that the message alone is enough to fix the variable.
+    """
+    return Field(
+        default,
+        alias=env,
+        description=doc,
+        examples=[example],
+        json_schema_extra={"group": group, "accepted": accepted, "secret": secret},
+        **bounds,
+    )
+
+
+def fields() -> dict[str, FieldInfo]:
+    """The model's fields keyed by environment variable name, in declaration order."""
+    return {info.alias or name: info for name, info in Settings.model_fields.items()}
+
+
+def extra(info: FieldInfo, key: str) -> object:
+    """A field's `group`, `accepted` or `secret` annotation."""
+    annotations = info.json_schema_extra
+    return annotations.get(key) if isinstance(annotations, dict) else None
+
+
+def checked(check: Callable[..., Any], *args: Any) -> BeforeValidator:
+    """Run `check` on the variable's text (blank variables never get here: they are unset)."""
+    return BeforeValidator(lambda value: check(value, *args) if isinstance(value, str) else value)
+
+
+def key(env: str, group: str, doc: str, example: str) -> Any:
+    """A credential: any non-blank text, reported redacted."""
+    return setting(env, group, doc, accepted="the value from your account", example=example,
+                   secret=True)  # fmt: skip
+
+
+def base_url(env: str, group: str, example: str, doc: str = "Base URL.") -> Any:
+    return setting(env, group, doc, accepted="an http(s) URL", example=example)
+
+
+Url = Annotated[str | None, checked(checks.http_url)]
+Text = str | None
+
+_PROVIDER_LIST = "comma-separated provider names, first is primary"
+
+
+class Settings(BaseModel):
+    """What the environment configures. Secrets are here only to be validated and reported
+    redacted; resources still bind them with `EnvVar` so that they never enter run config."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    # Warehouse
+    database_url: Annotated[Text, checked(checks.database_url)] = setting(
+        "DATABASE_URL",
+        "Warehouse",
+        "Warehouse URL. Unset: the SQLite file data/volaris.db. postgresql:// and postgres:// "
+        "are opened with psycopg2.",
+        accepted="postgresql://user:password@host:5432/dbname or sqlite:///path/file.db",
+        example="postgresql://volaris:secret@127.0.0.1:5432/volaris",
+        secret=True,
+    )
+    db_reconnect_s: float = setting(
+        "VOLARIS_DB_RECONNECT_S",
+        "Warehouse",
+        "How long a symbol's write is retried on a fresh connection when the database drops "
+        "it (a restart, a managed database resuming) before the run gives up.",
+        accepted="seconds from 0 to 600",
+        example="30",
+        default=30.0,
+        ge=0,
+        le=600,
+        allow_inf_nan=False,
+    )
+    # Universe
+    universe: Annotated[Text, checked(checks.universe)] = setting(
+        "VOLARIS_UNIVERSE",
+        "Universe",
+        "Replaces both universes: a CSV path (a `symbol` column) or comma-separated symbols.",
+        accepted="a CSV file with a symbol column, or comma-separated tickers",
+        example="AAPL,MSFT,BRK.B",
+    )
+    # Providers
+    chain_providers: Annotated[str, checked(checks.provider_list, "chain")] = setting(
+        "VOLARIS_CHAIN_PROVIDERS",
+        "Providers",
+        "Option-chain providers in fallback order.",
+        accepted=_PROVIDER_LIST + " (chain: simulated, schwab, polygon, yahoo)",
+        example="schwab,polygon,yahoo",
+        default="simulated",
+    )
+    intraday_providers: Annotated[str, checked(checks.provider_list, "intraday")] = setting(
+        "VOLARIS_INTRADAY_PROVIDERS",
+        "Providers",
+        "1-minute bar providers in fallback order.",
+        accepted=_PROVIDER_LIST,
+        example="schwab,alpaca,polygon",
+        default="simulated",
+    )
+    daily_providers: Annotated[str, checked(checks.provider_list, "daily")] = setting(
+        "VOLARIS_DAILY_PROVIDERS",
+        "Providers",
+        "Daily bar providers in fallback order.",
+        accepted=_PROVIDER_LIST,
+        example="tiingo,polygon,yahoo",
+        default="simulated",
+    )
+    # Tuning
+    concurrency: int = setting(
+        "VOLARIS_CONCURRENCY",
+        "Tuning",
+        "Symbols fetched at once within a run.",
+        accepted="a whole number from 1 to 256",
+        example="16",
+        default=16,
+        ge=1,
+        le=256,
+    )
+    retry_base_s: float = setting(
+        "VOLARIS_RETRY_BASE_S",
+        "Tuning",
+        "First retry wait in seconds, then x2 for 5 attempts (0.5, 1, 2, 4 s), each plus up to "
+        "as much jitter.",
+        accepted="seconds, more than 0 and at most 60",
+        example="0.5",
+        default=0.5,
+        gt=0,
+        le=60,
+        allow_inf_nan=False,
+    )
+    rate_limits: Annotated[str, checked(checks.rate_limits)] = setting(
+        "VOLARIS_RATE_LIMITS",
+        "Tuning",
+        "Budgets for your plans, replacing the documented per-provider defaults.",
+        accepted="provider=requests/seconds[:burst], comma-separated",
+        example="polygon=100/1,schwab=120/60",
+        default="",
+    )
+    max_response_mb: Annotated[str, checked(checks.response_caps)] = setting(
+        "VOLARIS_MAX_RESPONSE_MB",
+        "Tuning",
+        "Largest provider response read; a larger one is recorded as bad_data instead of "
+        "exhausting memory. MB for every provider and/or provider=MB.",
+        accepted="MB and/or provider=MB, comma-separated",
+        example="32,databento=128",
+        default="",
+    )
+    min_success_rate: float = setting(
+        "VOLARIS_MIN_SUCCESS_RATE",
+        "Tuning",
+        "A per-symbol run that writes fewer than this share of its symbols fails, so the "
+        "partition is not marked materialized and the failure is notified and retried.",
+        accepted="a fraction from 0 to 1",
+        example="0.5",
+        default=0.5,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+    )
+    # Provider accounts
+    schwab_app_key: Text = key("SCHWAB_APP_KEY", "Schwab", "Trader API app key.", "app-key")
+    schwab_secret_key: Text = key("SCHWAB_SECRET_KEY", "Schwab", "App secret.", "app-secret")
+    schwab_refresh_token: Text = key(
+        "SCHWAB_REFRESH_TOKEN",
+        "Schwab",
+        "OAuth refresh token from the browser login; it lapses after 7 days.",
+        "refresh-token",
+    )
+    schwab_refresh_token_issued_at: Annotated[datetime | None, checked(checks.issued_at)] = setting(
+        "SCHWAB_REFRESH_TOKEN_ISSUED_AT",
+        "Schwab",
+        "When the refresh token was issued; a warning goes out 2 days before it lapses.",
+        accepted="an ISO-8601 time, not in the future",
+        example="2026-03-09T14:00:00+00:00",
+    )
+    schwab_api_base: Url = base_url("SCHWAB_API_BASE", "Schwab", "https://api.schwabapi.com")
+    polygon_api_key: Text = key("POLYGON_API_KEY", "Polygon", "Polygon.io / Massive key.", "key")
+    polygon_api_base: Url = base_url(
+        "POLYGON_API_BASE", "Polygon", "https://api.polygon.io", "Base URL (or api.massive.com)."
+    )
+    tiingo_api_key: Text = key("TIINGO_API_KEY", "Tiingo", "Tiingo API token.", "token")
+    tiingo_api_base: Url = base_url("TIINGO_API_BASE", "Tiingo", "https://api.tiingo.com")
+    alpaca_api_key: Text = key("ALPACA_API_KEY", "Alpaca", "Market Data key id.", "key-id")
+    alpaca_api_secret: Text = key("ALPACA_API_SECRET", "Alpaca", "Secret key.", "secret")
+    alpaca_api_base: Url = base_url("ALPACA_API_BASE", "Alpaca", "https://data.alpaca.markets")
+    alpaca_feed: Annotated[Text, checked(checks.alpaca_feed)] = setting(
+        "ALPACA_FEED",
+        "Alpaca",
+        "Bar feed (default iex; the free plan has iex only).",
+        accepted="one of " + ", ".join(checks.ALPACA_FEEDS),
+        example="iex",
+    )
+    finnhub_api_key: Text = key("FINNHUB_API_KEY", "Finnhub", "Finnhub API key.", "key")
+    finnhub_api_base: Url = base_url("FINNHUB_API_BASE", "Finnhub", "https://finnhub.io/api/v1")
+    databento_api_key: Text = key(
+        "DATABENTO_API_KEY", "Databento", "Databento key (every request is billed).", "db-key"
+    )
+    databento_api_base: Url = base_url(
+        "DATABENTO_API_BASE", "Databento", "https://hist.databento.com"
+    )
+    databento_dataset: Annotated[Text, checked(checks.databento_dataset)] = setting(
+        "DATABENTO_DATASET",
+        "Databento",
+        "Dataset for bars (default XNAS.ITCH).",
+        accepted="a dataset code, VENUE.FEED",
+        example="XNAS.ITCH",
+    )
+    yahoo_api_base: Url = base_url(
+        "YAHOO_API_BASE", "Yahoo", "https://query1.finance.yahoo.com", "Base URL (no key)."
+    )
+    yahoo_cookie_url: Url = base_url(
+        "YAHOO_COOKIE_URL", "Yahoo", "https://fc.yahoo.com", "Where the session cookie comes from."
+    )
+    # Notifications and Dagster
+    discord_webhook_url: Annotated[Text, checked(checks.webhook_url)] = setting(
+        "DISCORD_WEBHOOK_URL",
+        "Notifications",
+        "Discord webhook (a secret). Unset: notifications are logged and skipped.",
+        accepted="a Discord webhook URL, https://discord.com/api/webhooks/<id>/<token>",
+        example="https://discord.com/api/webhooks/<id>/<token>",
+        secret=True,
+    )
+    notify_dedup_db: Annotated[Text, checked(checks.file_path)] = setting(
+        "VOLARIS_NOTIFY_DEDUP_DB",
+        "Notifications",
+        "SQLite file that deduplicates alerts across sensor ticks (set it in production). "
+        "Unset: in memory.",
+        accepted="a file path in an existing directory",
+        example="/var/lib/volaris/notify.db",
+    )
+    dagster_ui_url: Url = base_url(
+        "DAGSTER_UI_URL",
+        "Notifications",
+        "http://127.0.0.1:3000",
+        "Base URL of the Dagster UI, for links to runs in notifications.",
+    )
+    dagster_home: Annotated[Text, checked(checks.existing_directory)] = setting(
+        "DAGSTER_HOME",
+        "Dagster",
+        "Dagster instance directory (the make targets use .dagster_home/ and copy dagster.yaml "
+        "there). Unset: CLI runs use a throwaway instance.",
+        accepted="an absolute path to an existing directory",
+        example="/srv/volaris/dagster_home",
+    )
+    test_database_url: Annotated[Text, checked(checks.database_url)] = setting(
+        "VOLARIS_TEST_DATABASE_URL",
+        "Tests",
+        "The PostgreSQL the test suite uses (default postgresql://postgres@127.0.0.1:5432/test); "
+        "tests fail, not skip, without it when CI is set.",
+        accepted="postgresql://user@host:5432/dbname",
+        example="postgresql://postgres@127.0.0.1:5432/test",
+        secret=True,
+    )
+
+    def providers(self, capability: str) -> str:
+        """The validated provider order of `capability` ("schwab,yahoo")."""
+        return getattr(self, f"{capability}_providers")

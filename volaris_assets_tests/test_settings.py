@@ -1,0 +1,203 @@
+"""Settings are validated once, up front: every bad value of a documented variable is named with
+its accepted form, no secret is printed, and `.env.example` and the README cannot drift from the
+model. The CLI cases run the real `python -m volaris_assets.materialize` in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from volaris_assets import settings
+from volaris_assets.resources.definitions import resources
+from volaris_assets.settings import envfile
+from volaris_assets.settings.model import extra
+
+ROOT = Path(__file__).resolve().parents[1]
+CANARY = "settings-canary-secret-7731"
+
+
+def accepted(name: str) -> str:
+    return str(extra(settings.fields()[name], "accepted"))
+
+
+# Each documented variable given garbage: (variable, value, words the reason must contain).
+BAD_VALUES = [
+    ("VOLARIS_CONCURRENCY", "-3", "greater than or equal to 1"),
+    ("VOLARIS_CONCURRENCY", "lots", "valid integer"),
+    ("VOLARIS_CONCURRENCY", "100000", "less than or equal to 256"),
+    ("VOLARIS_INTRADAY_PROVIDERS", ",,,", "names no provider"),
+    ("VOLARIS_DAILY_PROVIDERS", "simulated,nosuchprovider", "unknown provider nosuchprovider"),
+    ("VOLARIS_CHAIN_PROVIDERS", "tiingo", "does not provide chain data"),
+    ("VOLARIS_RETRY_BASE_S", "nan", "finite"),
+    ("VOLARIS_RETRY_BASE_S", "0", "greater than 0"),
+    ("VOLARIS_RATE_LIMITS", "garbage!!", "bad rate limit"),
+    ("VOLARIS_RATE_LIMITS", "nosuch=1/1", "unknown provider nosuch"),
+    ("VOLARIS_RATE_LIMITS", "polygon=0/1", "positive"),
+    ("VOLARIS_MAX_RESPONSE_MB", "huge", ""),
+    ("VOLARIS_MIN_SUCCESS_RATE", "2", "less than or equal to 1"),
+    ("VOLARIS_DB_RECONNECT_S", "-1", "greater than or equal to 0"),
+    ("VOLARIS_UNIVERSE", ";;;", "yields no valid symbol"),
+    ("VOLARIS_UNIVERSE", "/nonexistent/universe.csv", "does not exist"),
+    ("DATABASE_URL", "postgresq://user:pw@host/db", "unknown database scheme 'postgresq'"),
+    ("DATABASE_URL", "user:pw@host/db", "not a URL"),
+    ("DATABASE_URL", "postgresql://", "needs a host and a database"),
+    ("SCHWAB_REFRESH_TOKEN_ISSUED_AT", "last-tuesday", "not an ISO-8601 time"),
+    ("SCHWAB_REFRESH_TOKEN_ISSUED_AT", "2999-01-01T00:00:00", "in the future"),
+    ("ALPACA_FEED", "nasdaq", "not an Alpaca feed"),
+    ("DATABENTO_DATASET", "nasdaq", "dataset code"),
+    ("DISCORD_WEBHOOK_URL", "https://discord.com/channels/1/2", "not a webhook URL"),
+    ("VOLARIS_NOTIFY_DEDUP_DB", "/nonexistent/dir/notify.db", "does not exist"),
+    ("DAGSTER_HOME", "relative/home", "not an absolute path"),
+    ("DAGSTER_HOME", "/nonexistent/dagster_home", "not an existing directory"),
+    ("VOLARIS_TEST_DATABASE_URL", "mysql://x@y/z", "unknown database scheme"),
+] + [
+    (name, value, "http(s) URL")
+    for name in settings.fields()
+    if accepted(name) == "an http(s) URL"
+    for value in ("api.example.com", "ftp://example.com")
+]
+
+
+def only(variable: str, value: str) -> dict[str, str]:
+    return {variable: value}
+
+
+@pytest.mark.parametrize(("variable", "value", "reason"), BAD_VALUES)
+def test_each_bad_value_is_one_problem_naming_the_variable(variable, value, reason):
+    found = settings.problems(only(variable, value))
+    assert [p.variable for p in found] == [variable]
+    assert reason in found[0].reason
+    line = found[0].line()
+    assert line.startswith(f"{variable}=")
+    assert "expected" in line and f"e.g. {variable}=" in line
+
+
+def test_every_documented_variable_has_a_bad_value_case():
+    tested = {variable for variable, _, _ in BAD_VALUES}
+    credentials = {name for name in settings.fields() if "your account" in accepted(name)}
+    assert set(settings.fields()) - credentials - tested == set()
+
+
+def test_defaults_are_valid_and_blank_means_default():
+    config = settings.load({"VOLARIS_CONCURRENCY": "  ", "DATABASE_URL": ""})
+    assert config.concurrency == 16
+    assert config.providers("chain") == "simulated"
+    assert config.database_url is None
+
+
+def test_provider_lists_are_normalised():
+    config = settings.load({"VOLARIS_CHAIN_PROVIDERS": " Yahoo, yahoo ,simulated"})
+    assert config.providers("chain") == "yahoo,simulated"
+
+
+def test_a_provider_without_its_keys_is_an_error_not_a_skip():
+    found = settings.problems({"VOLARIS_CHAIN_PROVIDERS": "schwab", "SCHWAB_APP_KEY": CANARY})
+    assert len(found) == 1
+    assert "SCHWAB_SECRET_KEY, SCHWAB_REFRESH_TOKEN, which are unset" in found[0].reason
+    assert CANARY not in settings.render(found)
+
+
+def test_secrets_never_printed_but_urls_stay_readable():
+    env = {
+        "DATABASE_URL": f"postgresq://volaris:{CANARY}@db.example:5432/volaris",
+        "DISCORD_WEBHOOK_URL": f"https://discord.com/api/channels/{CANARY}",
+        "VOLARIS_TEST_DATABASE_URL": f"mysql://u:{CANARY}@h/d",
+    }
+    report = settings.render(settings.problems(env))
+    assert CANARY not in report
+    assert "postgresq://volaris:***@db.example:5432/volaris" in report
+
+
+def test_many_problems_fit_in_twenty_lines():
+    env = {variable: value for variable, value, _ in BAD_VALUES}
+    report = settings.render(settings.problems(env))
+    assert len(report.splitlines()) <= 20
+    assert "more" in report.splitlines()[-2]
+
+
+def test_resources_refuse_invalid_settings(monkeypatch):
+    """The code location binds resources at load, so a bad variable stops the load (the UI
+    shows the report) instead of failing a run later."""
+    monkeypatch.setenv("VOLARIS_CONCURRENCY", "lots")
+    with pytest.raises(settings.SettingsError, match="VOLARIS_CONCURRENCY='lots'"):
+        resources()
+
+
+def test_resources_carry_validated_values(monkeypatch):
+    monkeypatch.setenv("VOLARIS_CONCURRENCY", "4")
+    monkeypatch.setenv("VOLARIS_MIN_SUCCESS_RATE", "0.9")
+    bound = resources()
+    assert bound["chain_data"].concurrency == 4
+    assert bound["chain_data"].min_success_rate == 0.9
+
+
+def test_env_example_is_generated_from_the_model():
+    committed = (ROOT / ".env.example").read_text()
+    assert committed == envfile.render(), (
+        "regenerate: python -m volaris_assets.settings.envfile > .env.example"
+    )
+
+
+def test_readme_documents_every_variable():
+    readme = (ROOT / "README.md").read_text()
+    missing = [name for name in settings.fields() if f"`{name}`" not in readme]
+    assert missing == []
+
+
+def _materialize(env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k not in settings.fields()}
+    return subprocess.run(
+        [sys.executable, "-m", "volaris_assets.materialize"],
+        env={**clean, **env},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("VOLARIS_CONCURRENCY", "lots"),
+        ("DATABASE_URL", f"postgresq://u:{CANARY}@h/db"),
+        ("SCHWAB_REFRESH_TOKEN_ISSUED_AT", "last-tuesday"),
+    ],
+)
+def test_materialize_stops_before_running(variable, value, tmp_path):
+    done = _materialize({variable: value}, tmp_path)
+    output = done.stdout + done.stderr
+    assert done.returncode == 2
+    assert variable in "\n".join(done.stderr.splitlines()[:3])
+    assert len(done.stderr.splitlines()) <= 20
+    assert CANARY not in output
+    assert not (tmp_path / "data").exists(), "nothing may be created before settings are valid"
+
+
+def test_the_code_location_refuses_to_load_with_the_report(tmp_path):
+    """What the UI shows: Dagster's own validation of the code location fails on the report."""
+    clean = {k: v for k, v in os.environ.items() if k not in settings.fields()}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dagster",
+            "definitions",
+            "validate",
+            "-m",
+            "volaris_assets.definitions",
+        ],
+        env={**clean, "VOLARIS_DAILY_PROVIDERS": "simulated,nosuchprovider"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode != 0
+    assert "VOLARIS_DAILY_PROVIDERS='simulated,nosuchprovider': unknown provider" in (
+        done.stdout + done.stderr
+    )
