@@ -141,7 +141,25 @@ def run_fan_out(
         summary.rows_written,
         summary.rows_rejected,
     )
+    fail_below_threshold(summary, market.min_success_rate, identity)
     return summary
+
+
+def fail_below_threshold(summary: RunSummary, threshold: float, identity: RunIdentity) -> None:
+    """Fail the run when too few symbols were written: a provider outage must not mark the
+    partition materialized. The outcome rows are already committed, so the retry sensor and
+    the run-failure notification both have what they need."""
+    if not summary.outcomes or summary.success_rate >= threshold:
+        return
+    categories = ", ".join(f"{k} {v}" for k, v in summary.failures_by_category().items())
+    raise dg.Failure(
+        description=(
+            f"{identity.asset} {identity.partition}: {len(summary.ok)} of "
+            f"{len(summary.outcomes)} symbols written ({summary.success_rate:.0%}, below the "
+            f"{threshold:.0%} threshold of VOLARIS_MIN_SUCCESS_RATE); failures: {categories}"
+        ),
+        metadata=summary.metadata(),
+    )
 
 
 def _partition_label(context: dg.AssetExecutionContext) -> str:

@@ -1,4 +1,4 @@
-"""Retry failed symbols: after a per-symbol asset materializes with transient failures, run the
+"""Retry failed symbols: after a run of a per-symbol asset ends with transient failures, run the
 same job and partition again for only those symbols, with the fallback provider first.
 
 State lives in the cursor: the last materialization seen per asset, and the retries waiting for
@@ -95,12 +95,20 @@ def retryable_failures(warehouse: Warehouse, run_id: str, asset: str) -> dict[st
         return {symbol: category for symbol, category in conn.execute(query)}
 
 
-def new_materialization_runs(
+# A run's outcome rows are final once it has ended either way: a run below its success
+# threshold fails, and its symbols are the ones that need a retry most.
+ENDED = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE)
+ENDED_OR_GONE = (*ENDED, dg.DagsterRunStatus.CANCELED)
+
+
+def new_ended_runs(
     instance: dg.DagsterInstance, asset_key: dg.AssetKey, after: int | None, since: float
 ) -> tuple[list[str], int | None]:
-    """Runs that materialized `asset_key` after storage id `after` (or, on a first tick, after
-    the timestamp `since`), in order; and the newest storage id seen."""
-    records = instance.fetch_materializations(
+    """Runs that planned `asset_key` after storage id `after` (or, on a first tick, after the
+    timestamp `since`) and have since succeeded or failed, in order; and the storage id to
+    resume after. Planned events are read, not materializations, because a failed run has
+    none; the cursor stops before the first run still going, which is read again next tick."""
+    records = instance.fetch_planned_materializations(
         dg.AssetRecordsFilter(
             asset_key=asset_key,
             after_storage_id=after,
@@ -109,9 +117,20 @@ def new_materialization_runs(
         limit=1000,
         ascending=True,
     ).records
-    runs = list(dict.fromkeys(record.run_id for record in records))
-    newest = records[-1].storage_id if records else after
-    return runs, newest
+    statuses: dict[str, dg.DagsterRunStatus | None] = {}  # a backfill plans many partitions
+    runs: list[str] = []
+    resume = after
+    for record in records:
+        if record.run_id not in statuses:
+            run = instance.get_run_by_id(record.run_id)
+            statuses[record.run_id] = run.status if run else None
+        status = statuses[record.run_id]
+        if status is not None and status not in ENDED_OR_GONE:
+            break
+        if status in ENDED and record.run_id not in runs:
+            runs.append(record.run_id)
+        resume = record.storage_id
+    return runs, resume
 
 
 def start_with(market: MarketDataResource, attempt: int) -> str | None:
@@ -177,7 +196,7 @@ def make_retry_failed_symbols_sensor(
         now = get_current_timestamp()
         new_runs = []
         for target in targets:
-            runs, newest = new_materialization_runs(
+            runs, newest = new_ended_runs(
                 context.instance, target.asset.key, state.after.get(target.name), now - LOOKBACK_S
             )
             if newest is not None:

@@ -50,6 +50,7 @@ SETTING_FIELDS: dict[str, str] = {
     "yahoo_cookie_url": "YAHOO_COOKIE_URL",
     "alpaca_feed": "ALPACA_FEED",
     "databento_dataset": "DATABENTO_DATASET",
+    "max_response_mb": "VOLARIS_MAX_RESPONSE_MB",
 }
 
 
@@ -79,6 +80,13 @@ class MarketDataResource(dg.ConfigurableResource):
     request_timeout_s: float = Field(
         default=20.0, description="Bound on one request end to end, retries aside."
     )
+    min_success_rate: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="A run writing fewer than this share of its symbols fails (it is an "
+        "outage, not a partial success).",
+    )
 
     schwab_app_key: str | None = None
     schwab_secret_key: str | None = None
@@ -101,6 +109,7 @@ class MarketDataResource(dg.ConfigurableResource):
     yahoo_cookie_url: str | None = None
     alpaca_feed: str | None = None
     databento_dataset: str | None = None
+    max_response_mb: str | None = None
 
     def provider_settings(self) -> dict[str, str]:
         """Settings keyed by environment-variable name, as provider modules expect them."""
