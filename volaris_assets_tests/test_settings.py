@@ -54,6 +54,13 @@ BAD_VALUES = [
     ("DAGSTER_HOME", "relative/home", "not an absolute path"),
     ("DAGSTER_HOME", "/nonexistent/dagster_home", "not an existing directory"),
     ("VOLARIS_TEST_DATABASE_URL", "mysql://x@y/z", "unknown database scheme"),
+    ("REDIS_URL", "localhost:6379", "not a redis:// URL"),
+    ("VOLARIS_BUDGET_FILE", "/nonexistent/dir/budget.db", "does not exist"),
+    ("VOLARIS_BUDGET_HOSTS", "0", "greater than or equal to 1"),
+    ("VOLARIS_BUDGET_PROCESSES", "many", "valid integer"),
+    ("VOLARIS_CHAIN_MODE", "both", "'fallback' or 'pool'"),
+    ("VOLARIS_INTRADAY_MODE", "round-robin", "'fallback' or 'pool'"),
+    ("VOLARIS_DAILY_MODE", "pooled", "'fallback' or 'pool'"),
 ] + [
     (name, value, "http(s) URL")
     for name in settings.fields()
@@ -201,3 +208,13 @@ def test_the_code_location_refuses_to_load_with_the_report(tmp_path):
     assert "VOLARIS_DAILY_PROVIDERS='simulated,nosuchprovider': unknown provider" in (
         done.stdout + done.stderr
     )
+
+
+def test_a_url_without_a_password_registers_no_secret():
+    """The user name of a password-less URL is not a secret: masking it would garble every
+    later message that names the database."""
+    from volaris_assets import redaction
+
+    url = "postgresql://settings_user_only@127.0.0.1:5432/test"
+    settings.load({"DATABASE_URL": url})
+    assert redaction.redact(f"database {url}") == f"database {url}"

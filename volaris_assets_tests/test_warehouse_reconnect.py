@@ -191,14 +191,15 @@ def test_a_warehouse_down_past_the_window_fails_the_run_after_about_the_window(
     assert calls[-1] == VICTIM and calls.count(VICTIM) == 1  # no symbol written after it
 
     failure = next(e for e in result.all_events if e.is_step_failure)
-    step_error = failure.event_specific_data.error  # Dagster's wrapper; ours is its cause
-    error = step_error.cause
-    assert error.cls_name == "WarehouseUnavailable" and error.cause is None
-    message = error.message
+    # The resource turns WarehouseUnavailable into the step's dg.Failure: its description is
+    # the run's failure message, with no driver traceback behind it.
+    message = failure.step_failure_data.user_failure_data.description
+    assert failure.step_failure_data.error.cause is None
     assert "Warehouse unavailable (connection refused): the PostgreSQL database " in message
     assert f"postgres:***@127.0.0.1:{proxy.port}/" in message and "Check DATABASE_URL" in message
     assert f"Still failing after {window_s:g} s of reconnecting." in message
-    assert PASSWORD not in message and PASSWORD not in step_error.to_string()
+    assert PASSWORD not in message
+    assert PASSWORD not in failure.step_failure_data.error.to_string()
     assert partial_symbols(cut_url) == {}  # the cut symbol's contracts were rolled back
 
 

@@ -23,7 +23,9 @@ __all__ = ["Problem", "Settings", "SettingsError", "fields", "load", "problems",
 
 # A report longer than this would bury the first problem; the rest are counted.
 MAX_LINES = 16
-_URL_PASSWORD = re.compile(r"^((?:[a-z0-9+.-]+://)?[^:/@\s]*:)[^@\s]*@", re.IGNORECASE)
+# user:password@ after an optional scheme://; the user part cannot hold '/', so a URL without a
+# password ("postgresql://postgres@host") does not match with "//postgres" taken as one.
+_URL_PASSWORD = re.compile(r"^((?:[a-z0-9+.-]+://)?[^:/@\s]*:)([^@/\s]*)@", re.IGNORECASE)
 _WEBHOOK_TOKEN = re.compile(r"(/api/webhooks/)\S*")
 
 
@@ -133,7 +135,7 @@ def _secret_part(value: str) -> str:
     password = _URL_PASSWORD.match(value)
     token = _WEBHOOK_TOKEN.search(value)
     if password:
-        return password.group(0).removeprefix(password.group(1)).removesuffix("@")
+        return password.group(2)
     return token.group(0).removeprefix("/api/webhooks/") if token else ""
 
 
