@@ -29,6 +29,7 @@ import sqlalchemy as sa
 
 from volaris_assets import redaction, settings
 from volaris_assets.providers import registry, schwab
+from volaris_assets.providers.budget import BudgetState
 from volaris_assets.resources.market_data import SECRET_FIELDS, SETTING_FIELDS
 from volaris_assets.warehouse.store import DEFAULT_SQLITE_PATH, normalize_url, redact_url
 from volaris_assets.warehouse.tables import metadata
@@ -159,7 +160,7 @@ def _check_provider(
     if name == registry.SIMULATED:
         return Check(area, Status.WARN, "the simulated market: no real data is ingested")
     if name not in registry.PROVIDER_MODULES:
-        known = ", ".join(sorted(registry.PROVIDER_MODULES))
+        known = ", ".join(registry.KNOWN_PROVIDERS)
         return Check(area, Status.FAIL, f"unknown provider (known: {known})")
     try:
         module = registry.load_module(name)
@@ -207,6 +208,45 @@ def _schwab_token_status(settings: Mapping[str, str], now: datetime) -> schwab.R
         return client.refresh_token_status(now)
     finally:
         asyncio.run(client.aclose())
+
+
+def check_budgets(env: Env) -> list[Check]:
+    """Each configured provider's shared request budget as its store sees it now: the pace,
+    what every process reserved in the last minute, any 429 pause in force, and which store
+    answers (a fallback means the shared one is unreachable)."""
+    from volaris_assets.providers.budget import BudgetConfig, open_budget
+    from volaris_assets.providers.rate_limit import DEFAULT_RATE_LIMITS, parse_rate_limits
+    from volaris_assets.providers.resilience import budget_limits
+
+    wanted = {
+        name
+        for capability in CAPABILITIES
+        for name in registry.configured_providers(capability, env)
+        if name != registry.SIMULATED
+    }
+    if not wanted:
+        return []
+    try:
+        limits = {**DEFAULT_RATE_LIMITS, **parse_rate_limits(env.get("VOLARIS_RATE_LIMITS"))}
+        budget = open_budget(budget_limits(limits), BudgetConfig.from_env(env))
+    except ValueError as error:
+        return [Check("budget", Status.FAIL, str(error))]
+    try:
+        states = [state for state in budget.snapshot() if state.provider in wanted]
+    finally:
+        budget.close()
+    return [_budget_check(state) for state in states]
+
+
+def _budget_check(state: BudgetState) -> Check:
+    paused = f", paused until {state.paused_until:%H:%M:%S} UTC (429)" if state.paused_until else ""
+    store = f"{state.backend} {state.where}" + ("" if state.shared else " (FALLBACK)")
+    return Check(
+        f"budget {state.provider}",
+        Status.OK if state.shared and not state.paused_until else Status.WARN,
+        f"{state.rate * 60:.0f}/min burst {state.burst:g}; {state.reserved_last_60s} reserved "
+        f"in the last minute, queue {state.wait_s:.1f} s{paused}; store {store}",
+    )
 
 
 def check_webhook(env: Env, *, ping: bool) -> list[Check]:
@@ -340,6 +380,7 @@ def run_checks(env: Env, *, ping: bool, now: datetime | None = None) -> list[Che
         lambda: check_settings(env),
         lambda: check_warehouse(env),
         lambda: check_providers(env, moment),
+        lambda: check_budgets(env),
         lambda: check_webhook(env, ping=ping),
         lambda: check_dagster(env, moment),
     )

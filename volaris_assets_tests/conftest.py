@@ -57,6 +57,14 @@ def warehouse_url(request, tmp_path) -> str:
     return _fresh(postgres_url())
 
 
+@pytest.fixture(autouse=True)
+def own_provider_budget(monkeypatch, tmp_path) -> None:
+    """Each test spends its own provider budget (a SQLite file of its own): reservations a
+    cancelled test left queued would otherwise delay the next test's requests."""
+    monkeypatch.setenv("VOLARIS_BUDGET_FILE", str(tmp_path / "provider_budget.db"))
+    monkeypatch.delenv("REDIS_URL", raising=False)
+
+
 @pytest.fixture
 def small_universe(monkeypatch) -> list[str]:
     monkeypatch.setenv("VOLARIS_UNIVERSE", SMALL_UNIVERSE)

@@ -14,9 +14,26 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
+
+
+class Limiter(Protocol):
+    """What a guarded source asks of its provider's budget: this process's `TokenBucket`, or
+    the budget shared by every process (`budget.BudgetLimiter`)."""
+
+    acquired: float
+
+    async def acquire(self) -> None:
+        """Wait for this request's turn."""
+
+    async def spare(self) -> bool:
+        """Take a turn only if nobody is waiting for it now (a hedge)."""
+
+    async def pause(self, seconds: float) -> None:
+        """Hold every request back for `seconds` (the provider answered 429)."""
 
 
 class TokenBucket:
@@ -76,6 +93,19 @@ class TokenBucket:
             self._tokens, self._updated = balance - tokens, now
         self.acquired += tokens
         return True
+
+    async def spare(self) -> bool:
+        return self.try_acquire()
+
+    async def pause(self, seconds: float) -> None:
+        """No grant before `seconds` from now: the balance owes that much refill (a debt a
+        pause already deeper keeps), and the spacing restarts from there, with no burst."""
+        if self.unlimited or not seconds > 0:
+            return
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
+        self._updated = now
+        self._tokens = min(self._tokens, 1.0 - seconds * self.rate)
 
     def _reserve(self, tokens: float) -> float:
         """Take `tokens` now and return how many the balance is short (0 if none)."""

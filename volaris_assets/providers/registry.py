@@ -21,6 +21,8 @@ SIMULATED = "simulated"
 PROVIDER_MODULES: dict[str, str] = {
     name: f"volaris_assets.providers.{name}" for name in PROVIDER_NAMES
 }
+# Every name a provider list may hold, the offline simulated market first.
+KNOWN_PROVIDERS: tuple[str, ...] = (SIMULATED, *PROVIDER_MODULES)
 CAPABILITIES: tuple[str, ...] = ("chain", "intraday", "daily", "profile")
 # The environment variable that orders the providers of each capability (first is primary).
 CAPABILITY_SETTINGS: dict[str, str] = {
@@ -103,7 +105,7 @@ def build_sources(
 
 def _build_one(name: str, settings: Mapping[str, str], capability: str) -> Any:
     if name not in PROVIDER_MODULES:
-        return Skipped(name, f"unknown provider (known: {', '.join(sorted(PROVIDER_MODULES))})")
+        return Skipped(name, f"unknown provider (known: {', '.join(KNOWN_PROVIDERS)})")
     try:
         module = load_module(name)
     except ImportError as exc:

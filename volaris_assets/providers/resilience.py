@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
@@ -34,11 +34,16 @@ from volaris_assets.providers.base import (
 from volaris_assets.providers.circuit import HEALTH_CATEGORIES, CircuitBreaker, CircuitState
 from volaris_assets.providers.rate_limit import (
     DEFAULT_RATE_LIMITS,
+    PACING_HEADROOM,
     Clock,
+    Limiter,
     RateLimit,
     Sleep,
     TokenBucket,
 )
+
+if TYPE_CHECKING:
+    from volaris_assets.providers.budget import Limit, Priority, ProviderBudget
 
 __all__ = [
     "DEFAULT_HEDGE_AFTER_S",
@@ -74,6 +79,8 @@ DEFAULT_HEDGE_AFTER_S: dict[str, float] = {"schwab": 2.0}
 # tokens free up all at once, and a hedge sent a quarter-second late is a quarter-second of
 # tail.
 HEDGE_POLL_S = 0.25
+# A 429 without Retry-After still means "slow down": everyone holds back this long.
+DEFAULT_429_PAUSE_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -155,7 +162,7 @@ class GuardedSource:
     def __init__(
         self,
         source: Source,
-        limiter: TokenBucket,
+        limiter: Limiter,
         breaker: CircuitBreaker,
         retry: RetrySettings | None = None,
         *,
@@ -224,7 +231,7 @@ class GuardedSource:
         """One attempt's answer: its request, and a hedge of it when that request hangs.
 
         A request still unanswered after `hedge_after_s` is sent once more as soon as the
-        budget has a token nobody is waiting for (`TokenBucket.try_acquire`, looked at every
+        budget has a token nobody is waiting for (`Limiter.spare`, looked at every
         HEDGE_POLL_S) and the circuit is closed. Only budget that would go unused pays for it,
         which in a paced run means its end, where a hung request (held until the HTTP read
         timeout, 10 s) would otherwise be what the whole run waits for.
@@ -264,18 +271,22 @@ class GuardedSource:
         turns up, or None when `request` answers first."""
         done, _ = await asyncio.wait({request}, timeout=after_s)
         while not done:
-            if self.breaker.state is CircuitState.CLOSED and self.limiter.try_acquire():
+            if self.breaker.state is CircuitState.CLOSED and await self.limiter.spare():
                 hedged()
                 return asyncio.ensure_future(self._recorded(fetch))
             done, _ = await asyncio.wait({request}, timeout=min(after_s, HEDGE_POLL_S))
         return None
 
     async def _recorded(self, fetch: Fetch) -> pd.DataFrame:
-        """One request, its outcome reported to the breaker."""
+        """One request, its outcome reported to the breaker; a 429 pauses the whole budget
+        (every request of every process sharing it) for the advised time, since the provider
+        counts the account, not this request."""
         try:
             frame = await self._request(fetch)
         except ProviderError as error:
             self.breaker.record_failure(error.category)
+            if error.category is ErrorCategory.RATE_LIMITED:
+                await self.limiter.pause(error.retry_after or DEFAULT_429_PAUSE_S)
             raise
         self.breaker.record_success()
         return frame
@@ -445,11 +456,14 @@ class FallbackChain:
 
 
 class ResilienceRegistry:
-    """Hands out one token bucket and one circuit breaker per provider name.
+    """Hands out one budget and one circuit breaker per provider name.
 
     Build one per process and build every chain from it, so that the option-chain and bar
     chains of a run spend the same Schwab budget and see the same Schwab outage. Buckets and
     breakers hold no event-loop objects, so they survive from one `asyncio.run` to the next.
+    With a shared `budget` (`providers/budget/`), every request is reserved there instead, at
+    the chain's priority, so every process spending the account paces together; without one
+    (tests on fake time), each provider gets this process's token bucket.
     `rate_limits` entries replace DEFAULT_RATE_LIMITS entries of the same name; a provider with
     no budget in either is an error rather than silently unlimited. `hedge_after_s` replaces
     DEFAULT_HEDGE_AFTER_S as a whole (an empty mapping hedges nothing).
@@ -466,8 +480,10 @@ class ResilienceRegistry:
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         rng: Random = random.random,
+        budget: ProviderBudget | None = None,
     ) -> None:
         self.rate_limits = {**DEFAULT_RATE_LIMITS, **(rate_limits or {})}
+        self.budget = budget
         self.hedge_after_s = dict(DEFAULT_HEDGE_AFTER_S if hedge_after_s is None else hedge_after_s)
         self.failure_threshold = failure_threshold
         self.cooldown_s = cooldown_s
@@ -478,10 +494,14 @@ class ResilienceRegistry:
         self._limiters: dict[str, TokenBucket] = {}
         self._breakers: dict[str, CircuitBreaker] = {}
 
-    def limiter(self, provider: str) -> TokenBucket:
+    def limiter(self, provider: str, priority: Priority = "fresh") -> Limiter:
+        if provider not in self.rate_limits:
+            raise KeyError(f"no rate limit for provider {provider!r}; pass one in rate_limits")
+        if self.budget is not None:
+            from volaris_assets.providers.budget.limiter import BudgetLimiter
+
+            return BudgetLimiter(self.budget, provider, priority)
         if provider not in self._limiters:
-            if provider not in self.rate_limits:
-                raise KeyError(f"no rate limit for provider {provider!r}; pass one in rate_limits")
             self._limiters[provider] = self.rate_limits[provider].bucket(self._clock, self._sleep)
         return self._limiters[provider]
 
@@ -492,10 +512,12 @@ class ResilienceRegistry:
             )
         return self._breakers[provider]
 
-    def guard(self, source: Source, retry: RetrySettings | None = None) -> GuardedSource:
+    def guard(
+        self, source: Source, retry: RetrySettings | None = None, priority: Priority = "fresh"
+    ) -> GuardedSource:
         return GuardedSource(
             source,
-            self.limiter(source.name),
+            self.limiter(source.name, priority),
             self.breaker(source.name),
             retry or self.retry,
             hedge_after_s=self.hedge_after_s.get(source.name),
@@ -503,5 +525,21 @@ class ResilienceRegistry:
             rng=self._rng,
         )
 
-    def chain(self, sources: Sequence[Source], retry: RetrySettings | None = None) -> FallbackChain:
-        return FallbackChain([self.guard(source, retry) for source in sources])
+    def chain(
+        self,
+        sources: Sequence[Source],
+        retry: RetrySettings | None = None,
+        priority: Priority = "fresh",
+    ) -> FallbackChain:
+        return FallbackChain([self.guard(source, retry, priority) for source in sources])
+
+
+def budget_limits(rate_limits: Mapping[str, RateLimit]) -> dict[str, Limit]:
+    """The shared budget's paces: each provider's budget at PACING_HEADROOM, as a bucket
+    paces (see there for why not 100%)."""
+    from volaris_assets.providers.budget import Limit
+
+    return {
+        name: Limit(limit.per_second * PACING_HEADROOM, max(1.0, limit.burst))
+        for name, limit in rate_limits.items()
+    }

@@ -3,7 +3,8 @@
 The resource holds configuration only. `open()` builds the configured providers, wraps them in
 rate limiting, retries and circuit breaking, and yields a fallback chain; the HTTP clients live for
 that block (one per provider per step, inside the step's event loop) and are closed when it ends.
-Rate limiters and circuit breakers are per process, shared by every chain the process opens.
+Circuit breakers are per process, shared by every chain the process opens; request budgets are
+shared by every process spending the same provider account (`providers/budget/`).
 """
 
 from __future__ import annotations
@@ -20,8 +21,14 @@ from pydantic import Field
 
 from volaris_assets import redaction
 from volaris_assets.providers import registry
-from volaris_assets.providers.rate_limit import parse_rate_limits
-from volaris_assets.providers.resilience import FallbackChain, ResilienceRegistry, RetrySettings
+from volaris_assets.providers.budget import BudgetConfig, BudgetState, Priority, open_budget
+from volaris_assets.providers.rate_limit import DEFAULT_RATE_LIMITS, RateLimit, parse_rate_limits
+from volaris_assets.providers.resilience import (
+    FallbackChain,
+    ResilienceRegistry,
+    RetrySettings,
+    budget_limits,
+)
 from volaris_assets.providers.simulated import SimulatedMarket, SimulatedProvider
 
 log = logging.getLogger(__name__)
@@ -80,6 +87,12 @@ class MarketDataResource(dg.ConfigurableResource):
     request_timeout_s: float = Field(
         default=20.0, description="Bound on one request end to end, retries aside."
     )
+    shared_budget: bool = Field(
+        default=True,
+        description="Reserve every request in the provider budget shared by every process "
+        "(Redis, the PostgreSQL warehouse, or a SQLite file on this host); off: this process "
+        "paces alone.",
+    )
     min_success_rate: float = Field(
         default=0.5,
         ge=0.0,
@@ -137,12 +150,17 @@ class MarketDataResource(dg.ConfigurableResource):
 
     @contextlib.asynccontextmanager
     async def open(
-        self, *, start_with: str | None = None, logger: logging.Logger | None = None
+        self,
+        *,
+        start_with: str | None = None,
+        logger: logging.Logger | None = None,
+        priority: Priority = "fresh",
     ) -> AsyncIterator[FallbackChain]:
         """A fallback chain of the configured providers, closed when the block ends.
 
         `start_with` rotates the chain so that provider is tried first (the retry sensor asks
-        for the fallback first). Skipped providers are logged with their reason.
+        for the fallback first). `priority` is the work's claim on the shared budget: fresh
+        data goes before bulk work. Skipped providers are logged with their reason.
         """
         logger = logger or log
         sources, skipped = registry.build_sources(
@@ -160,7 +178,7 @@ class MarketDataResource(dg.ConfigurableResource):
                 f"no {self.capability} provider is usable (configured: {self.providers!r}); "
                 "see the warnings above, or unset the provider list to use the simulated market"
             )
-        chain = self._registry().chain(sources)
+        chain = self._registry().chain(sources, priority=priority)
         names = chain.providers
         chain = chain.rotated(start_with if start_with in names else None)
         try:
@@ -178,7 +196,18 @@ class MarketDataResource(dg.ConfigurableResource):
             self.breaker_cooldown_s,
             self.request_timeout_s,
             self.rate_limits,
+            BudgetConfig.from_env() if self.shared_budget else None,
         )
+
+    def rate_limit(self, provider: str) -> RateLimit:
+        """`provider`'s budget as configured for this deployment (defaults overridden by
+        VOLARIS_RATE_LIMITS)."""
+        return self._registry().rate_limits[provider]
+
+    def budget_states(self) -> list[BudgetState]:
+        """Each provider's shared budget as the store sees it now (blocking: one query)."""
+        budget = self._registry().budget
+        return budget.snapshot() if budget is not None else []
 
 
 @functools.cache
@@ -196,10 +225,16 @@ def _resilience(
     cooldown_s: float,
     timeout_s: float,
     rate_limits: str,
+    budget: BudgetConfig | None,
 ) -> ResilienceRegistry:
-    """One registry per process and configuration: one token bucket and breaker per provider."""
+    """One registry per process and configuration: one breaker per provider, and one budget
+    per provider shared with every other process (or, without `budget`, this process's)."""
+    limits = parse_rate_limits(rate_limits)
     return ResilienceRegistry(
-        parse_rate_limits(rate_limits),
+        limits,
+        budget=None
+        if budget is None
+        else open_budget(budget_limits({**DEFAULT_RATE_LIMITS, **limits}), budget),
         failure_threshold=failures,
         cooldown_s=cooldown_s,
         retry=RetrySettings(

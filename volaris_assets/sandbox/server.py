@@ -355,19 +355,20 @@ class _Handler(BaseHTTPRequestHandler):
             form=form,
             base_url=sandbox.url(provider),
         )
+        arrived = time.monotonic()
         action = sandbox.handle(request)
         if action.latency_s:
             time.sleep(action.latency_s)
         if action.reply is None:
-            sandbox.stats.record(provider, request.path, "hang", action.fault)
+            sandbox.stats.record(provider, request.path, "hang", action.fault, arrived)
             time.sleep(action.hang_s)
             self.close_connection = True
             return
         if action.fault == "reset":
-            sandbox.stats.record(provider, request.path, "reset", action.fault)
+            sandbox.stats.record(provider, request.path, "reset", action.fault, arrived)
             self._reset(action.reply)
             return
-        sandbox.stats.record(provider, request.path, action.reply.status, action.fault)
+        sandbox.stats.record(provider, request.path, action.reply.status, action.fault, arrived)
         self._send(action.reply, truncate=action.fault == "truncated")
 
     def _send(self, reply: Reply, *, truncate: bool) -> None:

@@ -49,10 +49,10 @@ def provider_list(text: str, capability: str) -> str:
     names = [p.strip().lower() for p in text.split(",") if p.strip()]
     if not names:
         raise ValueError("names no provider")
-    known = (registry.SIMULATED, *registry.PROVIDER_MODULES)
-    unknown = [n for n in names if n not in known]
+    unknown = [n for n in names if n not in registry.KNOWN_PROVIDERS]
     if unknown:
-        raise ValueError(f"unknown provider {', '.join(unknown)} (known: {', '.join(known)})")
+        known = ", ".join(registry.KNOWN_PROVIDERS)
+        raise ValueError(f"unknown provider {', '.join(unknown)} (known: {known})")
     unable = [n for n in names if not _serves(n, capability)]
     if unable:
         raise ValueError(f"{', '.join(unable)} does not provide {capability} data")
@@ -72,8 +72,7 @@ def rate_limits(text: str) -> str:
         limits = parse_rate_limits(text)
     except ValueError as error:  # its own "expected ..." would repeat the report's
         raise ValueError(str(error).split(": expected")[0]) from None
-    known = (registry.SIMULATED, *registry.PROVIDER_MODULES)
-    unknown = sorted(set(limits) - set(known))
+    unknown = sorted(set(limits) - set(registry.KNOWN_PROVIDERS))
     if unknown:
         raise ValueError(f"unknown provider {', '.join(unknown)}")
     if any(not 0 < limit.per_second < float("inf") for limit in limits.values()):
@@ -96,6 +95,17 @@ def http_url(text: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("not an http(s) URL with a host")
     return text.rstrip("/")
+
+
+def redis_url(text: str) -> str:
+    parts = urlsplit(text)
+    if parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path):
+        raise ValueError("not a redis:// URL")
+    return text
+
+
+def lowered(text: str) -> str:
+    return text.strip().lower()
 
 
 def webhook_url(text: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.fields import FieldInfo
@@ -70,7 +70,21 @@ def base_url(env: str, group: str, example: str, doc: str = "Base URL.") -> Any:
     return setting(env, group, doc, accepted="an http(s) URL", example=example)
 
 
+def mode_setting(env: str, what: str) -> Any:
+    return setting(
+        env,
+        "Provider budget",
+        f"How the providers of {what} share the work: fallback (the next only when one "
+        "fails) or pool (every provider at once, in proportion to its budget, falling back "
+        "on failure).",
+        accepted="fallback or pool",
+        example="pool",
+        default="fallback",
+    )
+
+
 Url = Annotated[str | None, checked(checks.http_url)]
+Mode = Annotated[Literal["fallback", "pool"], checked(checks.lowered)]
 Text = str | None
 
 _PROVIDER_LIST = "comma-separated provider names, first is primary"
@@ -137,6 +151,49 @@ class Settings(BaseModel):
         example="tiingo,polygon,yahoo",
         default="simulated",
     )
+    # Shared provider budget
+    redis_url: Annotated[Text, checked(checks.redis_url)] = setting(
+        "REDIS_URL",
+        "Provider budget",
+        "Redis holding every provider's request budget, shared by every process on every host. "
+        "Unset: the PostgreSQL warehouse holds it, else a SQLite file on this host.",
+        accepted="redis://[user:password@]host:6379[/db] or rediss://",
+        example="redis://127.0.0.1:6379/0",
+        secret=True,
+    )
+    budget_file: Annotated[Text, checked(checks.file_path)] = setting(
+        "VOLARIS_BUDGET_FILE",
+        "Provider budget",
+        "This host's SQLite budget file: the budget without Redis or PostgreSQL, and the first "
+        "fallback when they are unreachable. Unset: budget.db beside the SQLite warehouse.",
+        accepted="a file path in an existing directory",
+        example="/var/lib/volaris/budget.db",
+    )
+    budget_hosts: int = setting(
+        "VOLARIS_BUDGET_HOSTS",
+        "Provider budget",
+        "Hosts that ingest from one provider account at once: each paces at 1/N of the limit "
+        "on its own file while the shared store is unreachable.",
+        accepted="a whole number from 1 to 64",
+        example="1",
+        default=1,
+        ge=1,
+        le=64,
+    )
+    budget_processes: int = setting(
+        "VOLARIS_BUDGET_PROCESSES",
+        "Provider budget",
+        "Ingesting processes per host: each paces at 1/(hosts x N) of the limit when even the "
+        "host's file is unusable.",
+        accepted="a whole number from 1 to 256",
+        example="6",
+        default=6,
+        ge=1,
+        le=256,
+    )
+    chain_mode: Mode = mode_setting("VOLARIS_CHAIN_MODE", "option chains")
+    intraday_mode: Mode = mode_setting("VOLARIS_INTRADAY_MODE", "1-minute bars")
+    daily_mode: Mode = mode_setting("VOLARIS_DAILY_MODE", "daily bars")
     # Tuning
     concurrency: int = setting(
         "VOLARIS_CONCURRENCY",
@@ -287,3 +344,6 @@ class Settings(BaseModel):
     def providers(self, capability: str) -> str:
         """The validated provider order of `capability` ("schwab,yahoo")."""
         return getattr(self, f"{capability}_providers")
+
+    def mode(self, capability: str) -> str:
+        return getattr(self, f"{capability}_mode")
