@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import sys
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -112,6 +114,22 @@ def failure_message(result: dg.ExecuteInJobResult) -> str:
     return "the run failed before any step started (see the log file)"
 
 
+@contextlib.contextmanager
+def _progress_on(screen: TextIO) -> Iterator[None]:
+    """Show the fan-outs' progress lines and slow-budget warnings (`asset_support.announce`)
+    on screen, while the rest of what a run logs goes to the log file."""
+    progress = logging.getLogger("volaris_assets.progress")
+    handler = logging.StreamHandler(screen)
+    handler.setFormatter(logging.Formatter("  %(message)s"))
+    progress.addHandler(handler)
+    progress.setLevel(logging.INFO)
+    progress.propagate = False
+    try:
+        yield
+    finally:
+        progress.removeHandler(handler)
+
+
 def default_log_file(config: settings.Settings) -> Path:
     home = Path(config.dagster_home) if config.dagster_home else Path("data")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -140,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"materializing session {session.day}" + (" (simulated market)" if simulated else ""))
     screen = sys.stdout
     with contextlib.ExitStack() as stack:
+        stack.enter_context(_progress_on(screen))
         if not args.verbose:
             path = args.log_file or default_log_file(config)
             path.parent.mkdir(parents=True, exist_ok=True)

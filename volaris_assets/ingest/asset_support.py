@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -10,9 +10,11 @@ import dagster as dg
 import sqlalchemy as sa
 from pydantic import Field
 
-from volaris_assets.ingest.fanout import RunIdentity, SinkFn, fan_out
+from volaris_assets.ingest.fanout import RunIdentity, SinkFn, SymbolOutcome, fan_out
 from volaris_assets.ingest.interrupts import run_interruptibly
+from volaris_assets.ingest.progress import Progress, progress_line, reported, slow_run_warning
 from volaris_assets.ingest.summary import RunSummary
+from volaris_assets.providers.budget import Priority
 from volaris_assets.providers.resilience import FallbackChain, Fetched
 from volaris_assets.resources.market_data import MarketDataResource
 from volaris_assets.symbols import InvalidSymbol, normalize_symbol
@@ -20,6 +22,9 @@ from volaris_assets.warehouse import tables
 from volaris_assets.warehouse.store import Warehouse
 
 OWNERS = ["team:data-platform"]
+# The tag the retry sensor puts on its runs (monitoring/retry.py reads the same constant).
+RETRY_OF_TAG = "volaris/retry_of"
+progress_log = logging.getLogger("volaris_assets.progress")
 SCHWAB_WARNING_DAYS = 2.0
 
 
@@ -104,45 +109,82 @@ def run_fan_out(
     sink: SinkFn,
     *,
     start_with: str | None = None,
+    priority: Priority = "fresh",
 ) -> RunSummary:
-    """Fetch and write every symbol of this step; returns the outcomes rolled up."""
+    """Fetch and write every symbol of this step, logging progress; returns the outcomes rolled
+    up. `priority` is the asset's claim on the shared provider budget (see `work_priority`)."""
     identity = RunIdentity(
         run_id=context.run.run_id,
         asset=context.asset_key.to_user_string(),
         partition=_partition_label(context),
     )
+    label = f"{identity.asset} {identity.partition}"
+    progress = Progress(len(symbols))
 
-    async def main() -> list:
-        async with market.open(start_with=start_with, logger=context.log) as chain:
-            return await fan_out(
-                symbols,
-                lambda symbol: call(chain, symbol),
-                sink,
-                warehouse,
-                identity,
-                concurrency=market.concurrency,
-            )
+    async def main() -> list[SymbolOutcome]:
+        async with market.open(
+            start_with=start_with, logger=context.log, priority=work_priority(context, priority)
+        ) as chain:
+            _warn_if_slow(context, market, chain, label, len(symbols))
+            async with reported(progress, lambda line: announce(context, f"{label}: {line}")):
+                return await fan_out(
+                    symbols,
+                    lambda symbol: call(chain, symbol),
+                    sink,
+                    warehouse,
+                    identity,
+                    concurrency=market.concurrency,
+                    on_outcome=progress.record,
+                )
 
     days_left = market.schwab_token_days_left()
     if days_left is not None and days_left <= SCHWAB_WARNING_DAYS:
         context.log.warning(
             "Schwab refresh token lapses in %.1f days: redo the browser login", days_left
         )
-    started = time.perf_counter()
     outcomes = run_interruptibly(main)
-    summary = RunSummary(outcomes, time.perf_counter() - started, schwab_token_days_left=days_left)
+    summary = RunSummary(outcomes, progress.elapsed_s, schwab_token_days_left=days_left)
     context.log.info(
-        "%s %s: %d ok, %d failed %s, %d rows written, %d rejected",
-        identity.asset,
-        identity.partition,
-        len(summary.ok),
-        len(summary.failed),
-        summary.failures_by_category(),
+        "%s: %s; %d rows written, %d rejected",
+        label,
+        progress_line(summary, progress.total),
         summary.rows_written,
         summary.rows_rejected,
     )
     fail_below_threshold(summary, market.min_success_rate, identity)
     return summary
+
+
+def _warn_if_slow(
+    context: dg.AssetExecutionContext,
+    market: MarketDataResource,
+    chain: FallbackChain,
+    label: str,
+    symbols: int,
+) -> None:
+    """Say up front when the primary's budget makes this run long, and what to change, rather
+    than leave the operator to guess why it has not finished."""
+    primary = chain.providers[0]
+    warning = slow_run_warning(label, symbols, primary, market.rate_limit(primary))
+    if warning is not None:
+        announce(context, warning, logging.WARNING)
+
+
+def announce(context: dg.AssetExecutionContext, message: str, level: int = logging.INFO) -> None:
+    """Log to the run (the UI) and to `progress_log`, which `make materialize` shows on screen
+    while Dagster's own event stream goes to its log file."""
+    context.log.log(level, message)
+    progress_log.log(level, message)
+
+
+def work_priority(context: dg.AssetExecutionContext, default: Priority) -> Priority:
+    """Fresh data goes before bulk work in the shared budget: a backfill range is bulk
+    whatever the asset, and a retry of failed symbols is fresh (someone is waiting for them)."""
+    if context.has_partition_key_range:
+        return "bulk"
+    if RETRY_OF_TAG in context.run.tags:
+        return "fresh"
+    return default
 
 
 def fail_below_threshold(summary: RunSummary, threshold: float, identity: RunIdentity) -> None:

@@ -91,6 +91,7 @@ class SymbolOutcome:
 
 FetchFn = Callable[[str], Awaitable[Fetched]]
 SinkFn = Callable[[Connection, str, Fetched], Written]
+OutcomeFn = Callable[[SymbolOutcome], None]
 
 
 async def fan_out(
@@ -102,8 +103,13 @@ async def fan_out(
     *,
     concurrency: int = 16,
     queue_size: int = 8,
+    on_outcome: OutcomeFn | None = None,
 ) -> list[SymbolOutcome]:
-    """Fetch every symbol, write each as it arrives, and return one outcome per symbol."""
+    """Fetch every symbol, write each as it arrives, and return one outcome per symbol.
+
+    `on_outcome` sees each outcome as soon as it is recorded (progress reporting), on the
+    event loop: it must not block.
+    """
     with _long_lived_objects_frozen():
         return await _fan_out(
             list(dict.fromkeys(symbols)),
@@ -113,6 +119,7 @@ async def fan_out(
             identity,
             concurrency=concurrency,
             queue_size=queue_size,
+            on_outcome=on_outcome,
         )
 
 
@@ -144,6 +151,7 @@ async def _fan_out(
     *,
     concurrency: int,
     queue_size: int,
+    on_outcome: OutcomeFn | None,
 ) -> list[SymbolOutcome]:
     queue: asyncio.Queue[tuple[str, float, Fetched | BaseException] | None] = asyncio.Queue(
         maxsize=queue_size
@@ -173,6 +181,8 @@ async def _fan_out(
             if failures_in_a_row >= MAX_CONSECUTIVE_WRITE_FAILURES:
                 raise WarehouseUnavailable(outcome.error_message)
             outcomes.append(outcome)
+            if on_outcome is not None:
+                on_outcome(outcome)
         return outcomes
 
     drainer = asyncio.create_task(drain())

@@ -39,11 +39,29 @@ class RunSummary:
     def success_rate(self) -> float:
         return len(self.ok) / len(self.outcomes) if self.outcomes else 1.0
 
+    @property
+    def symbols_per_s(self) -> float:
+        return len(self.outcomes) / self.duration_s if self.duration_s > 0 else 0.0
+
     def failures_by_category(self) -> dict[str, int]:
         return dict(Counter(o.error_type or "unknown" for o in self.failed).most_common())
 
     def providers(self) -> dict[str, int]:
         return dict(Counter(o.provider for o in self.ok if o.provider).most_common())
+
+    def requests_by_provider(self) -> dict[str, int]:
+        """Requests sent, by provider: what the run spent of each budget.
+
+        An outcome's requests count under its provider (the one that answered, or the one its
+        failure is charged to; "unknown" when none is). A symbol that fell back also counts
+        the requests the providers before it spent under the one that answered: an outcome
+        does not keep them apart.
+        """
+        requests: Counter[str] = Counter()
+        for outcome in self.outcomes:
+            if outcome.attempts:
+                requests[outcome.provider or "unknown"] += outcome.attempts
+        return dict(requests.most_common())
 
     def rejections_by_reason(self) -> dict[str, int]:
         total: Counter[str] = Counter()
@@ -65,8 +83,10 @@ class RunSummary:
             "rejections_by_reason": dg.MetadataValue.json(self.rejections_by_reason()),
             "provider": dg.MetadataValue.text(next(iter(providers), "none")),
             "providers": dg.MetadataValue.json(providers),
+            "requests_by_provider": dg.MetadataValue.json(self.requests_by_provider()),
             "failed_symbols": dg.MetadataValue.json(sorted(o.symbol for o in self.failed)[:200]),
             "duration_s": dg.MetadataValue.float(round(self.duration_s, 3)),
+            "symbols_per_s": dg.MetadataValue.float(round(self.symbols_per_s, 3)),
             "peak_rss_mb": dg.MetadataValue.float(peak_rss_mb()),
             **(
                 {

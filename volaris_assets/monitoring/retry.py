@@ -1,12 +1,13 @@
-"""Retry failed symbols: after a run of a per-symbol asset ends with transient failures, run the
-same job and partition again for only those symbols, with the fallback provider first.
+"""Retry failed symbols: after a run of a per-symbol asset ends (materialized, or failed below its
+success threshold) with transient failures, run the same job and partition again for only those
+symbols, with the fallback provider first.
 
-State lives in the cursor: the last materialization seen per asset, and the retries waiting for
-their delay. A retry run carries `volaris/retry_of` (the first run of the lineage) and
-`volaris/retry_attempt`; its own materialization comes back through this sensor, which is how
-attempt 2 follows attempt 1. After `max_attempts` the remaining symbols are reported to Discord
-and left alone. Each attempt waits longer than the last (default 1, 5, 15 minutes), and rotates
-the provider chain one further, so attempt 1 starts with the second provider.
+State lives in the cursor: the last materialization seen per asset, the last run failure seen,
+and the retries waiting for their delay. A retry run carries `volaris/retry_of` (the first run
+of the lineage) and `volaris/retry_attempt`; its own end comes back through this sensor, which
+is how attempt 2 follows attempt 1. After `max_attempts` the remaining symbols are reported to
+Discord and left alone. Each attempt waits longer than the last (default 1, 5, 15 minutes), and
+rotates the provider chain one further, so attempt 1 starts with the second provider.
 """
 
 import copy
@@ -19,6 +20,7 @@ import dagster as dg
 import sqlalchemy as sa
 from dagster._time import get_current_timestamp
 
+from volaris_assets.ingest.asset_support import RETRY_OF_TAG
 from volaris_assets.ingest.fanout import RETRYABLE_OUTCOMES
 from volaris_assets.resources.market_data import MarketDataResource
 from volaris_assets.resources.notifier import DiscordNotifier, Severity
@@ -32,7 +34,6 @@ if TYPE_CHECKING:
     )
 
 
-RETRY_OF_TAG = "volaris/retry_of"
 RETRY_ATTEMPT_TAG = "volaris/retry_attempt"
 PARTITION_TAGS = (
     "dagster/partition",
@@ -70,16 +71,30 @@ class PendingRetry:
 
 @dataclass
 class RetryState:
+    """The cursor: storage ids read up to (materializations by asset, run failures), and the
+    retries waiting for their delay. A cursor from before run failures were read has none."""
+
     after: dict[str, int]
+    failures_after: int | None
     pending: list[PendingRetry]
 
     @classmethod
     def load(cls, cursor: str | None) -> "RetryState":
-        raw = json.loads(cursor) if cursor else {"after": {}, "pending": []}
-        return cls(after=raw["after"], pending=[PendingRetry(**p) for p in raw["pending"]])
+        raw = json.loads(cursor) if cursor else {}
+        return cls(
+            after=raw.get("after", {}),
+            failures_after=raw.get("failures_after"),
+            pending=[PendingRetry(**p) for p in raw.get("pending", [])],
+        )
 
     def dump(self) -> str:
-        return json.dumps({"after": self.after, "pending": [asdict(p) for p in self.pending]})
+        return json.dumps(
+            {
+                "after": self.after,
+                "failures_after": self.failures_after,
+                "pending": [asdict(p) for p in self.pending],
+            }
+        )
 
 
 def retryable_failures(warehouse: Warehouse, run_id: str, asset: str) -> dict[str, str]:
@@ -95,20 +110,12 @@ def retryable_failures(warehouse: Warehouse, run_id: str, asset: str) -> dict[st
         return {symbol: category for symbol, category in conn.execute(query)}
 
 
-# A run's outcome rows are final once it has ended either way: a run below its success
-# threshold fails, and its symbols are the ones that need a retry most.
-ENDED = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE)
-ENDED_OR_GONE = (*ENDED, dg.DagsterRunStatus.CANCELED)
-
-
-def new_ended_runs(
+def new_materialization_runs(
     instance: dg.DagsterInstance, asset_key: dg.AssetKey, after: int | None, since: float
 ) -> tuple[list[str], int | None]:
-    """Runs that planned `asset_key` after storage id `after` (or, on a first tick, after the
-    timestamp `since`) and have since succeeded or failed, in order; and the storage id to
-    resume after. Planned events are read, not materializations, because a failed run has
-    none; the cursor stops before the first run still going, which is read again next tick."""
-    records = instance.fetch_planned_materializations(
+    """Runs that materialized `asset_key` after storage id `after` (or, on a first tick, after
+    the timestamp `since`), in order; and the newest storage id seen."""
+    records = instance.fetch_materializations(
         dg.AssetRecordsFilter(
             asset_key=asset_key,
             after_storage_id=after,
@@ -117,20 +124,35 @@ def new_ended_runs(
         limit=1000,
         ascending=True,
     ).records
-    statuses: dict[str, dg.DagsterRunStatus | None] = {}  # a backfill plans many partitions
-    runs: list[str] = []
-    resume = after
-    for record in records:
-        if record.run_id not in statuses:
-            run = instance.get_run_by_id(record.run_id)
-            statuses[record.run_id] = run.status if run else None
-        status = statuses[record.run_id]
-        if status is not None and status not in ENDED_OR_GONE:
-            break
-        if status in ENDED and record.run_id not in runs:
-            runs.append(record.run_id)
-        resume = record.storage_id
-    return runs, resume
+    runs = list(dict.fromkeys(record.run_id for record in records))
+    newest = records[-1].storage_id if records else after
+    return runs, newest
+
+
+def new_failed_runs(
+    instance: dg.DagsterInstance, after: int | None, since: float
+) -> tuple[list[dg.DagsterRun], int | None]:
+    """Runs that failed after storage id `after` (or, on a first tick, after `since`); and the
+    newest storage id seen. A run below its success threshold fails without materializing, and
+    its symbols are the ones that need a retry most."""
+    records = instance.fetch_run_status_changes(
+        dg.RunStatusChangeRecordsFilter(
+            event_type=dg.DagsterEventType.RUN_FAILURE,
+            after_storage_id=after,
+            after_timestamp=None if after is not None else since,
+        ),
+        limit=1000,
+        ascending=True,
+    ).records
+    runs = [run for record in records if (run := instance.get_run_by_id(record.run_id))]
+    newest = records[-1].storage_id if records else after
+    return runs, newest
+
+
+def planned(run: dg.DagsterRun, target: RetryTarget) -> bool:
+    """Whether `run` was to materialize the target's asset: a run of its job, or of any job
+    with the asset in its selection (`dg.materialize`, a backfill)."""
+    return run.job_name == target.job.name or target.asset.key in (run.asset_selection or ())
 
 
 def start_with(market: MarketDataResource, attempt: int) -> str | None:
@@ -196,12 +218,21 @@ def make_retry_failed_symbols_sensor(
         now = get_current_timestamp()
         new_runs = []
         for target in targets:
-            runs, newest = new_ended_runs(
+            runs, newest = new_materialization_runs(
                 context.instance, target.asset.key, state.after.get(target.name), now - LOOKBACK_S
             )
             if newest is not None:
                 state.after[target.name] = newest
             new_runs += [(target, run_id) for run_id in runs]
+        failed, state.failures_after = new_failed_runs(
+            context.instance, state.failures_after, now - LOOKBACK_S
+        )
+        new_runs += [
+            (target, run.run_id)
+            for run in failed
+            for target in targets
+            if planned(run, target)
+        ]
         if new_runs:
             with warehouse.open() as wh:
                 for target, run_id in new_runs:

@@ -122,13 +122,11 @@ def wheel_premiums(
             lambda chain, symbol: fetch_wheel_chain(chain, symbol, session, settings),
             sink,
             start_with=config.start_with_provider,
+            priority="bulk",
         )
     return dg.MaterializeResult(
         metadata=summary.metadata(
             scan_date=dg.MetadataValue.text(session.day.isoformat()),
-            symbols_per_s=dg.MetadataValue.float(
-                round(len(summary.outcomes) / summary.duration_s, 2) if summary.duration_s else 0.0
-            ),
             top_premiums=dg.MetadataValue.json(top.best()),
         )
     )
