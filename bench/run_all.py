@@ -30,6 +30,8 @@ BENCHMARKS: dict[str, tuple[str, list[str] | None]] = {
     "warehouse": ("bench.bench_warehouse", None),
     "backfill": ("bench.bench_backfill", None),
     "soak": ("bench.bench_soak", None),
+    "big_body": ("bench.bench_big_body", []),
+    "budget": ("bench.bench_budget", None),
 }
 
 
@@ -129,6 +131,29 @@ def _soak(r: dict) -> tuple[str, str]:
     )
 
 
+def _big_body(r: dict) -> tuple[str, str]:
+    return (
+        f"{r['symbols']} symbols, one answering {r['huge_body_mb']} MB: peak "
+        f"{r['huge']['ru_maxrss_mb']:.0f} MB against {r['baseline']['ru_maxrss_mb']:.0f} MB "
+        f"without it ({r['ratio']:.2f}x); the symbol {r['huge']['symbol_status']}",
+        f"<= {r['goal_peak_mb']} MB",
+    )
+
+
+def _budget(r: dict) -> tuple[str, str]:
+    stores = r["stores"]
+    shared = ", ".join(
+        f"{name} {stores[name]['one_process_per_s']:,}/s"
+        for name in ("sqlite", "redis", "postgresql")
+        if name in stores
+    )
+    return (
+        f"reservations from one process: {shared} (token bucket "
+        f"{stores['token_bucket']['one_process_per_s']:,}/s)",
+        "the slowest store well above the largest default budget (100/s)",
+    )
+
+
 ROWS: dict[str, Callable[[dict], tuple[str, str]]] = {
     "scan": _scan,
     "memory": _memory,
@@ -137,6 +162,8 @@ ROWS: dict[str, Callable[[dict], tuple[str, str]]] = {
     "warehouse": _warehouse,
     "backfill": _backfill,
     "soak": _soak,
+    "big_body": _big_body,
+    "budget": _budget,
 }
 TITLES = {
     "scan": "1. Scan throughput",
@@ -146,6 +173,8 @@ TITLES = {
     "warehouse": "5. Warehouse ingest",
     "backfill": "6. Backfill (daily_bars, 1 year)",
     "soak": "Soak (small-box daemon)",
+    "big_body": "7. Runaway response",
+    "budget": "9. Shared provider budget",
 }
 
 
