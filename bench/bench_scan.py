@@ -2,6 +2,7 @@
 the sandbox, with a rate limit, latency and transient faults; the seed's loop as the baseline.
 
     python -m bench.bench_scan [--quick] [--symbols 1205] [--rates 10,100] [--concurrency 64]
+    python -m bench.bench_scan --pooled [--symbols 1205] [--concurrency 64]
 
 Set-up (all in a temp dir): the sandbox in its own process (`python -m volaris_assets.sandbox`,
 so it never shares this process's GIL) enforcing `schwab=R/1` (a sliding window of R requests
@@ -18,8 +19,18 @@ render per request).
 Timed: `dagster asset materialize ... --select wheel_premiums --partition 2026-11-24`. Reported:
 the command's wall time, the step's fan-out time (what `symbols_per_s` metadata reports), the
 requests sent (`attempts` in `sync_stock_results`) and the success rate. With a fault on 10% of
-requests each symbol costs 1/0.9 requests on average, so R x 0.9 symbols/s is the ceiling;
-requests/s / R shows how much of the budget the run used.
+requests each symbol costs 1/0.9 requests on average, so R x 0.9 symbols/s is the ceiling
+(`ceiling_over_r` = 1 - the share of requests the profile faults; `symbols_per_s_over_ceiling`
+is the pace as a share of it); requests/s / R shows how much of the budget the run used.
+
+Pooled (`--pooled`): the same scan, faults and universe over Schwab, Polygon and Yahoo at once
+(`VOLARIS_CHAIN_MODE=pool`, `providers/pool.py`), the sandbox enforcing each provider's budget
+per minute in HTTP requests (POOL_BUDGETS). A Yahoo chain costs one request per expiration (about
+five for the scan's window), and the client's budget counts chains, not requests: its budget is
+set to the sandbox's divided by the requests a chain takes, measured first on a fault-free
+sandbox. The ceiling is the sum over providers of chains/s x the chance that none of a chain's
+requests is faulted (0.9 for one request, 0.9^5 for five); reported: symbols/s over it, success,
+and each provider's share of the symbols.
 
 Baseline, same sandbox, same run: the seed's loop re-created on a subset: one symbol at a time
 through the same client, no retries, and one INSERT per put contract (committed per symbol,
@@ -33,6 +44,8 @@ import argparse
 import asyncio
 import json
 import time
+from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -40,21 +53,26 @@ import httpx
 import sqlalchemy as sa
 
 from bench import common
-from volaris_assets.providers import schwab
+from volaris_assets.providers import registry, schwab
 from volaris_assets.providers.base import WHOLE_CHAIN, ChainFilter, ProviderError
+from volaris_assets.sandbox.faults import TRANSPORT_FAULTS, parse_faults
+from volaris_assets.sandbox.server import DEFAULT_KEYS, Sandbox
+from volaris_assets.sandbox.server import start_sandbox as start_in_process
 from volaris_assets.scan.premiums import WheelSettings
 
 SESSION = "2026-11-24"
 SESSION_CLOSE = datetime(2026, 11, 24, 21, 0, tzinfo=UTC)
 FAULTS = "rate_limit=0.03,server_error=0.04,reset=0.02,timeout=0.01,latency_ms=50-150,hang_s=15"
+# The share of requests FAULTS fails outright (its faults are all transport faults): 0.1.
+FAULT_FRACTION = sum(getattr(parse_faults(FAULTS), kind) for kind in TRANSPORT_FAULTS)
+# The pooled run's budgets, HTTP requests per minute as the sandbox counts them: Schwab's
+# inherited 120/min, a paid Polygon plan held to 300/min, Yahoo's conservative 60/min.
+POOL_BUDGETS = {"schwab": 120, "polygon": 300, "yahoo": 60}
+# Symbols on which each client's requests per chain are measured.
+PER_CHAIN_SAMPLE = 40
 # The sandbox's render time for one chain, measured here; warm-up pays off once R x this
 # takes a good part of its core.
 RENDER_S = 0.03
-SANDBOX_KEYS = {
-    "SCHWAB_APP_KEY": "sbx-schwab-app-key",
-    "SCHWAB_SECRET_KEY": "sbx-schwab-secret",
-    "SCHWAB_REFRESH_TOKEN": "sbx-schwab-refresh-token",
-}
 _SEED_TABLE = sa.text(
     "CREATE TABLE IF NOT EXISTS seed_premiums (symbol TEXT, occ_symbol TEXT, expiration TEXT, "
     "strike REAL, bid REAL, ask REAL, premium REAL, delta REAL, implied_volatility REAL, "
@@ -66,8 +84,29 @@ _SEED_INSERT = sa.text(
 )
 
 
-def start_sandbox(work: Path, rate: int) -> tuple[object, str]:
+def client_settings(root: str) -> dict[str, str]:
+    """What points the Schwab, Polygon and Yahoo clients at the sandbox at `root`, with its
+    default keys (what `Sandbox.settings()` says in process)."""
+    schwab_keys = DEFAULT_KEYS["schwab"]
+    return {
+        "SCHWAB_API_BASE": f"{root}/schwab",
+        "SCHWAB_APP_KEY": schwab_keys["app_key"],
+        "SCHWAB_SECRET_KEY": schwab_keys["secret"],
+        "SCHWAB_REFRESH_TOKEN": schwab_keys["refresh_token"],
+        "POLYGON_API_BASE": f"{root}/polygon",
+        "POLYGON_API_KEY": DEFAULT_KEYS["polygon"]["api_key"],
+        "YAHOO_API_BASE": f"{root}/yahoo",
+        "YAHOO_COOKIE_URL": f"{root}/yahoo/fc",
+    }
+
+
+def start_sandbox(work: Path, limits: dict[str, str]) -> tuple[object, dict[str, str]]:
+    """The sandbox process with FAULTS, enforcing `limits` (provider -> "N/SECONDS"); the
+    clients' settings for it."""
     port = common.free_port()
+    rate_limits = [
+        arg for name, rule in limits.items() for arg in ("--rate-limit", f"{name}={rule}")
+    ]
     command = [
         common.PYTHON,
         "-m",
@@ -76,20 +115,21 @@ def start_sandbox(work: Path, rate: int) -> tuple[object, str]:
         str(port),
         "--faults",
         FAULTS,
-        "--rate-limit",
-        f"schwab={rate}/1",
+        *rate_limits,
         "--as-of",
         SESSION_CLOSE.isoformat(),
     ]
     process = common.start_group(command, common.run_env(work), work / "sandbox.log")
     common.wait_for_port(port)
-    return process, f"http://127.0.0.1:{port}/schwab"
+    return process, client_settings(f"http://127.0.0.1:{port}")
 
 
-async def warm(base: str, symbols: list[str], seed_symbols: list[str], rate: int) -> None:
+async def warm(
+    settings: dict[str, str], symbols: list[str], seed_symbols: list[str], rate: int
+) -> None:
     """Request every chain once at the sandbox's rate as the scan will (its puts near 30 DTE)
     and as the seed loop will (the whole chain), so the sandbox's renderer is out of the timing."""
-    client = schwab.create({**SANDBOX_KEYS, "SCHWAB_API_BASE": base})
+    client = schwab.create(settings)
     gate = asyncio.Semaphore(32)
     window = WheelSettings().request_window(SESSION_CLOSE.date())
 
@@ -107,9 +147,9 @@ async def warm(base: str, symbols: list[str], seed_symbols: list[str], rate: int
     await client.aclose()
 
 
-async def seed_loop(base: str, symbols: list[str], work: Path) -> dict[str, float]:
+async def seed_loop(settings: dict[str, str], symbols: list[str], work: Path) -> dict[str, float]:
     """The system this replaces, re-created: sequential, no retry, a row-at-a-time INSERT."""
-    client = schwab.create({**SANDBOX_KEYS, "SCHWAB_API_BASE": base})
+    client = schwab.create(settings)
     engine = sa.create_engine(f"sqlite:///{work / 'seed.db'}")
     progress = work / "seed_progress.json"
     with engine.begin() as conn:
@@ -159,7 +199,7 @@ def outcomes(work: Path) -> dict[str, object]:
     with engine.connect() as conn:
         rows = conn.execute(
             sa.text(
-                "SELECT status, error_type, attempts, recorded_at, duration_ms "
+                "SELECT status, error_type, attempts, recorded_at, duration_ms, provider "
                 "FROM sync_stock_results WHERE asset = 'wheel_premiums'"
             )
         ).all()
@@ -176,6 +216,7 @@ def outcomes(work: Path) -> dict[str, object]:
         "requests": sum(attempts for _, _, attempts, *_ in rows),
         "failed_by_category": failed,
         "done_after_s": done_after(rows),
+        "served_by": dict(Counter(r[5] for r in rows if r[0] == "ok")),
     }
 
 
@@ -195,46 +236,79 @@ def done_after(rows: list) -> dict[str, float]:
     }
 
 
+@dataclass(frozen=True)
+class ScanRun:
+    """One timed `wheel_premiums` run: the command's wall and CPU time, the materialization's
+    metadata, what `outcomes` found, and the command as typed."""
+
+    wall_s: float
+    cpu_s: float
+    meta: dict[str, object]
+    scan: dict[str, object]
+    command: str
+
+    @property
+    def fan_out_s(self) -> float:
+        return float(self.meta["duration_s"])
+
+    @property
+    def symbols_per_s(self) -> float:
+        return self.scan["symbols"] / self.fan_out_s
+
+    @property
+    def success(self) -> float:
+        return self.scan["ok"] / self.scan["symbols"]
+
+
+def run_scan(work: Path, symbols: list[str], concurrency: int, **chain_env: str) -> ScanRun:
+    """The universe, then the timed scan, with the chain providers `chain_env` configures."""
+    env = common.run_env(
+        work,
+        VOLARIS_UNIVERSE=str(common.write_universe(work / "universe.csv", symbols)),
+        VOLARIS_CONCURRENCY=str(concurrency),
+        **chain_env,
+    )
+    log = work / "run.log"
+    setup = common.dagster_materialize("sp500_constituents,scan_universe")
+    code, _, _ = common.run_sampled(setup, env, log)
+    common.check(code, log, "universe")
+    command = common.dagster_materialize("wheel_premiums", partition=SESSION)
+    cpu_before = common.children_cpu_s()
+    code, wall_s, _ = common.run_sampled(command, env, log)
+    cpu_s = common.children_cpu_s() - cpu_before
+    common.check(code, log, "scan")
+    meta = common.materialization_metadata(work / "home", "wheel_premiums")
+    return ScanRun(wall_s, cpu_s, meta, outcomes(work), common.shown(command))
+
+
 def scan_at(rate: int, symbols: list[str], concurrency: int, seed_subset: int) -> dict:
     """One sandbox at `rate`, the scan through it, then the seed loop through it."""
     with common.workdir("scan") as work:
-        sandbox, base = start_sandbox(work, rate)
+        sandbox, settings = start_sandbox(work, {"schwab": f"{rate}/1"})
         try:
             if rate * RENDER_S > 0.3:
-                asyncio.run(warm(base, symbols, symbols[:seed_subset], rate))
-            env = common.run_env(
+                asyncio.run(warm(settings, symbols, symbols[:seed_subset], rate))
+            run = run_scan(
                 work,
-                VOLARIS_UNIVERSE=str(common.write_universe(work / "universe.csv", symbols)),
+                symbols,
+                concurrency,
                 VOLARIS_CHAIN_PROVIDERS="schwab",
                 VOLARIS_RATE_LIMITS=f"schwab={rate}/1:1",
-                VOLARIS_CONCURRENCY=str(concurrency),
-                SCHWAB_API_BASE=base,
-                **SANDBOX_KEYS,
+                **settings,
             )
-            log = work / "run.log"
-            setup = common.dagster_materialize("sp500_constituents,scan_universe")
-            code, _, _ = common.run_sampled(setup, env, log)
-            common.check(code, log, "universe")
-            command = common.dagster_materialize("wheel_premiums", partition=SESSION)
-            cpu_before = common.children_cpu_s()
-            code, wall_s, _ = common.run_sampled(command, env, log)
-            cpu_s = common.children_cpu_s() - cpu_before
-            common.check(code, log, "scan")
-            meta = common.materialization_metadata(work / "home", "wheel_premiums")
-            scan = outcomes(work)
-            seed = asyncio.run(seed_loop(base, symbols[:seed_subset], work))
+            seed = asyncio.run(seed_loop(settings, symbols[:seed_subset], work))
         finally:
             common.stop_group(sandbox)
 
-    step_s = float(meta["duration_s"])
-    per_s = scan["symbols"] / step_s
-    success = scan["ok"] / scan["symbols"]
+    scan, step_s, per_s, success = run.scan, run.fan_out_s, run.symbols_per_s, run.success
+    ceiling_over_r = 1 - FAULT_FRACTION
     seed_ok_per_s = seed["symbols_per_s"] * seed["success_rate"]
     speedup = per_s * success / seed_ok_per_s if seed_ok_per_s else float("inf")
     print(f"R = {rate} requests/s: wheel_premiums over {scan['symbols']} symbols")
     print(
-        f"  wall {wall_s:.1f} s (command), fan-out {step_s:.1f} s: {per_s:.1f} symbols/s = "
-        f"{per_s / rate:.3f} R (ceiling: 0.9 R, a request in ten being faulted)"
+        f"  wall {run.wall_s:.1f} s (command), fan-out {step_s:.1f} s: {per_s:.1f} symbols/s = "
+        f"{per_s / rate:.3f} R = {per_s / (rate * ceiling_over_r):.3f} of the ceiling "
+        f"({ceiling_over_r:.2f} R: a request in {1 / FAULT_FRACTION:.0f} being faulted)"
     )
     done = scan["done_after_s"]
     steady = 0.95 * scan["symbols"] / done["p95"]
@@ -248,12 +322,12 @@ def scan_at(rate: int, symbols: list[str], concurrency: int, seed_subset: int) -
         f"{scan['requests'] / step_s:.1f}/s = {scan['requests'] / step_s / rate:.3f} R"
     )
     print(
-        f"  run process CPU {cpu_s:.1f} s (start-up included) = "
-        f"{cpu_s / scan['symbols'] * 1000:.1f} ms per symbol"
+        f"  run process CPU {run.cpu_s:.1f} s (start-up included) = "
+        f"{run.cpu_s / scan['symbols'] * 1000:.1f} ms per symbol"
     )
     print(
         f"  success {scan['ok']}/{scan['symbols']} = {success:.4%}; "
-        f"failed {scan['failed_by_category']}; peak RSS {meta.get('peak_rss_mb')} MB"
+        f"failed {scan['failed_by_category']}; peak RSS {run.meta.get('peak_rss_mb')} MB"
     )
     print(
         f"  seed loop on {seed['symbols']} symbols: {seed['symbols_per_s']:.2f} symbols/s "
@@ -263,23 +337,123 @@ def scan_at(rate: int, symbols: list[str], concurrency: int, seed_subset: int) -
     return {
         "rate_limit_per_s": rate,
         "symbols": scan["symbols"],
-        "wall_s": round(wall_s, 2),
+        "wall_s": round(run.wall_s, 2),
         "fan_out_s": round(step_s, 2),
         "symbols_per_s": round(per_s, 2),
         "symbols_per_s_over_r": round(per_s / rate, 3),
+        "ceiling_over_r": round(ceiling_over_r, 3),
+        "symbols_per_s_over_ceiling": round(per_s / (rate * ceiling_over_r), 3),
         "requests": scan["requests"],
         "requests_per_s_over_r": round(scan["requests"] / step_s / rate, 3),
         "success_rate": round(success, 5),
         "failed_by_category": scan["failed_by_category"],
         "done_after_s": scan["done_after_s"],
         "steady_symbols_per_s_over_r": round(steady / rate, 3),
-        "run_cpu_s": round(cpu_s, 1),
-        "peak_rss_mb": meta.get("peak_rss_mb"),
+        "run_cpu_s": round(run.cpu_s, 1),
+        "peak_rss_mb": run.meta.get("peak_rss_mb"),
         "seed_symbols": seed["symbols"],
         "seed_symbols_per_s": round(seed["symbols_per_s"], 3),
         "seed_success_rate": round(seed["success_rate"], 4),
         "speedup_vs_seed": round(speedup, 1),
-        "command": common.shown(command),
+        "command": run.command,
+    }
+
+
+def requests_per_chain(symbols: list[str]) -> dict[str, float]:
+    """HTTP requests one scan chain (the wheel window) costs each POOL_BUDGETS client, on a
+    fault-free sandbox in this process: Schwab and Polygon answer in one, Yahoo in one per
+    expiration. Signing in (Schwab's token, Yahoo's cookie and crumb) is left out: a run does
+    it once."""
+    with start_in_process(as_of=SESSION_CLOSE) as sandbox:
+        return asyncio.run(_count_requests(sandbox, symbols))
+
+
+async def _count_requests(sandbox: Sandbox, symbols: list[str]) -> dict[str, float]:
+    window = WheelSettings().request_window(SESSION_CLOSE.date())
+    sources, skipped = registry.build_sources(
+        list(POOL_BUDGETS), sandbox.settings(), "chain", lambda: None
+    )
+    if skipped:
+        raise SystemExit(f"the sandbox cannot serve every pooled provider: {skipped}")
+    per_chain: dict[str, float] = {}
+    for source in sources:
+        await source.option_chain(symbols[0], SESSION_CLOSE, window)  # signs in
+        sandbox.stats.reset()
+        for symbol in symbols:
+            await source.option_chain(symbol, SESSION_CLOSE, window)
+        per_chain[source.name] = sandbox.stats.count(source.name) / len(symbols)
+        await source.aclose()
+    return per_chain
+
+
+def provider_budget(name: str, per_chain: float) -> dict[str, float]:
+    """`name`'s budget in HTTP requests and in chains, and the symbols/s it can serve at most:
+    chains/s x the chance that none of a chain's requests is faulted."""
+    chains_per_min = POOL_BUDGETS[name] / per_chain
+    chain_ok = (1 - FAULT_FRACTION) ** per_chain
+    return {
+        "requests_per_min": POOL_BUDGETS[name],
+        "requests_per_chain": round(per_chain, 3),
+        "chains_per_min": round(chains_per_min, 2),
+        "chain_fault_fraction": round(1 - chain_ok, 3),
+        "ceiling_symbols_per_s": round(chains_per_min / 60 * chain_ok, 3),
+    }
+
+
+def pooled_scan(symbols: list[str], concurrency: int) -> dict:
+    """The scan over every POOL_BUDGETS provider at once, each held to its budget."""
+    sample = symbols[:PER_CHAIN_SAMPLE]
+    budgets = {name: provider_budget(name, n) for name, n in requests_per_chain(sample).items()}
+    client_limits = ",".join(f"{n}={b['chains_per_min']}/60:1" for n, b in budgets.items())
+    with common.workdir("pooled") as work:
+        sandbox, settings = start_sandbox(work, {n: f"{b}/60" for n, b in POOL_BUDGETS.items()})
+        try:
+            run = run_scan(
+                work,
+                symbols,
+                concurrency,
+                VOLARIS_CHAIN_PROVIDERS=",".join(POOL_BUDGETS),
+                VOLARIS_CHAIN_MODE="pool",
+                VOLARIS_RATE_LIMITS=client_limits,
+                **settings,
+            )
+        finally:
+            common.stop_group(sandbox)
+
+    served = run.scan["served_by"]
+    if not all(served.get(name) for name in POOL_BUDGETS):
+        raise SystemExit(
+            f"symbols served by {served}: a provider served none, so the pool was not in "
+            "effect (is VOLARIS_CHAIN_MODE bound?) or that provider's circuit stayed open"
+        )
+    ceiling = sum(b["ceiling_symbols_per_s"] for b in budgets.values())
+    per_s = run.symbols_per_s
+    print(f"pooled wheel_premiums over {run.scan['symbols']} symbols, client {client_limits}")
+    for name, budget in budgets.items():
+        budget["symbols"] = served[name]
+        budget["symbols_per_s"] = round(served[name] / run.fan_out_s, 3)
+        print(f"  {name}: {budget}")
+    print(
+        f"  wall {run.wall_s:.1f} s (command), fan-out {run.fan_out_s:.1f} s: {per_s:.2f} "
+        f"symbols/s = {per_s / ceiling:.3f} of the ceiling {ceiling:.2f}/s; success "
+        f"{run.success:.4%}, failed {run.scan['failed_by_category']}, done after "
+        f"{run.scan['done_after_s']}"
+    )
+    return {
+        "symbols": run.scan["symbols"],
+        "providers": budgets,
+        "client_rate_limits": client_limits,
+        "pooled_symbols_per_s": round(per_s, 3),
+        "pooled_ceiling": round(ceiling, 3),
+        "pooled_over_ceiling": round(per_s / ceiling, 3),
+        "wall_s": round(run.wall_s, 2),
+        "fan_out_s": round(run.fan_out_s, 2),
+        "success_rate": round(run.success, 5),
+        "failed_by_category": run.scan["failed_by_category"],
+        "requests": run.scan["requests"],
+        "done_after_s": run.scan["done_after_s"],
+        "peak_rss_mb": run.meta.get("peak_rss_mb"),
+        "command": f"VOLARIS_CHAIN_MODE=pool {run.command}",
     }
 
 
@@ -292,10 +466,20 @@ def main() -> None:
     )
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--seed-subset", type=int, default=100)
+    parser.add_argument(
+        "--pooled", action="store_true", help="Schwab, Polygon and Yahoo at once (POOL_BUDGETS)"
+    )
     args = parser.parse_args()
     if args.quick:
         args.symbols, args.seed_subset, args.rates = 300, 30, "20"
     symbols = common.universe(args.symbols)
+    record = {"quick": args.quick, "concurrency": args.concurrency, "faults": FAULTS}
+    if args.pooled:
+        print(f"faults: {FAULTS}; budgets (HTTP requests/min): {POOL_BUDGETS}")
+        common.emit(
+            {"benchmark": "scan_pooled", **record, **pooled_scan(symbols, args.concurrency)}
+        )
+        return
     print(f"faults: {FAULTS}; client budget VOLARIS_RATE_LIMITS=schwab=R/1:1")
     runs = [
         scan_at(int(rate), symbols, args.concurrency, args.seed_subset)
@@ -304,9 +488,7 @@ def main() -> None:
     common.emit(
         {
             "benchmark": "scan",
-            "quick": args.quick,
-            "concurrency": args.concurrency,
-            "faults": FAULTS,
+            **record,
             "runs": runs,
             "goal_over_r": 0.9,
             "goal_success": 0.999,

@@ -228,10 +228,7 @@ def make_retry_failed_symbols_sensor(
             context.instance, state.failures_after, now - LOOKBACK_S
         )
         new_runs += [
-            (target, run.run_id)
-            for run in failed
-            for target in targets
-            if planned(run, target)
+            (target, run.run_id) for run in failed for target in targets if planned(run, target)
         ]
         if new_runs:
             with warehouse.open() as wh:

@@ -28,6 +28,7 @@ def market_data(capability: str, settings: Settings) -> MarketDataResource:
     return MarketDataResource(
         capability=capability,
         providers=settings.providers(capability),
+        mode=settings.mode(capability),
         concurrency=settings.concurrency,
         retry_base_s=settings.retry_base_s,
         rate_limits=settings.rate_limits,

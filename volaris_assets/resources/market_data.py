@@ -22,6 +22,7 @@ from pydantic import Field
 from volaris_assets import redaction
 from volaris_assets.providers import registry
 from volaris_assets.providers.budget import BudgetConfig, BudgetState, Priority, open_budget
+from volaris_assets.providers.pool import PooledChain
 from volaris_assets.providers.rate_limit import DEFAULT_RATE_LIMITS, RateLimit, parse_rate_limits
 from volaris_assets.providers.resilience import (
     FallbackChain,
@@ -71,6 +72,11 @@ class MarketDataResource(dg.ConfigurableResource):
     capability: Literal["chain", "intraday", "daily"]
     providers: str = Field(
         default="simulated", description="Comma-separated provider order; the first is primary."
+    )
+    mode: Literal["fallback", "pool"] = Field(
+        default="fallback",
+        description="fallback: the next provider only when one fails; pool: symbols spread "
+        "over every provider at once by budget, each falling back through the others.",
     )
     simulated_seed: int = 7
     concurrency: int = Field(default=16, description="Symbols fetched at once within a run.")
@@ -179,6 +185,8 @@ class MarketDataResource(dg.ConfigurableResource):
                 "see the warnings above, or unset the provider list to use the simulated market"
             )
         chain = self._registry().chain(sources, priority=priority)
+        if self.mode == "pool":
+            chain = PooledChain.from_chain(chain, self._registry().rate_limits)
         names = chain.providers
         chain = chain.rotated(start_with if start_with in names else None)
         try:
