@@ -15,9 +15,11 @@ import sys
 import dagster as dg
 import pytest
 
+from volaris_assets.prices.assets import daily_bars
+from volaris_assets.providers.rate_limit import PACING_HEADROOM
 from volaris_assets.sandbox.limits import RateLimit as WindowLimit
 from volaris_assets.universe.assets import sp500_constituents
-from volaris_assets_tests.pipeline_support import resources
+from volaris_assets_tests.pipeline_support import metadata, resources, sandbox_market
 
 PROVIDER = "polygon"
 PER_S = 3
@@ -86,3 +88,19 @@ def test_without_the_shared_budget_the_sandbox_sees_the_overrun(universe, clean_
     clean_sandbox.set_rate_limit(PROVIDER, None)
     three_runs(clean_sandbox, universe, shared=False)
     assert clean_sandbox.stats.busiest(PROVIDER, WINDOW_S) > PER_S * WINDOW_S + 2
+
+
+def test_a_run_reports_its_providers_shared_budget(universe, clean_sandbox, instance):
+    """What the doctor prints, as the run's metadata: the pace and what every process reserved."""
+    market = sandbox_market(clean_sandbox.settings(), PROVIDER, rate_limits=f"{PROVIDER}=3/1:1")
+    result = dg.materialize(
+        [daily_bars],
+        partition_key="2026-03-10",
+        resources=resources(universe, **market),
+        instance=instance,
+    )
+    [budget] = metadata(result, "daily_bars")["provider_budget"]
+    assert budget["provider"] == PROVIDER and budget["shared"]
+    assert budget["per_min"] == pytest.approx(3 * 60 * PACING_HEADROOM, rel=0.01)
+    assert budget["reserved_last_60s"] >= len(UNIVERSE)
+    assert budget["store"].startswith("postgresql ")

@@ -143,7 +143,12 @@ def run_fan_out(
             "Schwab refresh token lapses in %.1f days: redo the browser login", days_left
         )
     outcomes = run_interruptibly(main)
-    summary = RunSummary(outcomes, progress.elapsed_s, schwab_token_days_left=days_left)
+    summary = RunSummary(
+        outcomes,
+        progress.elapsed_s,
+        schwab_token_days_left=days_left,
+        provider_budgets=market.budget_table(),
+    )
     context.log.info(
         "%s: %s; %d rows written, %d rejected",
         label,

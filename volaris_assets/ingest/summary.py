@@ -18,6 +18,8 @@ class RunSummary:
     outcomes: Sequence[SymbolOutcome]
     duration_s: float
     schwab_token_days_left: float | None = None
+    # Each provider's shared budget as the run ended (`MarketDataResource.budget_table`).
+    provider_budgets: Sequence[dict[str, Any]] = ()
 
     @property
     def ok(self) -> list[SymbolOutcome]:
@@ -95,6 +97,11 @@ class RunSummary:
                     )
                 }
                 if self.schwab_token_days_left is not None
+                else {}
+            ),
+            **(
+                {"provider_budget": dg.MetadataValue.json(list(self.provider_budgets))}
+                if self.provider_budgets
                 else {}
             ),
             **extra,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Literal
@@ -21,7 +22,7 @@ from pydantic import Field
 
 from volaris_assets import redaction
 from volaris_assets.providers import registry
-from volaris_assets.providers.budget import BudgetConfig, BudgetState, Priority, open_budget
+from volaris_assets.providers.budget import BudgetConfig, Priority, open_budget
 from volaris_assets.providers.pool import PooledChain
 from volaris_assets.providers.rate_limit import DEFAULT_RATE_LIMITS, RateLimit, parse_rate_limits
 from volaris_assets.providers.resilience import (
@@ -212,10 +213,33 @@ class MarketDataResource(dg.ConfigurableResource):
         VOLARIS_RATE_LIMITS)."""
         return self._registry().rate_limits[provider]
 
-    def budget_states(self) -> list[BudgetState]:
-        """Each provider's shared budget as the store sees it now (blocking: one query)."""
-        budget = self._registry().budget
-        return budget.snapshot() if budget is not None else []
+    def budget_table(self) -> list[dict[str, object]]:
+        """This capability's rate-limited providers' shared budgets as the store sees them now
+        (pace, reserved in the last minute by every process, queue, pause, store): run
+        metadata. Blocking, one query; none when every provider is unlimited (the simulated
+        market), so an offline run never touches a store."""
+        registry_ = self._registry()
+        mine = {
+            name
+            for name in self.provider_order()
+            if math.isfinite(registry_.rate_limits[name].per_second)
+        }
+        if registry_.budget is None or not mine:
+            return []
+        return [
+            {
+                "provider": state.provider,
+                "per_min": round(state.rate * 60, 1),
+                "burst": state.burst,
+                "reserved_last_60s": state.reserved_last_60s,
+                "queue_s": round(state.wait_s, 2),
+                "paused_until": state.paused_until.isoformat() if state.paused_until else None,
+                "store": f"{state.backend} {state.where}",
+                "shared": state.shared,
+            }
+            for state in registry_.budget.snapshot()
+            if state.provider in mine
+        ]
 
 
 @functools.cache
