@@ -1,4 +1,4 @@
-"""The warehouse tables: the contract the Discord bot reads (see shared/design.md).
+"""The warehouse tables: the contract the Discord bot reads (see docs/design.md).
 
 Table names are public; columns may grow. Every table has a natural primary key so that every
 write is an idempotent upsert. Timestamps are UTC (`timezone=True` on PostgreSQL; naive UTC on
