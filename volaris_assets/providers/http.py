@@ -13,10 +13,11 @@ coercion helpers at the bottom exist because providers disagree on how to say "n
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import math
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -172,6 +173,41 @@ def error_for_exception(
     return ProviderError(category, f"{type(exc).__name__} on {method} {path}", provider=provider)
 
 
+class FollowUpRequests:
+    """Budget for the requests of one call beyond its first.
+
+    The resilience layer takes one turn of the provider's budget per call (a chain, a page of
+    bars), but some calls take several requests: Yahoo asks once per expiration, Polygon and
+    Alpaca follow pagination links, Schwab refreshes its token. A provider counts every one,
+    so every request after a call's first waits for a turn of its own here.
+    """
+
+    def __init__(self, acquire: Callable[[], Awaitable[None]]) -> None:
+        self._acquire = acquire
+        self.sent = 0
+
+    async def before_request(self) -> None:
+        if self.sent:
+            await self._acquire()
+        self.sent += 1
+
+
+_follow_ups: contextvars.ContextVar[FollowUpRequests | None] = contextvars.ContextVar(
+    "volaris_follow_up_requests", default=None
+)
+
+
+@contextlib.contextmanager
+def paced_follow_ups(acquire: Callable[[], Awaitable[None]]) -> Iterator[FollowUpRequests]:
+    """Within the block (one call, in this task), requests after the first `acquire` first."""
+    follow_ups = FollowUpRequests(acquire)
+    token = _follow_ups.set(follow_ups)
+    try:
+        yield follow_ups
+    finally:
+        _follow_ups.reset(token)
+
+
 async def send(
     client: httpx.AsyncClient,
     method: str,
@@ -193,6 +229,9 @@ async def send(
     """
     path = httpx.URL(url).path
     accepted = set(ok_statuses)
+    follow_ups = _follow_ups.get()
+    if follow_ups is not None:
+        await follow_ups.before_request()
     try:
         async with client.stream(method, url, **kwargs) as response:
             if not (response.is_success or response.status_code in accepted):

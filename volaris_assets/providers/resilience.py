@@ -32,6 +32,7 @@ from volaris_assets.providers.base import (
     ProviderError,
 )
 from volaris_assets.providers.circuit import HEALTH_CATEGORIES, CircuitBreaker, CircuitState
+from volaris_assets.providers.http import paced_follow_ups
 from volaris_assets.providers.rate_limit import (
     DEFAULT_RATE_LIMITS,
     PACING_HEADROOM,
@@ -292,9 +293,12 @@ class GuardedSource:
         return frame
 
     async def _request(self, fetch: Fetch) -> pd.DataFrame:
+        """One call to the source; its first request was paid for by the caller, and any
+        further ones (pages, one per expiration) each wait for a turn of the budget."""
         try:
             async with asyncio.timeout(self.retry.attempt_timeout_s):
-                frame = await fetch(self.source)
+                with paced_follow_ups(self.limiter.acquire):
+                    frame = await fetch(self.source)
         except ProviderError:
             raise
         except TimeoutError:
