@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: setup dev materialize test chromium lint bench sandbox clean
+.PHONY: setup dev materialize doctor test chromium lint bench sandbox clean
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ dev: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 ## Headless: materialize the latest session of every asset and print a summary.
 materialize: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/python -m volaris_assets.materialize
+
+## Is this deployment able to run? Settings, warehouse, providers and their budgets, webhook,
+## Dagster instance (see README).
+doctor: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+	DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/volaris-doctor
 
 ## Debian's Chromium for the UI test (Playwright drives it; browser downloads fail offline).
 chromium:
