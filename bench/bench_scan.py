@@ -25,10 +25,10 @@ is the pace as a share of it); requests/s / R shows how much of the budget the r
 
 Pooled (`--pooled`): the same scan, faults and universe over Schwab, Polygon and Yahoo at once
 (`VOLARIS_CHAIN_MODE=pool`, `providers/pool.py`), the sandbox enforcing each provider's budget
-per minute in HTTP requests (POOL_BUDGETS). A Yahoo chain costs one request per expiration (about
-five for the scan's window), and the client's budget counts chains, not requests: its budget is
-set to the sandbox's divided by the requests a chain takes, measured first on a fault-free
-sandbox. The ceiling is the sum over providers of chains/s x the chance that none of a chain's
+per minute in HTTP requests (POOL_BUDGETS), and each client held to the same budget (it charges
+every HTTP request). A Yahoo chain costs one request per expiration (about five for the scan's
+window), measured first on a fault-free sandbox, so its budget serves a fifth as many chains.
+The ceiling is the sum over providers of chains/s x the chance that none of a chain's
 requests is faulted (0.9 for one request, 0.9^5 for five); reported: symbols/s over it, success,
 and each provider's share of the symbols.
 
@@ -404,7 +404,7 @@ def pooled_scan(symbols: list[str], concurrency: int) -> dict:
     """The scan over every POOL_BUDGETS provider at once, each held to its budget."""
     sample = symbols[:PER_CHAIN_SAMPLE]
     budgets = {name: provider_budget(name, n) for name, n in requests_per_chain(sample).items()}
-    client_limits = ",".join(f"{n}={b['chains_per_min']}/60:1" for n, b in budgets.items())
+    client_limits = ",".join(f"{n}={b['requests_per_min']}/60:1" for n, b in budgets.items())
     with common.workdir("pooled") as work:
         sandbox, settings = start_sandbox(work, {n: f"{b}/60" for n, b in POOL_BUDGETS.items()})
         try:
