@@ -215,7 +215,7 @@ def check_budgets(env: Env) -> list[Check]:
     what every process reserved in the last minute, any 429 pause in force, and which store
     answers (a fallback means the shared one is unreachable)."""
     from volaris_assets.providers.budget import BudgetConfig, open_budget
-    from volaris_assets.providers.rate_limit import DEFAULT_RATE_LIMITS, parse_rate_limits
+    from volaris_assets.providers.rate_limit import parse_rate_limits
     from volaris_assets.providers.resilience import budget_limits
 
     wanted = {
@@ -227,8 +227,8 @@ def check_budgets(env: Env) -> list[Check]:
     if not wanted:
         return []
     try:
-        limits = {**DEFAULT_RATE_LIMITS, **parse_rate_limits(env.get("VOLARIS_RATE_LIMITS"))}
-        budget = open_budget(budget_limits(limits), BudgetConfig.from_env(env))
+        limits = budget_limits(parse_rate_limits(env.get("VOLARIS_RATE_LIMITS")))
+        budget = open_budget(limits, BudgetConfig.from_env(env))
     except ValueError as error:
         return [Check("budget", Status.FAIL, str(error))]
     try:

@@ -538,12 +538,13 @@ class ResilienceRegistry:
         return FallbackChain([self.guard(source, retry, priority) for source in sources])
 
 
-def budget_limits(rate_limits: Mapping[str, RateLimit]) -> dict[str, Limit]:
-    """The shared budget's paces: each provider's budget at PACING_HEADROOM, as a bucket
-    paces (see there for why not 100%)."""
+def budget_limits(overrides: Mapping[str, RateLimit]) -> dict[str, Limit]:
+    """The shared budget's paces: every provider's budget (DEFAULT_RATE_LIMITS, replaced by
+    `overrides` of the same name, as `ResilienceRegistry` does) at PACING_HEADROOM, as a
+    bucket paces (see there for why not 100%)."""
     from volaris_assets.providers.budget import Limit
 
     return {
         name: Limit(limit.per_second * PACING_HEADROOM, max(1.0, limit.burst))
-        for name, limit in rate_limits.items()
+        for name, limit in {**DEFAULT_RATE_LIMITS, **overrides}.items()
     }

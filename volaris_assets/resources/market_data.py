@@ -24,7 +24,7 @@ from volaris_assets import redaction
 from volaris_assets.providers import registry
 from volaris_assets.providers.budget import BudgetConfig, Priority, open_budget
 from volaris_assets.providers.pool import PooledChain
-from volaris_assets.providers.rate_limit import DEFAULT_RATE_LIMITS, RateLimit, parse_rate_limits
+from volaris_assets.providers.rate_limit import RateLimit, parse_rate_limits
 from volaris_assets.providers.resilience import (
     FallbackChain,
     ResilienceRegistry,
@@ -264,9 +264,7 @@ def _resilience(
     limits = parse_rate_limits(rate_limits)
     return ResilienceRegistry(
         limits,
-        budget=None
-        if budget is None
-        else open_budget(budget_limits({**DEFAULT_RATE_LIMITS, **limits}), budget),
+        budget=None if budget is None else open_budget(budget_limits(limits), budget),
         failure_threshold=failures,
         cooldown_s=cooldown_s,
         retry=RetrySettings(
