@@ -304,6 +304,15 @@ def test_a_burst_of_429s_leaves_the_circuit_closed_for_the_rest_of_the_run() -> 
     assert len(later.calls) == 1
 
 
+@pytest.mark.parametrize(("advised", "budget_left"), [(0.0, True), (None, False), (2.0, False)])
+def test_a_429_pauses_the_budget_for_what_it_advises(advised, budget_left) -> None:
+    """ "Retry-After: 0" is the provider saying "now": pausing the default second for it would
+    throw a second of budget away; no header at all still means "slow down"."""
+    harness = Harness(budget=RateLimit(per_second=10.0, burst=5.0))
+    _call(harness, ScriptedSource("schwab", [_error(ErrorCategory.RATE_LIMITED, advised)]))
+    assert asyncio.run(harness.registry.limiter("schwab").spare()) is budget_left
+
+
 def test_an_open_circuit_refuses_without_calling_the_source() -> None:
     harness = Harness()
     harness.trip("schwab")

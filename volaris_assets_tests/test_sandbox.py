@@ -114,6 +114,14 @@ def test_rate_limit_answers_429_with_retry_after(clean_sandbox):
     assert clean_sandbox.stats.count("finnhub", "/quote", 429) == 2
 
 
+def test_an_injected_429_can_advise_the_window_s_own_wait(clean_sandbox):
+    """`retry_after_s=window`: "0" while the account's window has room, its wait once full."""
+    clean_sandbox.set_rate_limit("finnhub", RateLimit(requests=2, per_s=10))
+    clean_sandbox.set_faults({**faults("rate_limit"), "retry_after_s": "window"})
+    advised = [_get(clean_sandbox, "/quote", symbol="AAPL").headers["Retry-After"] for _ in "ab"]
+    assert advised[0] == "0" and 9 <= int(advised[1]) <= 10
+
+
 def test_unauthorized_bodies_are_the_providers_own(clean_sandbox):
     polygon_reply = httpx.get(
         f"{clean_sandbox.url('polygon')}/v3/snapshot/options/AAPL", params={"apiKey": "bad"}

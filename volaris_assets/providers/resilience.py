@@ -287,7 +287,8 @@ class GuardedSource:
         except ProviderError as error:
             self.breaker.record_failure(error.category)
             if error.category is ErrorCategory.RATE_LIMITED:
-                await self.limiter.pause(error.retry_after or DEFAULT_429_PAUSE_S)
+                advised = error.retry_after
+                await self.limiter.pause(DEFAULT_429_PAUSE_S if advised is None else advised)
             raise
         self.breaker.record_success()
         return frame

@@ -54,7 +54,10 @@ class FaultProfile:
     crossed: float = 0.0
     empty_chain: float = 0.0
     latency_ms: tuple[float, float] = (0.0, 0.0)
-    retry_after_s: float = 1.0
+    # What an injected 429 advises: a fixed number of seconds, or None (spelled `window`) for
+    # the time until the provider account's window admits a request, 0 when it has room now,
+    # as a provider whose 429s come from its window advises.
+    retry_after_s: float | None = 1.0
     hang_s: float = 30.0
     row_fraction: float = 0.2
     huge_body_symbols: frozenset[str] = frozenset()
@@ -160,9 +163,14 @@ def _symbols(value: Any) -> frozenset[str]:
     return frozenset(normalize_symbol(str(name)) for name in names)
 
 
+def _retry_after(value: Any) -> float | None:
+    return None if value is None or str(value).strip() == "window" else float(value)
+
+
 # Settings that are not a plain number, and how to read them.
 _PARSERS: dict[str, Callable[[Any], Any]] = {
     "latency_ms": _latency,
+    "retry_after_s": _retry_after,
     "huge_body_symbols": _symbols,
 }
 

@@ -26,9 +26,20 @@ class SlidingWindow:
         """None when admitted, else seconds until a slot frees up."""
         now = time.monotonic()
         with self.lock:
-            while self.times and now - self.times[0] >= self.limit.per_s:
-                self.times.popleft()
-            if len(self.times) < self.limit.requests:
+            wait = self._wait(now)
+            if wait == 0.0:
                 self.times.append(now)
                 return None
-            return self.limit.per_s - (now - self.times[0])
+            return wait
+
+    def wait(self) -> float:
+        """Seconds until a request would be admitted (0 when there is room), admitting none."""
+        with self.lock:
+            return self._wait(time.monotonic())
+
+    def _wait(self, now: float) -> float:
+        while self.times and now - self.times[0] >= self.limit.per_s:
+            self.times.popleft()
+        if len(self.times) < self.limit.requests:
+            return 0.0
+        return self.limit.per_s - (now - self.times[0])

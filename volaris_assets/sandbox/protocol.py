@@ -80,6 +80,12 @@ def json_reply(
     return Reply(status, body, headers=dict(headers), cacheable=cacheable)
 
 
+def retry_after_header(seconds: float) -> str:
+    """`Retry-After` in HTTP's whole delta-seconds, rounded up so that a client that obeys
+    never comes back early; "0" (retry now) is a valid answer of a window with room."""
+    return str(math.ceil(max(seconds, 0.0)))
+
+
 def num(value: Any, digits: int | None = None) -> float | None:
     """A JSON number from a frame cell (NaN/None → null)."""
     if value is None:

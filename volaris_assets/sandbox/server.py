@@ -248,6 +248,12 @@ class Sandbox:
         decision = fault_rules.draw(
             profile, self.seed, identity, occurrence, _allowed(endpoint.kind, wire)
         )
+        if decision.fault == "rate_limit":
+            return Action(
+                wire.rate_limited_reply(_advised_wait(profile, window)),
+                decision.fault,
+                decision.latency_s,
+            )
         return self._answer(wire, endpoint, match, request, context, decision, profile)
 
     def _answer(
@@ -261,8 +267,6 @@ class Sandbox:
         profile: fault_rules.FaultProfile,
     ) -> Action:
         fault, lag = decision.fault, decision.latency_s
-        if fault == "rate_limit":
-            return Action(wire.rate_limited_reply(profile.retry_after_s), fault, lag)
         if fault == "server_error":
             status = decision.rng.choice((500, 502, 503))
             return Action(json_reply({"error": "sandbox server error"}, status), fault, lag)
@@ -282,6 +286,14 @@ class Sandbox:
         else:
             reply = endpoint.handler(request, match, context)
         return Action(reply, fault, lag)
+
+
+def _advised_wait(profile: fault_rules.FaultProfile, window: SlidingWindow | None) -> float:
+    """The `Retry-After` of an injected 429: the profile's fixed advice, else the account
+    window's own wait (none without a window)."""
+    if profile.retry_after_s is not None:
+        return profile.retry_after_s
+    return window.wait() if window is not None else 0.0
 
 
 def _match(routes: list[Route], request: Request) -> tuple[Route, re.Match[str]] | None:

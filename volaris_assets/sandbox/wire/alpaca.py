@@ -13,7 +13,16 @@ from typing import Any
 import pandas as pd
 
 from volaris_assets.sandbox.market import malform
-from volaris_assets.sandbox.protocol import Context, Reply, Request, json_reply, num, route, whole
+from volaris_assets.sandbox.protocol import (
+    Context,
+    Reply,
+    Request,
+    json_reply,
+    num,
+    retry_after_header,
+    route,
+    whole,
+)
 
 NAME = "alpaca"
 MAX_LIMIT = 10000
@@ -32,7 +41,7 @@ def rate_limited_reply(retry_after_s: float) -> Reply:
     return json_reply(
         {"code": 42910000, "message": "too many requests"},
         429,
-        **{"Retry-After": str(max(1, round(retry_after_s)))},
+        **{"Retry-After": retry_after_header(retry_after_s)},
     )
 
 

@@ -16,7 +16,14 @@ from typing import Any
 import pandas as pd
 
 from volaris_assets.sandbox.market import malform
-from volaris_assets.sandbox.protocol import Context, Reply, Request, json_reply, route
+from volaris_assets.sandbox.protocol import (
+    Context,
+    Reply,
+    Request,
+    json_reply,
+    retry_after_header,
+    route,
+)
 
 NAME = "databento"
 _SCHEMAS = {"ohlcv-1m": ("1m", 33), "ohlcv-1d": ("1d", 35)}
@@ -31,7 +38,7 @@ def authorize(request: Request, ctx: Context) -> Reply | None:
 
 def rate_limited_reply(retry_after_s: float) -> Reply:
     return json_reply(
-        {"detail": "Too many requests."}, 429, **{"Retry-After": str(max(1, round(retry_after_s)))}
+        {"detail": "Too many requests."}, 429, **{"Retry-After": retry_after_header(retry_after_s)}
     )
 
 

@@ -9,7 +9,14 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from volaris_assets.sandbox.protocol import Context, Reply, Request, json_reply, route
+from volaris_assets.sandbox.protocol import (
+    Context,
+    Reply,
+    Request,
+    json_reply,
+    retry_after_header,
+    route,
+)
 
 NAME = "finnhub"
 INDUSTRIES = (
@@ -35,7 +42,7 @@ def rate_limited_reply(retry_after_s: float) -> Reply:
     return json_reply(
         {"error": "API limit reached. Please try again later. Remaining Limit: 0"},
         429,
-        **{"Retry-After": str(max(1, round(retry_after_s)))},
+        **{"Retry-After": retry_after_header(retry_after_s)},
     )
 
 

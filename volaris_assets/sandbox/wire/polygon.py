@@ -17,7 +17,16 @@ from urllib.parse import urlencode
 import pandas as pd
 
 from volaris_assets.sandbox.market import chain_filter, faulted_chain, malform
-from volaris_assets.sandbox.protocol import Context, Reply, Request, json_reply, num, route, whole
+from volaris_assets.sandbox.protocol import (
+    Context,
+    Reply,
+    Request,
+    json_reply,
+    num,
+    retry_after_header,
+    route,
+    whole,
+)
 from volaris_assets.symbols import occ_symbol
 
 NAME = "polygon"
@@ -44,7 +53,7 @@ def rate_limited_reply(retry_after_s: float) -> Reply:
         "You've exceeded the maximum requests per minute, please wait or upgrade your "
         "subscription to continue.",
     )
-    reply.headers["Retry-After"] = str(max(1, round(retry_after_s)))
+    reply.headers["Retry-After"] = retry_after_header(retry_after_s)
     return reply
 
 

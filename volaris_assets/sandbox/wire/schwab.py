@@ -29,6 +29,7 @@ from volaris_assets.sandbox.protocol import (
     Request,
     json_reply,
     num,
+    retry_after_header,
     route,
     whole,
 )
@@ -91,7 +92,7 @@ def expired_reply() -> Reply:
 
 def rate_limited_reply(retry_after_s: float) -> Reply:
     body = error_body(429, "Too Many Requests", "Request limit exceeded")
-    return json_reply(body, 429, **{"Retry-After": str(max(1, round(retry_after_s)))})
+    return json_reply(body, 429, **{"Retry-After": retry_after_header(retry_after_s)})
 
 
 def _token(request: Request, match: Any, ctx: Context) -> Reply:

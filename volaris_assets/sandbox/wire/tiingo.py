@@ -11,7 +11,16 @@ from typing import Any
 import pandas as pd
 
 from volaris_assets.sandbox.market import malform
-from volaris_assets.sandbox.protocol import Context, Reply, Request, json_reply, num, route, whole
+from volaris_assets.sandbox.protocol import (
+    Context,
+    Reply,
+    Request,
+    json_reply,
+    num,
+    retry_after_header,
+    route,
+    whole,
+)
 
 NAME = "tiingo"
 _RESAMPLE = {"1min": "1m", "5min": "5m"}
@@ -30,7 +39,7 @@ def rate_limited_reply(retry_after_s: float) -> Reply:
         "Error: You have run over your hourly request allocation. Please upgrade at "
         "https://api.tiingo.com/pricing to have your limits increased."
     )
-    return json_reply({"detail": detail}, 429, **{"Retry-After": str(max(1, round(retry_after_s)))})
+    return json_reply({"detail": detail}, 429, **{"Retry-After": retry_after_header(retry_after_s)})
 
 
 def _window(request: Request, ctx: Context) -> tuple[datetime, datetime] | None:

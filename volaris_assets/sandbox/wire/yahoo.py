@@ -19,7 +19,16 @@ import pandas as pd
 
 from volaris_assets import calendar
 from volaris_assets.sandbox.market import faulted_chain, malform
-from volaris_assets.sandbox.protocol import Context, Reply, Request, json_reply, num, route, whole
+from volaris_assets.sandbox.protocol import (
+    Context,
+    Reply,
+    Request,
+    json_reply,
+    num,
+    retry_after_header,
+    route,
+    whole,
+)
 from volaris_assets.symbols import occ_symbol
 
 NAME = "yahoo"
@@ -70,7 +79,7 @@ def rate_limited_reply(retry_after_s: float) -> Reply:
         429,
         b"Too Many Requests\r\n",
         content_type="text/plain",
-        headers={"Retry-After": str(max(1, round(retry_after_s)))},
+        headers={"Retry-After": retry_after_header(retry_after_s)},
     )
 
 
