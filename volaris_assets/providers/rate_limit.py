@@ -152,9 +152,12 @@ PACING_HEADROOM = 0.97
 
 # Default budgets, keyed by `source.name`. Figures and their sources are from
 # /work/shared/reference/provider-notes.md (section numbers below) unless said otherwise.
-# Bursts are ours and kept small: a token bucket lets through up to `burst` more than the
-# quota in any one quota window, and providers count per fixed window. The odd 429 that
-# results is retried after its Retry-After.
+# Bursts are ours: a token bucket lets through up to `burst` more than its pace in any
+# window, and a provider may count over windows shorter than its published one (bench_day
+# measures every 10 s against the per-minute limit). With a burst of 1 a bucket pacing at
+# PACING_HEADROOM never sends more than the limit's share of any window; a larger burst only
+# lets idle start-ups go at once, which a shared budget gains little from. The odd 429 that
+# still results is retried after its Retry-After.
 # Override per deployment by passing `rate_limits=` to `ResilienceRegistry`; entries there
 # replace these by provider name, e.g. a paid Polygon plan:
 #     ResilienceRegistry(rate_limits={"polygon": RateLimit(per_second=100, burst=10)})
@@ -163,7 +166,7 @@ DEFAULT_RATE_LIMITS: dict[str, RateLimit] = {
     "simulated": RateLimit.unlimited(),
     # Schwab publishes no GET market-data quota; 120/min is the budget inherited from TD
     # Ameritrade's documented non-trading limit (notes §1.3, reported, not documented by Schwab).
-    "schwab": RateLimit.per_minute(120, burst=2),
+    "schwab": RateLimit.per_minute(120),
     # Free (Basic) plan: 5 calls/min (notes §4, reported; Polygon knowledge base "What is the
     # request limit for Polygon's RESTful APIs?"). Paid plans are unlimited, with a request to
     # stay under 100 requests/s: override with RateLimit(per_second=100, burst=10).
@@ -172,10 +175,10 @@ DEFAULT_RATE_LIMITS: dict[str, RateLimit] = {
     # cannot express the daily cap; a run over 20 hours would need per_hour(41).
     "tiingo": RateLimit.per_hour(50, burst=1),
     # Basic (free) plan: 200 requests/min; Algo Trader Plus allows 10,000/min (notes §3).
-    "alpaca": RateLimit.per_minute(200, burst=3),
+    "alpaca": RateLimit.per_minute(200),
     # Free tier: 60 calls/min; every plan is also capped at 30 calls/s, so an override for a
     # paid plan must stay at or below RateLimit(per_second=30, burst=1) (notes §5, reported).
-    "finnhub": RateLimit.per_minute(60, burst=2),
+    "finnhub": RateLimit.per_minute(60),
     # Historical API: 100 time-series requests/s per team (Databento docs "Rate limits",
     # databento.com/docs/api-historical/basics/rate-limits). Every request also costs money.
     "databento": RateLimit(per_second=100, burst=10),
