@@ -73,9 +73,14 @@ def demand_per_minute(symbols: int) -> dict[str, float]:
     return {"intraday": symbols / 5, "chains": symbols / 15}
 
 
-def run_records(home: str) -> list[dg.RunRecord]:
+def run_records(home: str, since: float) -> list[dg.RunRecord]:
+    """The runs created since `since` (epoch s): the day's, not the universe set-up's."""
     with dg.DagsterInstance.from_config(home) as instance:
-        return list(instance.get_run_records())
+        return [
+            record
+            for record in instance.get_run_records()
+            if record.create_timestamp.timestamp() >= since
+        ]
 
 
 def late_ticks(records: list[dg.RunRecord], ended: float) -> int:
@@ -173,11 +178,11 @@ def observe(work, env: dict[str, str], sandbox, minutes: float) -> dict[str, obj
                 if now >= next_minute:
                     next_minute += TICK_S
                     sandbox.set_as_of(datetime.now(UTC))
-                    progress(now - started, run_records(home), sandbox, sampler)
+                    progress(now - started, run_records(home, started), sandbox, sampler)
     finally:
         common.stop_group(daemon)
     ended = time.time()
-    records = run_records(home)
+    records = run_records(home, started)
     over = {
         provider: sandbox.stats.busiest(provider, 10.0) / (window.requests * 10.0 / window.per_s)
         for provider, window in WINDOWS.items()
