@@ -20,9 +20,10 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
 ## The Dagster UI (http://127.0.0.1:3000) with schedules and sensors running, on the simulated
-## market and the SQLite warehouse in data/.
+## market and the SQLite warehouse in data/. `dg dev` reads [tool.dg] in pyproject.toml; it is
+## told the project's virtualenv, which `make` does not activate.
 dev: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
-	DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	DAGSTER_HOME=$(DAGSTER_HOME) VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg dev -h 127.0.0.1 -p 3000
 
 ## Headless: materialize the latest session of every asset and print a summary.
 materialize: $(STAMP) $(DAGSTER_HOME)/dagster.yaml

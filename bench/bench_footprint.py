@@ -191,9 +191,9 @@ def small_box(work: Path, env: dict, timeout_s: float) -> dict:
 
 
 def dagster_dev(work: Path, env: dict, timeout_s: float) -> dict:
-    """The default: `dagster dev` with the repository's dagster.yaml and workspace.yaml."""
+    """The default: `dagster dev` with dagster.yaml and workspace.yaml."""
     home = work / "home"
-    shutil.copy(common.ROOT / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(common.ROOT / "deploy" / "dev" / "dagster.yaml", home / "dagster.yaml")
     port = common.free_port()
     workspace = common.ROOT / "workspace.yaml"
     dev = common.start_group(

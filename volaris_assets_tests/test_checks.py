@@ -7,7 +7,6 @@ from datetime import datetime
 import dagster as dg
 
 from volaris_assets import calendar
-from volaris_assets.monitoring.freshness import freshness_checks
 from volaris_assets.options.assets import option_chains
 from volaris_assets.options.checks import option_checks, quotes_not_crossed
 from volaris_assets.prices import checks as price_checks_module
@@ -83,7 +82,7 @@ def test_option_chain_checks_catch_crossed_quotes_and_wild_iv(
 def test_coverage_fails_on_partial_runs_and_heals_with_a_retry(
     sqlite_warehouse_url, small_universe, instance, clean_sandbox
 ):
-    """The real job (asset, its partitioned checks and its freshness check in one run) against
+    """The real job (asset and its partitioned checks in one run) against
     a sandbox where some symbols fail on both providers."""
     market = MarketDataResource(
         capability="daily",
@@ -92,7 +91,7 @@ def test_coverage_fails_on_partial_runs_and_heals_with_a_retry(
     res = {**resources(sqlite_warehouse_url), "daily_data": market}
     defs = dg.Definitions(
         assets=[sp500_constituents, daily_bars],
-        asset_checks=checks_on(daily_bars, [*price_checks, *freshness_checks]),
+        asset_checks=checks_on(daily_bars, price_checks),
         jobs=[daily_bars_job],
         resources=res,
     )
@@ -101,7 +100,7 @@ def test_coverage_fails_on_partial_runs_and_heals_with_a_retry(
     clean_sandbox.set_faults(faults("server_error", 0.5))
     partial = job.execute_in_process(instance=instance, partition_key="2026-03-10")
     checks = {e.check_name: e for e in partial.get_asset_check_evaluations()}
-    assert set(checks) == {"symbol_coverage", "daily_bars_consistent", "freshness_check"}
+    assert set(checks) == {"symbol_coverage", "daily_bars_consistent"}
     coverage = checks["symbol_coverage"]
     failed = coverage.metadata["failed_symbols"].value
     assert not coverage.passed and 0 < len(failed) < len(small_universe)

@@ -71,26 +71,3 @@ def test_universe_schedule_is_weekly_and_running():
     schedule = defs.resolve_schedule_def("universe_weekly_schedule")
     assert schedule.cron_schedule == "0 6 * * 1"
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
-
-
-def test_code_location_loads_as_dagster_loads_it():
-    """`dagster dev` loads the module through workspace.yaml; it refuses a module that exposes
-    more than one Definitions object, which the in-process tests above would not notice."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    dagster_cli = Path(sys.executable).with_name("dagster")
-    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
-    result = subprocess.run(
-        [str(dagster_cli), "definitions", "validate", "-w", "workspace.yaml"],
-        env=env,
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "All code locations passed validation" in result.stderr + result.stdout

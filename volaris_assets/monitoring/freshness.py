@@ -1,47 +1,70 @@
-"""Freshness that knows the market calendar, evaluated by Dagster's freshness-check sensor.
+"""Freshness: Dagster's `FreshnessPolicy` on each asset, judged by the NYSE calendar before
+anyone is told.
 
-- Daily assets (`daily_bars`, `iv_metrics`, `wheel_premiums`): by 18:00 ET on each session the
-  session's partition must exist. Dagster's `build_time_partition_freshness_checks` is not used:
-  on these session partitions (`end_offset=1` plus holiday exclusions) it expects the *next*
-  session's partition on the evening of a holiday (Thanksgiving 18:00 wants Friday's key, a
-  Dagster bug, #33551), so it would alert on every exchange holiday. The check here asks the
-  calendar for the latest session whose deadline has passed.
-- Intraday assets (`intraday_bars`, `option_chains`): during a session the latest materialization
-  of one of the session's partitions must be under 30 minutes old (counting from the open, so the
-  first half hour is not stale); while the market is closed they are never stale.
-- Universe assets: weekly, not calendar-bound, so Dagster's own
-  `build_last_update_freshness_checks` (refreshed within the week before Monday 07:00 ET).
+The policies (evaluated every 30 s by the daemon's FreshnessDaemon, shown on each asset's page;
+`apply_freshness_policies` attaches them to the code location):
+- Intraday assets (`intraday_bars`, `option_chains`): at every half hour of a weekday session
+  (10:00 … 15:30 ET) the asset must have been updated since the half hour before, so the first
+  check point, 10:00, counts the open as the last update.
+- Daily assets (`daily_bars`, `iv_metrics`, `wheel_premiums`): by 18:00 ET on a weekday, updated
+  since 18:00 the day before (after the 16:30-17:15 after-close jobs, with slack).
+- Universe assets: weekly, not calendar-bound: refreshed within the week before Monday 07:00 ET.
 
-Every check reports `dagster/fresh_until_timestamp`, which is what
-`build_sensor_for_freshness_checks` reads to decide when a passing check could turn stale, so one
-sensor runs them all exactly when needed (an intraday check again 30 minutes after the last
-update, never overnight). A failing check is re-run with the asset's next materialization (checks
-run with their asset), and its failure reaches Discord through the check-failure sensor.
+A cron knows weekdays, not the exchange: on a holiday, or after an early close, Dagster's state
+for a calendar-bound asset turns FAIL while the market is shut. So `freshness_alert_sensor`
+reads each FRESHNESS_STATE_CHANGE and asks the calendar (the rules below: holidays and early
+closes included) whether the asset is really stale now. A failure the calendar explains is held,
+judged again on every tick, and posted only once the market has opened (or the session's
+deadline passed) and the asset is still stale: a closed market never sends a stale alert.
+A recovery is posted only after a failure people saw.
 
-"Now" is Dagster's own clock (`dagster._time`), the one behind event timestamps and the freshness
-sensor, so the three always agree (and a test can freeze them together).
+The calendar's rules are stricter than the crons where they can be: an intraday asset counts
+only updates of the current session's partitions, a daily asset only the partition of the last
+session past its deadline (a backfill of an old partition does not make it fresh).
 """
 
-from collections.abc import Callable
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
 import dagster as dg
-from dagster._time import get_current_datetime
 
 from volaris_assets import calendar
-from volaris_assets.options.assets import option_chains
-from volaris_assets.prices.assets import daily_bars, intraday_bars
-from volaris_assets.scan.assets import wheel_premiums
-from volaris_assets.universe.assets import scan_universe, sp500_constituents
-from volaris_assets.volatility.assets import iv_metrics
+from volaris_assets.resources.notifier import DiscordNotifier, Sent, Severity
 
-FRESH_UNTIL = "dagster/fresh_until_timestamp"
-LAST_UPDATED = "dagster/last_updated_timestamp"
 DAILY_DEADLINE = time(18, 0)  # ET: after the 16:30-17:15 after-close jobs, with slack
 INTRADAY_MAX_LAG = timedelta(minutes=30)
-CHECK_INTERVAL_S = 300
+INTERVAL_S = 60
+# Each tick reads at most this many state changes (the rest on the next tick).
+EVENTS_PER_TICK = 500
+_STALE = {"FAIL", "WARN"}
+
+INTRADAY_POLICY = dg.FreshnessPolicy.cron(
+    deadline_cron="0,30 10-15 * * 1-5",
+    lower_bound_delta=INTRADAY_MAX_LAG,
+    timezone="America/New_York",
+)
+DAILY_POLICY = dg.FreshnessPolicy.cron(
+    deadline_cron=f"{DAILY_DEADLINE.minute} {DAILY_DEADLINE.hour} * * 1-5",
+    lower_bound_delta=timedelta(hours=24),
+    timezone="America/New_York",
+)
+UNIVERSE_POLICY = dg.FreshnessPolicy.cron(
+    deadline_cron="0 7 * * 1", lower_bound_delta=timedelta(days=7), timezone="America/New_York"
+)
 
 KeysFor = Callable[[calendar.Session, datetime], list[str]]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The calendar's answer: is the asset stale at this instant, and why (for the message)."""
+
+    stale: bool
+    reason: str
 
 
 def deadline(day: date) -> datetime:
@@ -71,87 +94,36 @@ def _latest_update(
     return records[0].timestamp if records else None
 
 
-def evaluate_session_freshness(
-    instance: dg.DagsterInstance, asset_key: dg.AssetKey, now: datetime
-) -> dg.AssetCheckResult:
-    """Fresh when the partition of the latest session past its deadline exists."""
+def session_verdict(instance: dg.DagsterInstance, asset_key: dg.AssetKey, now: datetime) -> Verdict:
+    """Stale when the partition of the latest session past its deadline is missing."""
     due = due_session(now)
     key = due.day.isoformat()
-    found = _latest_update(instance, asset_key, [key])
-    metadata: dict[str, object] = {
-        "expected_partition": key,
-        "deadline": dg.MetadataValue.timestamp(deadline(due.day)),
-    }
-    last = _latest_update(instance, asset_key, None)
-    if last is not None:
-        metadata[LAST_UPDATED] = dg.MetadataValue.timestamp(last)
-    if found is None:
-        overdue = (now - deadline(due.day)).total_seconds()
-        return dg.AssetCheckResult(
-            passed=False,
-            severity=dg.AssetCheckSeverity.WARN,
-            description=f"partition {key} is missing {overdue / 3600:.1f} h after its deadline",
-            metadata={**metadata, "overdue_seconds": round(overdue)},
-        )
-    following = deadline(next_session(due.day).day)
-    return dg.AssetCheckResult(
-        passed=True,
-        description=f"partition {key} present",
-        metadata={**metadata, FRESH_UNTIL: dg.MetadataValue.timestamp(following)},
-    )
+    if _latest_update(instance, asset_key, [key]) is None:
+        overdue = (now - deadline(due.day)).total_seconds() / 3600
+        return Verdict(True, f"partition {key} is missing {overdue:.1f} h after its deadline")
+    return Verdict(False, f"partition {key} present")
 
 
-def evaluate_intraday_freshness(
+def intraday_verdict(
     instance: dg.DagsterInstance,
     asset_key: dg.AssetKey,
     now: datetime,
     keys_for: KeysFor,
     max_lag: timedelta = INTRADAY_MAX_LAG,
-) -> dg.AssetCheckResult:
-    """Fresh while closed; in a session, fresh when updated within `max_lag` (or the session
-    opened less than `max_lag` ago)."""
+) -> Verdict:
+    """Never stale while the market is closed; in a session, stale when neither an update of
+    the session's partitions nor the open is within `max_lag`."""
     current = calendar.session_at(now)
     if current is None:
-        reopen = _next_open(now)
-        return dg.AssetCheckResult(
-            passed=True,
-            description="market closed: not expected to update",
-            metadata={FRESH_UNTIL: dg.MetadataValue.timestamp(reopen + max_lag)},
-        )
+        return Verdict(False, "market closed: not expected to update")
     last = _latest_update(instance, asset_key, keys_for(current, now))
-    reference = max(last or 0.0, current.open.timestamp())
-    lag = now.timestamp() - reference
-    metadata: dict[str, object] = {
-        "session": current.day.isoformat(),
-        "lag_minutes": round(lag / 60, 1),
-        "max_lag_minutes": max_lag.total_seconds() / 60,
-    }
-    if last is not None:
-        metadata[LAST_UPDATED] = dg.MetadataValue.timestamp(last)
-    if lag > max_lag.total_seconds():
-        return dg.AssetCheckResult(
-            passed=False,
-            severity=dg.AssetCheckSeverity.WARN,
-            description=f"no update for {lag / 60:.0f} min during the session "
-            f"(limit {max_lag.total_seconds() / 60:.0f})",
-            metadata=metadata,
+    lag_min = (now.timestamp() - max(last or 0.0, current.open.timestamp())) / 60
+    limit_min = max_lag.total_seconds() / 60
+    if lag_min > limit_min:
+        return Verdict(
+            True, f"no update for {lag_min:.0f} min during the session (limit {limit_min:.0f})"
         )
-    stale_at = reference + max_lag.total_seconds()
-    if stale_at >= current.close.timestamp():
-        stale_at = (_next_open(current.close) + max_lag).timestamp()
-    return dg.AssetCheckResult(
-        passed=True,
-        description=f"updated {lag / 60:.0f} min ago",
-        metadata={**metadata, FRESH_UNTIL: dg.MetadataValue.timestamp(stale_at)},
-    )
-
-
-def _next_open(now: datetime) -> datetime:
-    """The next session open at or after `now`."""
-    today = now.astimezone(calendar.NY).date()
-    if calendar.is_session(today) and calendar.session(today).open >= now:
-        return calendar.session(today).open
-    return next_session(today).open
+    return Verdict(False, f"updated {lag_min:.0f} min ago")
 
 
 def session_key(current: calendar.Session, now: datetime) -> list[str]:
@@ -162,54 +134,175 @@ def snapshot_keys(current: calendar.Session, now: datetime) -> list[str]:
     return [calendar.snapshot_key(t) for t in calendar.snapshot_times(current.day) if t <= now]
 
 
-def session_freshness_check(asset: dg.AssetsDefinition) -> dg.AssetChecksDefinition:
-    @dg.asset_check(
-        asset=asset,
-        name="freshness_check",
-        description=f"The latest session's partition exists by {DAILY_DEADLINE:%H:%M} ET "
-        "(sessions only: weekends and exchange holidays expect nothing new).",
+Judge = Callable[[dg.DagsterInstance, dg.AssetKey, datetime], Verdict]
+
+
+def _intraday(keys_for: KeysFor) -> Judge:
+    return lambda instance, key, now: intraday_verdict(instance, key, now, keys_for)
+
+
+def _policy_says(instance: dg.DagsterInstance, key: dg.AssetKey, now: datetime) -> Verdict:
+    return Verdict(True, "not refreshed within its freshness policy's window")
+
+
+@dataclass(frozen=True)
+class Watched:
+    """An asset's policy and the calendar rule that judges its failures."""
+
+    policy: dg.FreshnessPolicy
+    judge: Judge
+
+
+WATCHED: dict[str, Watched] = {
+    "intraday_bars": Watched(INTRADAY_POLICY, _intraday(session_key)),
+    "option_chains": Watched(INTRADAY_POLICY, _intraday(snapshot_keys)),
+    "daily_bars": Watched(DAILY_POLICY, session_verdict),
+    "iv_metrics": Watched(DAILY_POLICY, session_verdict),
+    "wheel_premiums": Watched(DAILY_POLICY, session_verdict),
+    "sp500_constituents": Watched(UNIVERSE_POLICY, _policy_says),
+    "scan_universe": Watched(UNIVERSE_POLICY, _policy_says),
+}
+
+
+def with_policy(spec: dg.AssetSpec) -> dg.AssetSpec:
+    watched = WATCHED.get(spec.key.to_user_string())
+    return spec if watched is None else dg.apply_freshness_policy(spec, watched.policy)
+
+
+def apply_freshness_policies(defs: dg.Definitions) -> dg.Definitions:
+    """`defs` with each watched asset's policy attached: the domains define the assets, the
+    policies and the calendar rules judging them live together here (the bulk form Dagster's own
+    platform uses; `Definitions.map_asset_specs` is a preview API, see the README)."""
+    return defs.map_asset_specs(func=with_policy)
+
+
+@dataclass
+class AlertState:
+    """The cursor: the last state-change event read, the assets Dagster calls stale that are
+    waiting for the calendar to agree (`held`), and those whose failure was posted."""
+
+    after: int | None = None
+    held: set[str] = field(default_factory=set)
+    posted: set[str] = field(default_factory=set)
+
+    @classmethod
+    def load(cls, cursor: str | None) -> AlertState:
+        if not cursor:
+            return cls()
+        raw = json.loads(cursor)
+        return cls(after=raw["after"], held=set(raw["held"]), posted=set(raw["posted"]))
+
+    def dump(self) -> str:
+        return json.dumps(
+            {"after": self.after, "held": sorted(self.held), "posted": sorted(self.posted)}
+        )
+
+
+@dataclass(frozen=True)
+class StateChange:
+    asset: str
+    new_state: str
+    storage_id: int
+
+
+def state_changes(instance: dg.DagsterInstance, after: int | None) -> list[StateChange]:
+    """FRESHNESS_STATE_CHANGE events stored after `after`, oldest first (read from the event
+    log storage: the instance's own `get_event_records` is deprecated)."""
+    records = instance.event_log_storage.get_event_records(
+        dg.EventRecordsFilter(
+            event_type=dg.DagsterEventType.FRESHNESS_STATE_CHANGE, after_cursor=after
+        ),
+        limit=EVENTS_PER_TICK,
+        ascending=True,
     )
-    def _fresh(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        return evaluate_session_freshness(context.instance, asset.key, get_current_datetime())
+    changes = []
+    for record in records:
+        data = record.event_log_entry.dagster_event.event_specific_data
+        changes.append(
+            StateChange(data.key.to_user_string(), str(data.new_state.value), record.storage_id)
+        )
+    return changes
 
-    return _fresh
+
+def judge_changes(
+    state: AlertState, changes: Iterable[StateChange], watched: Iterable[str]
+) -> list[str]:
+    """Fold `changes` into `state`; returns the assets whose posted failure has now ended."""
+    recovered = []
+    names = set(watched)
+    for change in changes:
+        state.after = change.storage_id
+        if change.asset not in names:
+            continue
+        if change.new_state in _STALE:
+            state.held.add(change.asset)
+            continue
+        state.held.discard(change.asset)
+        if change.new_state == "PASS" and change.asset in state.posted:
+            state.posted.discard(change.asset)
+            recovered.append(change.asset)
+    return recovered
 
 
-def intraday_freshness_check(
-    asset: dg.AssetsDefinition,
-    keys_for: KeysFor,
-    max_lag: timedelta = INTRADAY_MAX_LAG,
-) -> dg.AssetChecksDefinition:
-    minutes = max_lag.total_seconds() / 60
-
-    @dg.asset_check(
-        asset=asset,
-        name="freshness_check",
-        description=f"Updated within {minutes:.0f} minutes while the market is open; never "
-        "stale while it is closed (NYSE calendar, early closes included).",
+def post(notifier: DiscordNotifier, asset: str, stale: Verdict | None) -> Sent:
+    """A confirmed failure (`stale`), or the recovery of one (None)."""
+    if stale is None:
+        title, text, severity = (
+            f"Fresh again: {asset}",
+            "updated within its policy",
+            Severity.SUCCESS,
+        )
+    else:
+        title, text, severity = f"Stale: {asset}", stale.reason, Severity.WARNING
+    return notifier.send(
+        title,
+        text,
+        severity=severity,
+        fields={"Asset": asset},
+        dedup_key=f"freshness:{asset}:{'stale' if stale else 'fresh'}",
     )
-    def _fresh(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        now = get_current_datetime()
-        return evaluate_intraday_freshness(context.instance, asset.key, now, keys_for, max_lag)
-
-    return _fresh
 
 
-freshness_checks = [
-    *(session_freshness_check(asset) for asset in (daily_bars, iv_metrics, wheel_premiums)),
-    intraday_freshness_check(intraday_bars, session_key),
-    intraday_freshness_check(option_chains, snapshot_keys),
-    *dg.build_last_update_freshness_checks(
-        assets=[sp500_constituents, scan_universe],
-        lower_bound_delta=timedelta(days=7),
-        deadline_cron="0 7 * * 1",
-        timezone="America/New_York",
-    ),
-]
+def make_freshness_alert_sensor(
+    clock: Callable[[], datetime] = lambda: datetime.now(calendar.UTC),
+    watched: dict[str, Watched] = WATCHED,
+    name: str = "freshness_alert_sensor",
+) -> dg.SensorDefinition:
+    """The sensor posting freshness failures the calendar confirms, and their recoveries.
 
-freshness_checks_sensor = dg.build_sensor_for_freshness_checks(
-    freshness_checks=freshness_checks,
-    minimum_interval_seconds=CHECK_INTERVAL_S,
-    name="freshness_checks_sensor",
-    default_status=dg.DefaultSensorStatus.RUNNING,
-)
+    `clock` is "now" for the calendar's verdicts (tests pass a fixed instant).
+    """
+
+    @dg.sensor(
+        name=name,
+        minimum_interval_seconds=INTERVAL_S,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Posts to Discord when an asset's freshness policy fails and the NYSE "
+        "calendar agrees it is stale (never while the market is closed), and when it recovers.",
+    )
+    def _sensor(context: dg.SensorEvaluationContext, notifier: DiscordNotifier) -> dg.SkipReason:
+        state = AlertState.load(context.cursor)
+        changes = state_changes(context.instance, state.after)
+        recovered = judge_changes(state, changes, watched)
+        now = clock()
+        waiting = []
+        for asset in sorted(state.held):
+            verdict = watched[asset].judge(context.instance, dg.AssetKey(asset), now)
+            if not verdict.stale:
+                waiting.append(f"{asset} ({verdict.reason})")
+                continue
+            if post(notifier, asset, verdict).seen:
+                state.held.discard(asset)
+                state.posted.add(asset)
+        for asset in recovered:
+            post(notifier, asset, None)
+        context.update_cursor(state.dump())
+        held = f"; held by the calendar: {', '.join(waiting)}" if waiting else ""
+        return dg.SkipReason(
+            f"{len(changes)} state change(s), {len(recovered)} recovery(ies){held}"
+        )
+
+    return _sensor
+
+
+freshness_alert_sensor = make_freshness_alert_sensor()

@@ -10,9 +10,9 @@ import dagster as dg
 import sqlalchemy as sa
 
 from volaris_assets import calendar
+from volaris_assets.checks.coverage import coverage_check
+from volaris_assets.checks.violations import count_violations
 from volaris_assets.ingest.validation import MAX_IV
-from volaris_assets.monitoring.coverage import coverage_check
-from volaris_assets.monitoring.violations import count_violations
 from volaris_assets.options.assets import option_chains
 from volaris_assets.resources.warehouse import WarehouseResource
 from volaris_assets.warehouse import tables

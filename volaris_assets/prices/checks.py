@@ -14,8 +14,8 @@ import pandas as pd
 import sqlalchemy as sa
 
 from volaris_assets import calendar
-from volaris_assets.monitoring.coverage import coverage_check, latest_outcomes
-from volaris_assets.monitoring.violations import count_violations
+from volaris_assets.checks.coverage import coverage_check, latest_outcomes
+from volaris_assets.checks.violations import count_violations
 from volaris_assets.prices.assets import daily_bars, intraday_bars
 from volaris_assets.resources.warehouse import WarehouseResource
 from volaris_assets.warehouse import tables

@@ -3,8 +3,8 @@
 import dagster as dg
 
 from volaris_assets import calendar
-from volaris_assets.monitoring.coverage import coverage_check
-from volaris_assets.monitoring.violations import count_violations
+from volaris_assets.checks.coverage import coverage_check
+from volaris_assets.checks.violations import count_violations
 from volaris_assets.resources.warehouse import WarehouseResource
 from volaris_assets.scan.assets import wheel_premiums
 from volaris_assets.warehouse import tables

@@ -20,14 +20,16 @@ import argparse
 import os
 import sys
 
-from dagster._core.instance import DagsterInstance
-from dagster._core.remote_origin import InProcessCodeLocationOrigin
-from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
-from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
-from dagster._daemon.controller import daemon_controller_from_instance
-from dagster._utils.interrupts import capture_interrupts
+from dagster import DagsterInstance
 
 from volaris_assets.small_box.arenas import limit_arenas
+from volaris_assets.small_box.internals import (
+    InProcessCodeLocationOrigin,
+    InProcessWorkspaceLoadTarget,
+    LoadableTargetOrigin,
+    capture_interrupts,
+    daemon_controller_from_instance,
+)
 
 LOCATION_NAME = "volaris_assets"
 MODULE = "volaris_assets.definitions"

@@ -22,18 +22,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Self
 
-import dagster._check as check
-from dagster._core.launcher import (
+from dagster import DagsterRun, serialize_value
+
+from volaris_assets.small_box.internals import (
     CheckRunHealthResult,
+    ConfigurableClass,
+    ConfigurableClassData,
+    ExecuteRunArgs,
     LaunchRunContext,
     RunLauncher,
     WorkerStatus,
+    get_python_environment_entry_point,
 )
-from dagster._core.origin import get_python_environment_entry_point
-from dagster._core.storage.dagster_run import DagsterRun
-from dagster._grpc.types import ExecuteRunArgs
-from dagster._serdes import ConfigurableClass, serialize_value
-from dagster._serdes.config_class import ConfigurableClassData
 
 PID_TAG = "volaris/run_worker_pid"
 
@@ -69,7 +69,9 @@ class LocalProcessRunLauncher(RunLauncher, ConfigurableClass):
 
     def launch_run(self, context: LaunchRunContext) -> None:
         run = context.dagster_run
-        job_origin = check.not_none(run.job_code_origin, "the run has no code origin")
+        job_origin = run.job_code_origin
+        if job_origin is None:
+            raise ValueError(f"run {run.run_id} has no code origin: nothing to execute")
         args = ExecuteRunArgs(
             job_origin=job_origin, run_id=run.run_id, instance_ref=self._instance.get_ref()
         )

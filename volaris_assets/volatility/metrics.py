@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 
 from volaris_assets.quant import iv_metrics as ivm
+from volaris_assets.quant.iv_metrics import RANK_WINDOW
 
 TERM_DAYS = (7, 30, 60, 90)
 SKEW_TARGET_DAYS = 30
-RANK_WINDOW = 252
 
 
 def _years_to_expiry(chain: pd.DataFrame, as_of: datetime) -> np.ndarray:
