@@ -1,0 +1,27 @@
+"""Where the cold tier may live: the settings validator (no fsspec or DuckDB import, so that
+validating settings stays cheap in every process)."""
+
+from __future__ import annotations
+
+# URL schemes of the fsspec filesystems the cold tier is read and written through (s3fs, gcsfs,
+# adlfs installed beside fsspec; fsspec's own hdfs goes through pyarrow, so it is not offered);
+# a plain path is a local directory.
+SCHEMES = ("file", "s3", "gs", "gcs", "abfs", "abfss")
+
+
+def history_url(text: str) -> str:
+    """A directory path or a URL whose scheme is one of `SCHEMES`."""
+    value = text.strip()
+    if "://" in value:
+        scheme = value.split("://", 1)[0].lower()
+        if scheme not in SCHEMES:
+            raise ValueError(f"scheme {scheme}:// is not one of {', '.join(SCHEMES)}")
+        rest = value.split("://", 1)[1]
+        if not rest.strip("/"):
+            raise ValueError("names no bucket or path")
+        if "@" in rest.split("/", 1)[0]:
+            raise ValueError(
+                "carries credentials: give them to the store's own variables "
+                "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY...), never in the URL"
+            )
+    return value
