@@ -1,4 +1,8 @@
-"""Price-alert rules: create them, and evaluate them against the latest 1-minute closes.
+"""Price-alert rules: create them, and evaluate them against the latest price of each symbol.
+
+The latest price is the newer of the symbol's quote (`quotes`, refreshed every minute in market
+hours) and its last 1-minute bar's close (`price_bars`): quotes make a cross noticed within a
+refresh, and bars still serve a symbol whose quotes are not running.
 
 A trigger is claimed in the database before anyone is told: one conditional UPDATE disarms the
 rule and counts the trigger, and only the evaluation whose UPDATE changed the row reports it. Two
@@ -9,7 +13,7 @@ loses one message rather than sending it twice.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pandas as pd
 import sqlalchemy as sa
@@ -22,16 +26,31 @@ from volaris_assets.warehouse.store import Warehouse, utc_now
 DIRECTIONS = ("above", "below")
 
 
+# Where a price came from, as a trigger's message names it.
+QUOTE, MINUTE_BAR = "quote", "1m bar"
+BAR_LENGTH = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class Price:
+    """A symbol's latest price, when it was observed and from what."""
+
+    ts: datetime
+    price: float
+    source: str
+
+
 @dataclass(frozen=True)
 class Trigger:
-    """One rule firing on one bar."""
+    """One rule firing on one price."""
 
     alert_id: int
     symbol: str
     direction: str
     threshold: float
     price: float
-    bar_ts: datetime
+    price_ts: datetime
+    source: str
     repeating: bool
     count: int
     note: str | None
@@ -67,6 +86,35 @@ def add_price_alert(
             )
         )
         return int(result.inserted_primary_key[0])
+
+
+def latest_prices(warehouse: Warehouse, symbols: list[str]) -> dict[str, Price]:
+    """Per symbol, the newer of its quote and its newest 1-minute bar's close. A bar is stamped
+    at its start and its close is the price at its end, a minute later: that is the time a
+    quote is compared with (a tie goes to the quote)."""
+    prices = {
+        s: Price(ts, close, MINUTE_BAR)
+        for s, (ts, close) in latest_closes(warehouse, symbols).items()
+    }
+    for symbol, price in latest_quotes(warehouse, symbols).items():
+        bar = prices.get(symbol)
+        if bar is None or price.ts >= bar.ts + BAR_LENGTH:
+            prices[symbol] = price
+    return prices
+
+
+def latest_quotes(warehouse: Warehouse, symbols: list[str]) -> dict[str, Price]:
+    """The stored quote's (quote time, last) per symbol."""
+    if not symbols:
+        return {}
+    quotes = tables.quotes
+    query = sa.select(quotes.c.symbol, quotes.c.quote_ts, quotes.c.last).where(
+        quotes.c.symbol.in_(symbols)
+    )
+    with warehouse.engine.connect() as conn:
+        return {
+            symbol: Price(_utc(ts), float(last), QUOTE) for symbol, ts, last in conn.execute(query)
+        }
 
 
 def latest_closes(warehouse: Warehouse, symbols: list[str]) -> dict[str, tuple[datetime, float]]:
@@ -106,7 +154,7 @@ def crossed(direction: str, threshold: float, price: float) -> bool:
 
 
 def evaluate_alerts(warehouse: Warehouse) -> list[Trigger]:
-    """Fire every armed rule whose symbol's latest close crossed it; re-arm repeating rules
+    """Fire every armed rule whose symbol's latest price crossed it; re-arm repeating rules
     whose price is back on the near side. Returns the triggers this call claimed."""
     with warehouse.engine.connect() as conn:
         rules = conn.execute(
@@ -114,23 +162,23 @@ def evaluate_alerts(warehouse: Warehouse) -> list[Trigger]:
                 sa.or_(price_alerts.c.armed.is_(True), price_alerts.c.repeating.is_(True))
             )
         ).all()
-    prices = latest_closes(warehouse, sorted({rule.symbol for rule in rules}))
+    prices = latest_prices(warehouse, sorted({rule.symbol for rule in rules}))
     fired: list[Trigger] = []
     for rule in rules:
         latest = prices.get(rule.symbol)
         if latest is None:
             continue
-        bar_ts, price = latest
-        hit = crossed(rule.direction, rule.threshold, price)
-        if rule.armed and hit and _claim(warehouse, rule.id, price):
+        hit = crossed(rule.direction, rule.threshold, latest.price)
+        if rule.armed and hit and _claim(warehouse, rule.id, latest.price):
             fired.append(
                 Trigger(
                     alert_id=rule.id,
                     symbol=rule.symbol,
                     direction=rule.direction,
                     threshold=rule.threshold,
-                    price=price,
-                    bar_ts=bar_ts,
+                    price=latest.price,
+                    price_ts=latest.ts,
+                    source=latest.source,
                     repeating=bool(rule.repeating),
                     count=rule.trigger_count + 1,
                     note=rule.note,

@@ -3,7 +3,8 @@
 Registered on the warehouse's own `metadata`, so `Warehouse.create_tables()` creates it with the
 rest of the contract once this module is imported (the alerts sensor imports it).
 
-A rule fires when the latest 1-minute close is at or beyond `threshold` in `direction`. A
+A rule fires when the latest price (quote or 1-minute close) is at or beyond `threshold` in
+`direction`. A
 one-shot rule fires once and is done (`triggered_at` set, `armed` false for good); a repeating
 rule re-arms when the price is back on the near side of the threshold, so it fires once per
 crossing rather than once per minute.
