@@ -6,7 +6,13 @@ the UI, backfills and partition mappings keep working as Dagster intends; this m
 computes which days and windows to exclude. The holiday list is computed for a fixed span (not
 "from today"), so the definitions, and therefore the code location's snapshot, do not change from
 one day to the next. The exchange's days off and short sessions come from `nyse_hours`, a table
-generated from pandas-market-calendars and checked against it by the test suite."""
+generated from pandas-market-calendars and checked against it by the test suite.
+
+The table spans 1990-2080 and is shipped rather than computed at load: computing it needs pandas
+and the calendar package in every process (~14 MB and ~0.4 s each), while the table is ~1,300
+`date` objects (bench/bench_calendar.py measures load time and the daemon's RSS). The
+session partitions start at the configured first session (VOLARIS_FIRST_SESSION, default
+2000-01-03), so backfills of older bars run through Dagster like any other partition range."""
 
 from __future__ import annotations
 
@@ -23,12 +29,14 @@ from volaris_assets import nyse_hours
 NY = ZoneInfo("America/New_York")
 UTC = ZoneInfo("UTC")
 
-# First session of the partitioned history. Earlier data can be stored (backfills of bars through a
-# provider) but is not addressable as a partition; raising this costs nothing but UI length.
-FIRST_SESSION = date(2025, 1, 2)
+# `nyse_hours` covers FIRST_SESSION..CALENDAR_END; changing the span means regenerating that table
+# (see its docstring). The session partitions start later, at `first_session()`.
+FIRST_SESSION = date(1990, 1, 2)
+CALENDAR_END = date(2080, 12, 31)
+# Default of VOLARIS_FIRST_SESSION: the first session of 2000, as far back as users backfill bars.
+DEFAULT_FIRST_PARTITION = date(2000, 1, 3)
+# Chains cannot be replayed from providers: snapshots exist only from the project's own history.
 FIRST_SNAPSHOT_SESSION = date(2026, 1, 2)
-# `nyse_hours` covers this span; extending it means regenerating that table (see its docstring).
-CALENDAR_END = date(2030, 12, 31)
 
 # Opening and closing bell (ET) of every session that `nyse_hours.SHORTENED` does not list.
 REGULAR_HOURS = (time(9, 30), time(16, 0))
@@ -138,29 +146,78 @@ def snapshot_times(day: date) -> list[datetime]:
     return [current.open + i * step for i in range(count)]
 
 
-def _holidays() -> list[date]:
-    return sorted(day for day in nyse_hours.CLOSED if FIRST_SESSION <= day <= CALENDAR_END)
+def _holidays(first: date) -> list[date]:
+    return sorted(day for day in nyse_hours.CLOSED if first <= day <= CALENDAR_END)
 
 
-def _early_closes() -> list[Session]:
-    return [current for current in _sessions().values() if current.is_early_close]
+def _early_closes(first: date) -> list[tuple[date, time]]:
+    """(day, closing bell ET) of the short sessions from `first`: read from the table directly,
+    so that loading the definitions does not build every Session of the span."""
+    return [
+        (day, closes)
+        for day, (_, closes) in sorted(nyse_hours.SHORTENED.items())
+        if day >= first and closes < REGULAR_HOURS[1]
+    ]
+
+
+@functools.cache
+def first_session() -> date:
+    """The first session partition: VOLARIS_FIRST_SESSION, moved to the next session if it is
+    not one. Read from the settings model here, not at import: the model imports this module."""
+    from volaris_assets import settings
+
+    day = settings.load().first_session
+    while day.weekday() >= 5 or day in nyse_hours.CLOSED:
+        day += timedelta(days=1)
+    return day
+
+
+class SessionPartitionsDefinition(dg.DailyPartitionsDefinition):
+    """Dagster's daily partitions, described as what they are: NYSE sessions.
+
+    The description reaches Python, the CLI and Dagster's error messages. The web UI rebuilds a
+    plain definition from the code location's snapshot, which has no description field in
+    Dagster 1.13, so there it still reads "Daily, starting ..."; the assets' own descriptions say
+    "one partition per NYSE session".
+    """
+
+    def __str__(self) -> str:
+        return (
+            f"NYSE trading sessions (ET) from {self.start.date().isoformat()}, one partition per "
+            "session keyed YYYY-MM-DD; weekends and exchange holidays are not partitions. "
+            "Today's session is listed from midnight ET; its daily bars are written only once it "
+            "has closed."
+        )
+
+
+class SnapshotPartitionsDefinition(dg.TimeWindowPartitionsDefinition):
+    """Dagster's cron partitions, described as what they are: 15-minute windows of NYSE hours."""
+
+    def __str__(self) -> str:
+        return (
+            f"15-minute windows of NYSE regular trading hours (ET) from "
+            f"{self.start.date().isoformat()}, keyed YYYY-MM-DD-HH:MM at the window's start; "
+            "closed days and the minutes after an early close are not partitions."
+        )
 
 
 @functools.cache
 def session_partitions() -> dg.TimeWindowPartitionsDefinition:
-    """One partition per NYSE session, keyed YYYY-MM-DD, available from the session's midnight.
+    """One partition per NYSE session, keyed YYYY-MM-DD, listed from the session's midnight.
 
     `end_offset=1` makes today's session addressable while it trades, so the intraday job and the
-    after-close jobs can target it the same day.
+    after-close jobs can target it the same day; an asset that must not write a session before
+    its close (daily bars) refuses it with `require_closed`.
     """
-    return dg.DailyPartitionsDefinition(
-        start_date=FIRST_SESSION.isoformat(),
+    first = first_session()
+    return SessionPartitionsDefinition(
+        start_date=first.isoformat(),
         timezone="America/New_York",
         end_offset=1,
         exclusions=[
             "0 0 * * 6",
             "0 0 * * 0",
-            *[datetime.combine(d, time(0, 0)) for d in _holidays()],
+            *[datetime.combine(d, time(0, 0)) for d in _holidays(first)],
         ],
     )
 
@@ -173,13 +230,11 @@ def snapshot_partitions() -> dg.TimeWindowPartitionsDefinition:
     every tick at or after an early close are excluded.
     """
     excluded: list[str | datetime] = ["0,15 9 * * *"]
-    for holiday in _holidays():
-        if holiday >= FIRST_SNAPSHOT_SESSION:
-            excluded.extend(_ticks(holiday, time(9, 30), time(16, 0)))
-    for early in _early_closes():
-        if early.day >= FIRST_SNAPSHOT_SESSION:
-            excluded.extend(_ticks(early.day, early.close.astimezone(NY).time(), time(16, 0)))
-    return dg.TimeWindowPartitionsDefinition(
+    for holiday in _holidays(FIRST_SNAPSHOT_SESSION):
+        excluded.extend(_ticks(holiday, time(9, 30), time(16, 0)))
+    for day, closes in _early_closes(FIRST_SNAPSHOT_SESSION):
+        excluded.extend(_ticks(day, closes, time(16, 0)))
+    return SnapshotPartitionsDefinition(
         start=datetime.combine(FIRST_SNAPSHOT_SESSION, time(9, 30)),
         fmt=SNAPSHOT_KEY_FORMAT,
         cron_schedule="*/15 9-15 * * 1-5",
@@ -198,6 +253,28 @@ def _ticks(day: date, start: time, end: time) -> list[datetime]:
         out.append(tick)
         tick += timedelta(minutes=SNAPSHOT_MINUTES)
     return out
+
+
+def require_closed(sessions: list[Session], now: datetime) -> None:
+    """Refuse a step over sessions that have not closed at `now`: their bars do not exist yet,
+    and whatever a provider answered would be stored as the session's."""
+    pending = [current for current in sessions if current.close > now]
+    if pending:
+        raise dg.Failure(
+            description=f"session {pending[0].day} has not closed yet (it closes at "
+            f"{pending[0].close.astimezone(NY):%H:%M} ET); its bars can be written after that. "
+            f"The latest closed session is {last_completed_session(now).day}."
+        )
+
+
+def require_opened(sessions: list[Session], now: datetime) -> None:
+    """Refuse a step over sessions that have not opened at `now` (nothing has traded yet)."""
+    pending = [current for current in sessions if current.open > now]
+    if pending:
+        raise dg.Failure(
+            description=f"session {pending[0].day} has not opened yet (it opens at "
+            f"{pending[0].open.astimezone(NY):%H:%M} ET on {pending[0].day})."
+        )
 
 
 def session_day(partition_key: str) -> date:
