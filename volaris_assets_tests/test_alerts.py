@@ -176,8 +176,13 @@ def test_the_morning_digest(sqlite_warehouse_url, small_universe, instance, rece
         "SELECT symbol, iv_rank FROM iv_metrics WHERE date = '2026-11-24' ORDER BY iv_rank DESC"
     )
     assert iv["iv_rank"].notna().all()
-    assert [line.split()[0] for line in fields["Highest IV rank"]] == list(iv["symbol"][:5])
+    *ranks, history = fields["Highest IV rank"]
+    assert [line.split()[0] for line in ranks] == list(iv["symbol"][:5])
+    sessions = len(calendar.sessions_between(date(2026, 10, 26), date(2026, 11, 24)))
+    assert history == f"(ranks over {sessions} of 252 sessions of IV history)"
+    assert len(fields["Highest IV (30-day ATM)"]) == 5
     assert len(fields["Biggest IV changes"]) == 5
+    assert embed["url"].endswith("/assets/iv_metrics")
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,10 @@
 """`volaris-doctor`: a healthy deployment passes, each broken part is named, nothing secret is
 printed, and the webhook is only posted to with --ping. Real PostgreSQL, a real Dagster
-instance, a loopback webhook."""
+instance, a loopback webhook, providers reached over loopback (the sandbox, a closed port)."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,7 @@ import pytest
 from dagster._daemon.types import DaemonHeartbeat
 
 from volaris_assets import doctor
+from volaris_assets.sandbox.server import Sandbox
 from volaris_assets.warehouse.store import Warehouse
 from volaris_assets_tests.webhook_receiver import WebhookReceiver
 
@@ -43,9 +45,18 @@ def receiver():
         yield running
 
 
-def healthy_env(url: str, receiver: WebhookReceiver, home: str) -> dict[str, str]:
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def healthy_env(url: str, receiver: WebhookReceiver, home: str, sandbox: Sandbox) -> dict[str, str]:
     return {
         **SECRETS,
+        "SCHWAB_API_BASE": sandbox.url("schwab"),
+        "POLYGON_API_BASE": sandbox.url("polygon"),
         "DATABASE_URL": url,
         "VOLARIS_CHAIN_PROVIDERS": "schwab,polygon",
         "VOLARIS_INTRADAY_PROVIDERS": "polygon",
@@ -65,10 +76,12 @@ def assert_no_secret(text: str, receiver: WebhookReceiver) -> None:
         assert value not in text
 
 
-def test_healthy_deployment_passes_and_only_pings_when_asked(warehouse_url, receiver, tmp_path):
+def test_healthy_deployment_passes_and_only_pings_when_asked(
+    warehouse_url, receiver, tmp_path, sandbox
+):
     with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
         instance.add_daemon_heartbeat(DaemonHeartbeat(NOW.timestamp() - 5, "SENSOR", "d1", None))
-    env = healthy_env(warehouse_url, receiver, str(tmp_path))
+    env = healthy_env(warehouse_url, receiver, str(tmp_path), sandbox)
 
     checks = doctor.run_checks(env, ping=False, now=NOW)
     assert receiver.requests == []
@@ -80,6 +93,9 @@ def test_healthy_deployment_passes_and_only_pings_when_asked(warehouse_url, rece
     assert areas["provider schwab (chain)"].status is doctor.Status.OK
     assert "expires in 6 d" in areas["provider schwab (chain)"].detail
     assert areas["provider polygon (chain, intraday, daily)"].status is doctor.Status.OK
+    for name in ("schwab", "polygon"):  # the sandbox answers 404 at a bare base URL
+        assert areas[f"reach {name}"].status is doctor.Status.OK
+        assert areas[f"reach {name}"].detail.startswith(f"{sandbox.url(name)}: reachable, HTTP")
     assert areas["dagster daemon"].status is doctor.Status.OK
     assert not [c for c in checks if c.status is doctor.Status.FAIL], report
 
@@ -89,9 +105,11 @@ def test_healthy_deployment_passes_and_only_pings_when_asked(warehouse_url, rece
     assert receiver.requests[0].payload["embeds"][0]["title"] == "Volaris doctor"
 
 
-def test_each_broken_part_is_named_and_fails(pg_warehouse_url, receiver, tmp_path):
+def test_each_broken_part_is_named_and_fails(pg_warehouse_url, receiver, tmp_path, sandbox):
     env = {
         **{k: v for k, v in SECRETS.items() if k != "POLYGON_API_KEY"},
+        "SCHWAB_API_BASE": sandbox.url("schwab"),
+        "POLYGON_API_BASE": sandbox.url("polygon"),
         "DATABASE_URL": pg_warehouse_url,  # no tables: nothing ever materialized here
         "VOLARIS_CHAIN_PROVIDERS": "schwab,polygon,bogus",
         "SCHWAB_REFRESH_TOKEN_ISSUED_AT": (NOW - timedelta(days=8)).isoformat(),
@@ -111,9 +129,10 @@ def test_each_broken_part_is_named_and_fails(pg_warehouse_url, receiver, tmp_pat
     assert receiver.requests == []
 
 
-def test_token_about_to_lapse_and_unreachable_database(receiver, tmp_path):
+def test_token_about_to_lapse_and_unreachable_database(receiver, tmp_path, sandbox):
     env = {
         **SECRETS,
+        "SCHWAB_API_BASE": sandbox.url("schwab"),
         "DATABASE_URL": f"postgresql://postgres:{DB_PASSWORD}@127.0.0.1:1/nowhere",
         "VOLARIS_CHAIN_PROVIDERS": "schwab",
         "SCHWAB_REFRESH_TOKEN_ISSUED_AT": (NOW - timedelta(days=6, hours=2)).isoformat(),
@@ -128,9 +147,9 @@ def test_token_about_to_lapse_and_unreachable_database(receiver, tmp_path):
     assert_no_secret(doctor.render(checks), receiver)
 
 
-def test_the_command_exits_non_zero_on_failure(warehouse_url, receiver, tmp_path):
+def test_the_command_exits_non_zero_on_failure(warehouse_url, receiver, tmp_path, sandbox):
     env = {
-        **healthy_env(warehouse_url, receiver, str(tmp_path)),
+        **healthy_env(warehouse_url, receiver, str(tmp_path), sandbox),
         "SCHWAB_REFRESH_TOKEN_ISSUED_AT": "last tuesday",
         "PATH": "/usr/bin:/bin",
     }
@@ -145,3 +164,30 @@ def test_the_command_exits_non_zero_on_failure(warehouse_url, receiver, tmp_path
     assert "SCHWAB_REFRESH_TOKEN_ISSUED_AT is not an ISO-8601 time" in done.stdout
     assert_no_secret(done.stdout + done.stderr, receiver)
     assert receiver.requests == []
+
+
+def test_a_provider_that_does_not_answer_fails_with_its_category(sandbox, receiver):
+    """A base URL on a closed port is refused, a host name that does not resolve is
+    unreachable, the sandbox answers: each provider connected to, nothing secret printed, and
+    the simulated market (nothing to connect to) left out."""
+    refused = f"http://127.0.0.1:{closed_port()}/v1"
+    env = {
+        **SECRETS,
+        "TIINGO_API_KEY": "doctor-canary-tiingo-0006",
+        "VOLARIS_CHAIN_PROVIDERS": "polygon,simulated",
+        "VOLARIS_DAILY_PROVIDERS": "tiingo,schwab",
+        "POLYGON_API_BASE": sandbox.url("polygon"),
+        "TIINGO_API_BASE": refused,
+        "SCHWAB_API_BASE": "http://volaris-doctor-test.invalid/api",
+    }
+    checks = [c for c in doctor.run_checks(env, ping=False, now=NOW) if c.area.startswith("reach")]
+    areas = by_area(checks)
+    assert sorted(areas) == ["reach polygon", "reach schwab", "reach tiingo"]
+    assert areas["reach polygon"].status is doctor.Status.OK
+    assert areas["reach tiingo"].status is doctor.Status.FAIL
+    assert areas["reach tiingo"].detail == f"{refused}: refused (nothing listens on that port)"
+    assert areas["reach schwab"].status is doctor.Status.FAIL
+    assert "unreachable (the host name does not resolve)" in areas["reach schwab"].detail
+    report = doctor.render(checks)
+    assert_no_secret(report, receiver)
+    assert "doctor-canary-tiingo-0006" not in report

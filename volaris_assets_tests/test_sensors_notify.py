@@ -13,7 +13,7 @@ from dagster._core.test_utils import freeze_time
 from volaris_assets import calendar
 from volaris_assets.monitoring.check_alerts import MAX_POSTS_PER_TICK, make_check_failure_sensor
 from volaris_assets.monitoring.run_failure import make_discord_on_run_failure_sensor
-from volaris_assets.monitoring.scan_summary import CSV_NAME, scan_summary_sensor
+from volaris_assets.monitoring.scan_summary import scan_summary_sensor
 from volaris_assets.monitoring.schwab_token import make_schwab_token_sensor
 from volaris_assets.options.assets import option_chains
 from volaris_assets.options.checks import option_checks
@@ -22,6 +22,7 @@ from volaris_assets.prices.checks import price_checks
 from volaris_assets.resources.market_data import MarketDataResource
 from volaris_assets.scan.assets import wheel_premiums
 from volaris_assets.scan.definitions import wheel_scan_job
+from volaris_assets.scan.results_csv import CSV_NAME
 from volaris_assets.universe.assets import scan_universe, sp500_constituents
 from volaris_assets.warehouse.store import Warehouse
 from volaris_assets_tests.monitoring_support import (
@@ -166,7 +167,7 @@ def test_a_burst_of_check_failures_stays_within_the_posting_budget(
     assert titles[-1] == "2 more check changes (2 failures)"
 
 
-def test_scan_summary_posts_counts_top_premiums_and_the_failures_csv(
+def test_scan_summary_posts_counts_top_premiums_and_the_results_csv(
     sqlite_warehouse_url, small_universe, instance, receiver, tmp_path, clean_sandbox
 ):
     chain = MarketDataResource(
@@ -179,7 +180,7 @@ def test_scan_summary_posts_counts_top_premiums_and_the_failures_csv(
     scan = dg.materialize(
         [wheel_premiums], partition_key="2026-03-10", resources=res, instance=instance
     )
-    notify = {"warehouse": res["warehouse"], "notifier": notifier_for(receiver, tmp_path)}
+    notify = {"notifier": notifier_for(receiver, tmp_path)}
 
     first = tick(scan_summary_sensor, instance, notify)
     tick(scan_summary_sensor, instance, notify, first.cursor)  # seen: not posted again
@@ -204,7 +205,8 @@ def test_scan_summary_posts_counts_top_premiums_and_the_failures_csv(
     assert best and embed["description"].startswith(best[0]["symbol"])
     attached = request.files[CSV_NAME].content
     rows = list(csv.DictReader(io.StringIO(attached.decode())))
-    assert sorted(r["symbol"] for r in rows) == sorted(failed["symbol"])
+    assert sorted(r["symbol"] for r in rows) == sorted(small_universe)  # every symbol
+    assert sorted(r["symbol"] for r in rows if r["status"] != "ok") == sorted(failed["symbol"])
     written = Path(instance.storage_directory()) / scan.run_id / CSV_NAME
     assert written.read_bytes() == attached
 

@@ -5,6 +5,13 @@ last known state of each (check, partition). It posts when a check starts failin
 recovers, not on every failing evaluation: a stale intraday asset re-checked every few minutes is
 one message, not one per run. Evaluations are re-read over a short overlap so one committed late
 by a concurrent run is not skipped; replays are recognised by their timestamp.
+
+A recovery is only posted after a failure people saw: the state remembers, per check, whether
+its failure message reached Discord (sent now, or already sent: a duplicate). A failure whose
+message was lost (webhook down, rate limited) is announced again at its next failing
+evaluation, and its recovery stays silent, since "Check recovered" out of nowhere only confuses.
+The cursor (kept by the instance) holds this rather than the notifier's dedup store, which is
+in memory, per tick, unless VOLARIS_NOTIFY_DEDUP_DB is set.
 """
 
 import json
@@ -15,7 +22,7 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 from dagster._time import get_current_timestamp
 
 from volaris_assets.monitoring.links import run_url
-from volaris_assets.resources.notifier import DiscordNotifier, Severity
+from volaris_assets.resources.notifier import DiscordNotifier, Sent, Severity
 
 INTERVAL_S = 60
 OVERLAP_S = 120.0
@@ -73,17 +80,20 @@ def recent_evaluations(
 
 @dataclass
 class CheckStates:
-    """The cursor: how far evaluations were read, and each tracked check's last state."""
+    """The cursor: how far evaluations were read, and each tracked check's last state as
+    (passed, evaluated at, failure seen by people)."""
 
     after: float
-    states: dict[str, tuple[bool, float]]
+    states: dict[str, tuple[bool, float, bool]]
 
     @classmethod
     def load(cls, cursor: str | None) -> "CheckStates":
         if not cursor:
             return cls(after=0.0, states={})
         raw = json.loads(cursor)
-        return cls(after=raw["after"], states={k: (v[0], v[1]) for k, v in raw["states"].items()})
+        # Cursors written before the third element: their failures had been posted.
+        states = {k: (v[0], v[1], v[2] if len(v) > 2 else True) for k, v in raw["states"].items()}
+        return cls(after=raw["after"], states=states)
 
     def dump(self) -> str:
         # Passing states only matter while a replay of an older evaluation could still arrive.
@@ -98,21 +108,33 @@ class CheckStates:
         return json.dumps({"after": self.after, "states": keep})
 
     def transition(self, evaluation: Evaluation) -> bool | None:
-        """Record `evaluation`; True when it starts a failure, False when it ends one, None
-        when nothing changed (same state, or a replay of something already seen)."""
+        """Record `evaluation`; True when a failure is to be announced (it starts, or its
+        earlier announcement never reached anyone), False when a seen failure ends, None when
+        there is nothing to say (same state, a replay, or the end of a failure nobody saw)."""
         previous = self.states.get(evaluation.ident)
         if previous is not None and evaluation.timestamp <= previous[1]:
             return None
-        self.states[evaluation.ident] = (evaluation.passed, evaluation.timestamp)
+        was_failing = previous is not None and not previous[0]
+        seen = was_failing and previous[2]
+        self.states[evaluation.ident] = (
+            evaluation.passed,
+            evaluation.timestamp,
+            seen and not evaluation.passed,
+        )
         self.after = max(self.after, evaluation.timestamp)
-        if not evaluation.passed and (previous is None or previous[0]):
+        if not evaluation.passed and not seen:
             return True
-        if evaluation.passed and previous is not None and not previous[0]:
+        if evaluation.passed and seen:
             return False
         return None
 
+    def announced(self, evaluation: Evaluation, sent: Sent) -> None:
+        """Record whether the failure message of `evaluation` reached people."""
+        passed, timestamp, _ = self.states[evaluation.ident]
+        self.states[evaluation.ident] = (passed, timestamp, sent.seen)
 
-def post_transition(notifier: DiscordNotifier, evaluation: Evaluation, failed: bool) -> bool:
+
+def post_transition(notifier: DiscordNotifier, evaluation: Evaluation, failed: bool) -> Sent:
     asset = evaluation.key.asset_key.to_user_string()
     where = f" [{evaluation.partition}]" if evaluation.partition else ""
     if failed:
@@ -125,7 +147,7 @@ def post_transition(notifier: DiscordNotifier, evaluation: Evaluation, failed: b
     else:
         title = f"Check recovered: {asset} · {evaluation.key.name}{where}"
         severity = Severity.SUCCESS
-    return notifier.notify(
+    return notifier.send(
         title,
         evaluation.description or "",
         severity=severity,
@@ -140,7 +162,7 @@ def post_transition(notifier: DiscordNotifier, evaluation: Evaluation, failed: b
     )
 
 
-def post_overflow(notifier: DiscordNotifier, changes: list[tuple[Evaluation, bool]]) -> bool:
+def post_overflow(notifier: DiscordNotifier, changes: list[tuple[Evaluation, bool]]) -> Sent:
     """One message for the changes beyond the per-tick budget."""
     lines = [
         f"{'failed' if failed else 'recovered'}: {e.key.to_user_string()}"
@@ -148,7 +170,7 @@ def post_overflow(notifier: DiscordNotifier, changes: list[tuple[Evaluation, boo
         for e, failed in changes
     ]
     failures = sum(failed for _, failed in changes)
-    return notifier.notify(
+    return notifier.send(
         f"{len(changes)} more check changes ({failures} failures)",
         "\n".join(lines),
         severity=Severity.WARNING if failures else Severity.SUCCESS,
@@ -178,9 +200,15 @@ def make_check_failure_sensor(
             if change is not None:
                 changes.append((evaluation, change))
         for evaluation, failed in changes[:MAX_POSTS_PER_TICK]:
-            post_transition(notifier, evaluation, failed=failed)
+            sent = post_transition(notifier, evaluation, failed=failed)
+            if failed:
+                states.announced(evaluation, sent)
         if len(changes) > MAX_POSTS_PER_TICK:
-            post_overflow(notifier, changes[MAX_POSTS_PER_TICK:])
+            rest = changes[MAX_POSTS_PER_TICK:]
+            sent = post_overflow(notifier, rest)
+            for evaluation, failed in rest:
+                if failed:
+                    states.announced(evaluation, sent)
         context.update_cursor(states.dump())
         return dg.SkipReason(f"{len(changes)} check state change(s) posted")
 

@@ -1,7 +1,8 @@
 """The morning digest as a Dagster job, scheduled at 09:30 ET on trading sessions.
 
 A job (not a sensor) so that each digest is a run with its logs, and a failure to build it goes
-through the run-failure alert like any other run.
+through the run-failure alert like any other run. The message links to the IV metrics asset in
+the UI (`DAGSTER_UI_URL`), where each symbol's history is plotted.
 """
 
 from datetime import date, datetime
@@ -11,8 +12,10 @@ from pydantic import Field
 
 from volaris_assets import calendar
 from volaris_assets.alerts.digest import build_digest
+from volaris_assets.monitoring.links import asset_url
 from volaris_assets.resources.notifier import DiscordNotifier, Severity
 from volaris_assets.resources.warehouse import WarehouseResource
+from volaris_assets.volatility.assets import iv_metrics
 
 
 class DigestConfig(dg.Config):
@@ -41,6 +44,7 @@ def post_daily_digest(
         f"Moves against {digest.previous:%a %Y-%m-%d}; IV is 30-day ATM.",
         severity=Severity.INFO,
         fields=digest.fields(),
+        url=asset_url(iv_metrics.key.to_user_string()),
         dedup_key=f"digest:{digest.session.isoformat()}",
     )
     return dg.Output(posted, metadata={"session": digest.session.isoformat(), "posted": posted})

@@ -12,3 +12,8 @@ def ui_base(configured: str | None = None) -> str:
 
 def run_url(run_id: str, base: str | None = None) -> str:
     return f"{ui_base(base)}/runs/{quote(run_id)}"
+
+
+def asset_url(asset: str, base: str | None = None) -> str:
+    """The asset's page ("prices/daily_bars" or "iv_metrics": the key's parts, slash-joined)."""
+    return f"{ui_base(base)}/assets/{quote(asset)}"

@@ -4,14 +4,25 @@ Shaped like `dagster_slack.make_slack_on_run_failure_sensor` (a factory around
 `@run_failure_sensor`); there is no Dagster Discord integration. Crashed runs are re-launched by
 Dagster's run retries (`run_retries` in dagster.yaml); this sensor only tells people, and a retry
 that succeeds is visible behind the same link.
+
+By default it watches every run of the instance, not only the jobs of its code location: a run
+started in-process (`make materialize`, `dg.materialize()`, a script) records no code-location
+origin, and Dagster's default matching (the sensor's location == the run's) skips such runs
+silently, so their failures were never posted.
+
+Files a failed step links from its failure metadata (a `MetadataValue.path`, e.g. the wheel
+scan's per-symbol results CSV when too few symbols were written) are attached when this process
+can read them, else named.
 """
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from volaris_assets.monitoring.links import run_url
+from volaris_assets.notify.embeds import file_attachment
 from volaris_assets.redaction import redact
 from volaris_assets.resources.notifier import DiscordNotifier, Severity
 
@@ -59,6 +70,17 @@ def step_errors(context: dg.RunFailureSensorContext) -> list[tuple[str, str]]:
     return out
 
 
+def failure_files(context: dg.RunFailureSensorContext) -> dict[str, str]:
+    """{file name: path} of the files the failed steps linked from their failure metadata."""
+    files = {}
+    for event in context.get_step_failure_events():
+        data = event.step_failure_data.user_failure_data
+        for value in (data.metadata if data is not None else {}).values():
+            if isinstance(value, dg.PathMetadataValue):
+                files[Path(str(value.value)).name] = str(value.value)
+    return files
+
+
 def failure_message(context: dg.RunFailureSensorContext) -> tuple[str, str, dict[str, str]]:
     """Title, description and fields for a failed run; every text goes through redaction."""
     run = context.dagster_run
@@ -88,7 +110,8 @@ def make_discord_on_run_failure_sensor(
     monitored_jobs: Sequence["dg.JobDefinition | UnresolvedAssetJobDefinition"] | None = None,
     default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.RUNNING,
 ) -> dg.SensorDefinition:
-    """A run-failure sensor posting through the `notifier` resource.
+    """A run-failure sensor posting through the `notifier` resource: every failed run of the
+    instance, or only `monitored_jobs` when given.
 
     `webserver_base_url` defaults to `DAGSTER_UI_URL` (read at each tick, so a deployment can set
     it without a code change), then to the local dev UI.
@@ -97,12 +120,20 @@ def make_discord_on_run_failure_sensor(
     @dg.run_failure_sensor(
         name=name,
         monitored_jobs=monitored_jobs,
+        monitor_all_code_locations=monitored_jobs is None,
         default_status=default_status,
         description="Posts every failed run to Discord with its error, assets, partition and a "
         "link to the run.",
     )
     def _sensor(context: dg.RunFailureSensorContext, notifier: DiscordNotifier) -> None:
         title, description, fields = failure_message(context)
+        attachments = {}
+        for name, path in failure_files(context).items():
+            content = file_attachment(path)
+            if content is None:
+                fields[name] = path
+            else:
+                attachments[name] = content
         notifier.notify(
             title,
             description,
@@ -110,6 +141,7 @@ def make_discord_on_run_failure_sensor(
             fields=fields,
             url=run_url(context.dagster_run.run_id, webserver_base_url),
             dedup_key=f"run-failure:{context.dagster_run.run_id}",
+            attachments=attachments or None,
         )
 
     return _sensor

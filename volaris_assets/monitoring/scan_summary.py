@@ -1,59 +1,30 @@
 """The wheel-scan summary: when `wheel_premiums` materializes, post how the scan went.
 
 Symbols ok and failed, success rate, duration and rate, failures by category and the best
-premiums come from the materialization's metadata; the failures themselves come from
-`sync_stock_results` and go out as a CSV attachment, also written to
-`<instance storage>/<run_id>/scan_failures.csv` (the seed's CSV export). A backfill over several
-sessions materializes once per session in one run; it is summarised once.
+premiums come from the materialization's metadata. The scan's results CSV (one row per symbol,
+`scan/results_csv.py`), which the run wrote and linked from its metadata (`scan_csv`), goes out
+as an attachment when this process can read it, else its path is named. A scan with no premium
+says why: every symbol failed (and how), or none had a put in the delta band. A backfill over
+several sessions materializes once per session in one run; it is summarised once.
 """
 
-import csv
-import io
 import json
 from pathlib import Path
 
 import dagster as dg
-import sqlalchemy as sa
 from dagster._time import get_current_timestamp
 
 from volaris_assets.monitoring.links import run_url
 from volaris_assets.monitoring.retry import RETRY_ATTEMPT_TAG
+from volaris_assets.notify.embeds import file_attachment
 from volaris_assets.resources.notifier import DiscordNotifier, Severity
-from volaris_assets.resources.warehouse import WarehouseResource
 from volaris_assets.scan.assets import wheel_premiums
-from volaris_assets.warehouse import tables
-from volaris_assets.warehouse.store import Warehouse
+from volaris_assets.scan.results_csv import METADATA_KEY
 
 INTERVAL_S = 60
 LOOKBACK_S = 3600.0
 REMEMBERED_RUNS = 50
-CSV_NAME = "scan_failures.csv"
-CSV_COLUMNS = (
-    "symbol",
-    "status",
-    "error_type",
-    "error_message",
-    "attempts",
-    "provider",
-    "duration_ms",
-)
 TOP_LINES = 5
-
-
-def failures_csv(warehouse: Warehouse, run_id: str, asset: str) -> bytes:
-    """The run's failed symbols as CSV (header only when none failed)."""
-    results = tables.sync_stock_results
-    query = (
-        sa.select(*(results.c[name] for name in CSV_COLUMNS))
-        .where(results.c.run_id == run_id, results.c.asset == asset, results.c.status != "ok")
-        .order_by(results.c.symbol)
-    )
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(CSV_COLUMNS)
-    with warehouse.engine.connect() as conn:
-        writer.writerows(conn.execute(query))
-    return buffer.getvalue().encode()
 
 
 def _value(metadata: dict, key: str, default: object = None) -> object:
@@ -70,6 +41,22 @@ def premium_lines(top: list[dict]) -> str:
     )
 
 
+def no_premium_reason(total: int, ok: int, categories: dict[str, int]) -> str:
+    """Why a scan has no premium to show: nothing answered, or nothing was in the band."""
+    failed = ", ".join(f"{k} {v}" for k, v in categories.items()) or "unknown errors"
+    if total and not ok:
+        return (
+            f"No premiums: all {total} symbols failed ({failed}): a provider problem, not "
+            "an empty delta band (each symbol's error is in the CSV)."
+        )
+    if total - ok:
+        return (
+            f"No puts in the delta band among the {ok} symbols scanned; "
+            f"{total - ok} failed ({failed})."
+        )
+    return f"No puts in the delta band among the {ok} symbols scanned."
+
+
 def summary_message(
     metadata: dict, run: dg.DagsterRun | None
 ) -> tuple[str, str, dict[str, str], Severity]:
@@ -81,8 +68,8 @@ def summary_message(
     if attempt:
         title += f", retry {attempt}"
     top = _value(metadata, "top_premiums", []) or []
-    description = premium_lines(top) or "no premiums in the delta band"
     categories = _value(metadata, "failures_by_category", {}) or {}
+    description = premium_lines(top) or no_premium_reason(total, ok, categories)
     fields = {
         "Symbols ok": str(ok),
         "Failed": str(total - ok),
@@ -99,21 +86,16 @@ def summary_message(
 
 
 def summarise(
-    instance: dg.DagsterInstance,
-    record: dg.EventLogRecord,
-    warehouse: Warehouse,
-    notifier: DiscordNotifier,
-) -> Path:
-    """Write the failures CSV under the run's storage directory and post the summary."""
+    instance: dg.DagsterInstance, record: dg.EventLogRecord, notifier: DiscordNotifier
+) -> str | None:
+    """Post the summary with the results CSV; the CSV's path (None if the run wrote none)."""
     run = instance.get_run_by_id(record.run_id)
     metadata = dict(record.asset_materialization.metadata)
-    asset = wheel_premiums.key.to_user_string()
-    content = failures_csv(warehouse, record.run_id, asset)
-    path = Path(instance.storage_directory()) / record.run_id / CSV_NAME
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(content)
     title, description, fields, severity = summary_message(metadata, run)
-    failed = int(fields["Failed"])
+    path = _value(metadata, METADATA_KEY)
+    content = file_attachment(str(path)) if path else None
+    if path and content is None:
+        fields["Results CSV"] = str(path)
     notifier.notify(
         title,
         description,
@@ -121,9 +103,9 @@ def summarise(
         fields=fields,
         url=run_url(record.run_id),
         dedup_key=f"scan-summary:{record.run_id}",
-        attachments={CSV_NAME: content} if failed else None,
+        attachments={Path(str(path)).name: content} if content is not None else None,
     )
-    return path
+    return str(path) if path else None
 
 
 @dg.sensor(
@@ -131,10 +113,10 @@ def summarise(
     minimum_interval_seconds=INTERVAL_S,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Posts the wheel scan's summary (success rate, duration, failures by category, "
-    "top premiums, failures CSV) when `wheel_premiums` materializes.",
+    "top premiums, the per-symbol results CSV) when `wheel_premiums` materializes.",
 )
 def scan_summary_sensor(
-    context: dg.SensorEvaluationContext, warehouse: WarehouseResource, notifier: DiscordNotifier
+    context: dg.SensorEvaluationContext, notifier: DiscordNotifier
 ) -> dg.SkipReason:
     state = json.loads(context.cursor) if context.cursor else {"after": None, "runs": []}
     first_tick_since = get_current_timestamp() - LOOKBACK_S
@@ -148,14 +130,13 @@ def scan_summary_sensor(
         ascending=True,
     ).records
     posted = []
-    with warehouse.open() as wh:
-        for record in records:
-            state["after"] = record.storage_id
-            if record.run_id in state["runs"]:
-                continue
-            path = summarise(context.instance, record, wh, notifier)
-            context.log.info("scan summary for run %s, failures in %s", record.run_id, path)
-            state["runs"] = [*state["runs"], record.run_id][-REMEMBERED_RUNS:]
-            posted.append(record.run_id[:8])
+    for record in records:
+        state["after"] = record.storage_id
+        if record.run_id in state["runs"]:
+            continue
+        path = summarise(context.instance, record, notifier)
+        context.log.info("scan summary for run %s, results in %s", record.run_id, path)
+        state["runs"] = [*state["runs"], record.run_id][-REMEMBERED_RUNS:]
+        posted.append(record.run_id[:8])
     context.update_cursor(json.dumps(state))
     return dg.SkipReason(f"summaries posted: {', '.join(posted) or 'none'}")

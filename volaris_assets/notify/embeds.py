@@ -11,6 +11,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 
@@ -40,6 +41,8 @@ FOOTER_LIMIT = 2048
 EMBED_TOTAL_LIMIT = 6000
 USERNAME_LIMIT = 80
 ATTACHMENT_COUNT_LIMIT = 10
+# Discord takes 10 MB of files on an ordinary server; a larger file is named, not attached.
+ATTACHMENT_BYTES_LIMIT = 8 * 1024 * 1024
 
 ELLIPSIS = "…"
 # Discord refuses empty field names and values; a zero-width space renders as blank.
@@ -54,6 +57,18 @@ class Message:
     files: tuple[tuple[str, bytes], ...] = ()
 
 
+def file_attachment(path: str) -> bytes | None:
+    """A file a run wrote, to attach: None when it is too large or this process cannot read
+    it (a run on another host wrote it, or it was cleaned up); the caller names the path."""
+    try:
+        file = Path(path)
+        if file.stat().st_size <= ATTACHMENT_BYTES_LIMIT:
+            return file.read_bytes()
+    except OSError:
+        pass
+    return None
+
+
 def build_message(
     title: str,
     description: str,
@@ -64,10 +79,12 @@ def build_message(
     fields: Mapping[str, str] | None = None,
     url: str | None = None,
     attachments: Mapping[str, bytes] | None = None,
+    notes: list[str] | None = None,
 ) -> Message:
-    """Assemble the payload; files are referenced as `files[n]` as Discord's upload API expects."""
+    """Assemble the payload; files are referenced as `files[n]` as Discord's upload API expects.
+    `notes` go in the footer (e.g. that the data is simulated)."""
     kept_files = list((attachments or {}).items())[:ATTACHMENT_COUNT_LIMIT]
-    notes = []
+    notes = list(notes or [])
     if attachments and len(attachments) > len(kept_files):
         notes.append(f"{len(attachments) - len(kept_files)} attachment(s) omitted")
     embed = build_embed(title, description, severity=severity, fields=fields, url=url, notes=notes)
