@@ -8,21 +8,35 @@ modules so that `defs` is the only Definitions object at module scope (Dagster r
 import dagster as dg
 
 from volaris_assets.alerts import definitions as alerts
+from volaris_assets.history import definitions as history
 from volaris_assets.monitoring import definitions as monitoring
+from volaris_assets.monitoring.freshness import apply_freshness_policies
 from volaris_assets.options import definitions as options
 from volaris_assets.prices import definitions as prices
+from volaris_assets.quotes import definitions as quotes
 from volaris_assets.resources.definitions import resources
 from volaris_assets.scan import definitions as scan
 from volaris_assets.universe import definitions as universe
 from volaris_assets.volatility import definitions as volatility
 
-defs = dg.Definitions.merge(
-    universe.defs,
-    prices.defs,
-    options.defs,
-    volatility.defs,
-    scan.defs,
-    monitoring.defs,
-    alerts.defs,
-    dg.Definitions(resources=resources(), executor=dg.in_process_executor),
-)
+
+def location(executor: dg.ExecutorDefinition) -> dg.Definitions:
+    """Every domain with the resources bound, its steps run by `executor` (the cluster layout
+    passes the Celery executor: volaris_assets/cluster/definitions.py), each watched asset
+    under its freshness policy (monitoring/freshness.py)."""
+    merged = dg.Definitions.merge(
+        universe.defs,
+        prices.defs,
+        quotes.defs,
+        options.defs,
+        volatility.defs,
+        scan.defs,
+        monitoring.defs,
+        alerts.defs,
+        history.defs,
+        dg.Definitions(resources=resources(), executor=executor),
+    )
+    return apply_freshness_policies(merged)
+
+
+defs = location(dg.in_process_executor)

@@ -3,9 +3,10 @@
 Checks what an operator would otherwise find out from a failed run: every setting is valid (the
 check a run makes before it starts), the warehouse is reachable
 and has the contract's tables, every configured provider has its settings (and Schwab's 7-day
-refresh token is not about to lapse), the Discord webhook is configured, and the Dagster
-instance loads with its daemon alive. It reads settings from the environment, as the platform
-does, and changes nothing: the webhook is only posted to with `--ping`.
+refresh token is not about to lapse) and answers at its base URL, the Discord webhook is
+configured, and the Dagster instance loads with its daemon alive. It reads settings from the
+environment, as the platform does, and changes nothing: the webhook is only posted to with
+`--ping`, and a provider is only asked for its base URL, without credentials.
 
 Every line names settings, never their values; the report also goes through `redaction` with
 every secret registered, so a value quoted in an exception cannot get out either.
@@ -18,13 +19,18 @@ import argparse
 import asyncio
 import enum
 import os
+import socket
+import ssl
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+import httpx
 import sqlalchemy as sa
 
 from volaris_assets import redaction, settings
@@ -34,10 +40,17 @@ from volaris_assets.resources.market_data import SECRET_FIELDS, SETTING_FIELDS
 from volaris_assets.warehouse.store import DEFAULT_SQLITE_PATH, normalize_url, redact_url
 from volaris_assets.warehouse.tables import metadata
 
+if TYPE_CHECKING:
+    from dagster import DagsterInstance
+
 CAPABILITIES = ("chain", "intraday", "daily")
 DISCORD_HOSTS = frozenset({"discord.com", "discordapp.com", "canary.discord.com"})
 # The daemon writes a heartbeat every few seconds; a minute of silence means it is not running.
 HEARTBEAT_STALE = timedelta(seconds=60)
+# A provider that has not answered its base URL in this long is as good as unreachable for a run.
+PROBE_TIMEOUT_S = 3.0
+# The runs whose recorded peak memory the report looks at.
+RECENT_RUNS = 20
 
 
 class Status(enum.StrEnum):
@@ -178,6 +191,87 @@ def _check_provider(
     return Check(area, Status.OK, f"settings present ({required})")
 
 
+def check_reachability(env: Env) -> list[Check]:
+    """Connect to every configured provider's base URL, all at once: a wrong `*_API_BASE`, a
+    firewall or a provider outage shows here rather than as a run's failures. The request is
+    a bare GET of the base URL (no credentials, nothing billed); any HTTP answer below 500
+    means the provider is there."""
+    names = sorted(
+        {
+            name
+            for capability in CAPABILITIES
+            for name in registry.configured_providers(capability, env)
+            if name in registry.PROVIDER_MODULES
+        }
+    )
+    targets = {}
+    for name in names:
+        try:
+            module = registry.load_module(name)
+        except ImportError:
+            continue  # the provider's own line already says so
+        targets[name] = env.get(f"{name.upper()}_API_BASE") or module.DEFAULT_BASE
+    if not targets:
+        return []
+    outcomes = asyncio.run(_probe_all(targets))
+    return [outcomes[name] for name in targets]
+
+
+async def _probe_all(targets: Mapping[str, str]) -> dict[str, Check]:
+    timeout = httpx.Timeout(PROBE_TIMEOUT_S)
+    async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
+        checks = await asyncio.gather(*(_probe(client, n, u) for n, u in targets.items()))
+    return dict(zip(targets, checks, strict=True))
+
+
+async def _probe(client: httpx.AsyncClient, name: str, url: str) -> Check:
+    area = f"reach {name}"
+    shown = _shown_url(url)
+    started = time.perf_counter()
+    try:
+        response = await client.get(url)
+    except httpx.UnsupportedProtocol:
+        return Check(area, Status.FAIL, f"{shown}: not an http(s) URL")
+    except httpx.TimeoutException:
+        return Check(
+            area, Status.FAIL, f"{shown}: unreachable (no answer in {PROBE_TIMEOUT_S:g} s)"
+        )
+    except httpx.TransportError as error:
+        return Check(area, Status.FAIL, f"{shown}: {_transport_failure(error)}")
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    status = response.status_code
+    if status >= 500:
+        return Check(
+            area, Status.WARN, f"{shown}: HTTP {status} in {elapsed_ms:.0f} ms (server error)"
+        )
+    return Check(area, Status.OK, f"{shown}: reachable, HTTP {status} in {elapsed_ms:.0f} ms")
+
+
+def _transport_failure(error: httpx.TransportError) -> str:
+    """The category of a failed connection, from the OS error under httpx's (never its text,
+    which may quote the URL)."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, ConnectionRefusedError):
+            return "refused (nothing listens on that port)"
+        if isinstance(cause, socket.gaierror):
+            return "unreachable (the host name does not resolve)"
+        if isinstance(cause, ssl.SSLError):
+            return f"TLS failed ({type(cause).__name__})"
+        if isinstance(cause, OSError) and cause.errno is not None:
+            return f"unreachable ({os.strerror(cause.errno).lower()})"
+        cause = cause.__cause__ or cause.__context__
+    return f"unreachable ({type(error).__name__})"
+
+
+def _shown_url(url: str) -> str:
+    """scheme://host[:port]/path: no user info or query, which could carry a credential."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
 def _check_schwab_token(area: str, settings: Mapping[str, str], now: datetime) -> Check:
     """Schwab's refresh token lapses 7 days after a human logged in; warn 2 days ahead."""
     try:
@@ -247,6 +341,32 @@ def _budget_check(state: BudgetState) -> Check:
         f"{state.rate * 60:.0f}/min burst {state.burst:g}; {state.reserved_last_60s} reserved "
         f"in the last minute, queue {state.wait_s:.1f} s{paused}; store {store}",
     )
+
+
+def check_storage(env: Env) -> list[Check]:
+    """Size per table and tier, bytes per row, a year ahead; a bad cold file is named (FAIL).
+    Nothing is reported when the warehouse cannot be read: its own line says why."""
+    from volaris_assets.history import storage  # deferred: DuckDB is only needed here
+    from volaris_assets.history.cold import ColdStore
+
+    try:
+        current = settings.load(env)
+    except ValueError:
+        return []  # the settings lines name the problem
+    url = normalize_url(env.get("DATABASE_URL") or "")
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
+        return []
+    connect_args = {"connect_timeout": 5} if parsed.get_backend_name() == "postgresql" else {}
+    engine = sa.create_engine(url, connect_args=connect_args)
+    try:
+        report = storage.measure(engine, ColdStore(current.history_url))
+    except sa.exc.SQLAlchemyError:
+        return []
+    finally:
+        engine.dispose()
+    lines = storage.doctor_lines(report, current.option_chain_interval_min, current.hot_sessions)
+    return [Check(area, Status(status), detail) for status, area, detail in lines]
 
 
 def check_webhook(env: Env, *, ping: bool) -> list[Check]:
@@ -335,7 +455,63 @@ def check_dagster(env: Env, now: datetime) -> list[Check]:
             )
         ]
         checks.append(_daemon_check(instance.get_daemon_heartbeats(), now))
+        checks += _memory_checks(instance, home, _memory_threshold(env))
     return checks
+
+
+def _memory_threshold(env: Env) -> int | None:
+    """VOLARIS_MEMORY_WARN_MB, or None when the settings are invalid (reported above)."""
+    try:
+        return settings.load(env).memory_warn_mb
+    except settings.SettingsError:
+        return None
+
+
+def _memory_checks(instance: DagsterInstance, home: str, threshold_mb: int | None) -> list[Check]:
+    """The memory of this instance's daemon on this host (now and its peak), and the peak of
+    recent runs as they recorded it (`peak_rss_mb` metadata; the memory warning tag)."""
+    import dagster as dg
+
+    from volaris_assets.ingest.memory import MEMORY_TAG, daemon_processes
+
+    limit = f" (VOLARIS_MEMORY_WARN_MB={threshold_mb})" if threshold_mb else ""
+    over = (lambda mb: mb > threshold_mb) if threshold_mb else (lambda mb: False)
+    daemons = daemon_processes(home)
+    if daemons:
+        shown = "; ".join(
+            f"pid {d.pid} {d.rss_mb:.0f} MB, peak {d.peak_mb:.0f} MB" for d in daemons
+        )
+        worst = max(d.peak_mb for d in daemons)
+        daemon = Check("memory daemon", Status.WARN if over(worst) else Status.OK, shown + limit)
+    else:
+        daemon = Check(
+            "memory daemon", Status.OK, f"no daemon process for DAGSTER_HOME={home} on this host"
+        )
+    peaks = []
+    for run in instance.get_runs(limit=RECENT_RUNS):
+        records = instance.get_records_for_run(
+            run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+        ).records
+        figures = [
+            float(record.asset_materialization.metadata["peak_rss_mb"].value)
+            for record in records
+            if "peak_rss_mb" in record.asset_materialization.metadata
+        ]
+        if MEMORY_TAG in run.tags:
+            figures.append(float(run.tags[MEMORY_TAG]))
+        if figures:
+            peaks.append((max(figures), run))
+    if not peaks:
+        return [daemon, Check("memory runs", Status.OK, "no recent run recorded its peak memory")]
+    mb, run = max(peaks, key=lambda peak: peak[0])
+    warned = sum(MEMORY_TAG in r.tags for _, r in peaks)
+    detail = (
+        f"peak {mb:.0f} MB in run {run.run_id[:8]} ({run.job_name}) over the last "
+        f"{len(peaks)} runs that recorded it{limit}"
+        + (f"; {warned} run(s) passed the threshold" if warned else "")
+    )
+    status = Status.WARN if over(mb) or warned else Status.OK
+    return [daemon, Check("memory runs", status, detail)]
 
 
 def _daemon_check(heartbeats: Mapping[str, object], now: datetime) -> Check:
@@ -380,7 +556,9 @@ def run_checks(env: Env, *, ping: bool, now: datetime | None = None) -> list[Che
         lambda: check_settings(env),
         lambda: check_warehouse(env),
         lambda: check_providers(env, moment),
+        lambda: check_reachability(env),
         lambda: check_budgets(env),
+        lambda: check_storage(env),
         lambda: check_webhook(env, ping=ping),
         lambda: check_dagster(env, moment),
     )

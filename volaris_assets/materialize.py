@@ -40,9 +40,11 @@ ERROR_LINES = 4
 
 
 def plan(session: calendar.Session) -> list[tuple[list[dg.AssetsDefinition], str | None]]:
-    """What to run, in dependency order: universe, the session's last snapshot, the dailies."""
+    """What to run, in dependency order: universe, the latest quotes (the bot's /price), the
+    session's last snapshot, the dailies."""
     from volaris_assets.options.assets import option_chains
     from volaris_assets.prices.assets import daily_bars, intraday_bars
+    from volaris_assets.quotes.assets import quotes
     from volaris_assets.scan.assets import wheel_premiums
     from volaris_assets.universe.assets import scan_universe, sp500_constituents
     from volaris_assets.volatility.assets import iv_metrics
@@ -50,6 +52,7 @@ def plan(session: calendar.Session) -> list[tuple[list[dg.AssetsDefinition], str
     last_snapshot = calendar.snapshot_key(calendar.snapshot_times(session.day)[-1])
     return [
         ([sp500_constituents, scan_universe], None),
+        ([quotes], None),
         ([option_chains], last_snapshot),
         ([daily_bars, intraday_bars, iv_metrics, wheel_premiums], session.day.isoformat()),
     ]

@@ -3,6 +3,10 @@
 Class shares are spelled three ways in the wild (BRK.B, BRK-B, BRK/B). The platform stores the
 dotted Nasdaq/Wikipedia form; provider modules call `to_provider` when they build a request and
 `normalize_symbol` on whatever the provider echoes back.
+
+Indices whose options trade (SPX, XSP, NDX...) are stored under their bare name, the option
+root's name; Schwab spells them with a `$` (`$SPX`), which only these names may carry, so that
+`$AAPL` is still refused rather than guessed at.
 """
 
 from __future__ import annotations
@@ -13,6 +17,11 @@ from datetime import date
 # A US listed ticker: 1-6 letters, optionally a class suffix of 1-2 letters.
 _CANONICAL = re.compile(r"^[A-Z]{1,6}(\.[A-Z]{1,2})?$")
 _SEPARATORS = re.compile(r"[-/. ]")
+
+# Cash-settled index options the platform can ingest where a provider serves them.
+INDEX_SYMBOLS = frozenset({"SPX", "XSP", "NDX", "RUT", "VIX", "DJX"})
+# Provider -> the prefix it writes before an index name. Providers not listed have none.
+_INDEX_PREFIX: dict[str, str] = {"schwab": "$"}
 
 # Provider -> class-share separator. Providers not listed use the canonical dot.
 _CLASS_SEPARATOR: dict[str, str] = {
@@ -34,6 +43,8 @@ def normalize_symbol(raw: str) -> str:
     """
     original = str(raw).strip()
     text = original.upper()
+    if text.startswith("$") and text[1:] in INDEX_SYMBOLS:
+        return text[1:]
     parts = [p for p in _SEPARATORS.split(text) if p]
     candidate = ".".join(parts[:2]) if len(parts) == 2 else (parts[0] if len(parts) == 1 else "")
     # ASCII is checked on the input: "ﬁ".upper() is "FI" and "ß".upper() is "SS".
@@ -45,6 +56,8 @@ def normalize_symbol(raw: str) -> str:
 
 def to_provider(symbol: str, provider: str) -> str:
     """The spelling `provider` expects for canonical `symbol`."""
+    if symbol in INDEX_SYMBOLS:
+        return _INDEX_PREFIX.get(provider, "") + symbol
     separator = _CLASS_SEPARATOR.get(provider, ".")
     return symbol.replace(".", separator)
 

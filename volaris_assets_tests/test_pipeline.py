@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from volaris_assets import calendar
-from volaris_assets.monitoring.coverage import coverage_check
+from volaris_assets.checks.coverage import coverage_check
 from volaris_assets.options.assets import option_chains
 from volaris_assets.providers.simulated import SimulatedMarket
 from volaris_assets.scan.assets import wheel_premiums
@@ -130,7 +130,7 @@ def test_run_config_restricts_symbols(sqlite_warehouse_url, small_universe, inst
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        ({"symbols": ["ZZZZ"]}, "not in the in_scan_universe universe"),
+        ({"symbols": ["ZZZZ"]}, "ZZZZ is not in the wheel-scan universe (asset scan_universe)"),
         ({"symbols": ["'; DROP TABLE tickers;--"]}, "not a US ticker"),
         ({"delta_min": -0.1, "delta_max": -0.3}, "delta band"),
     ],

@@ -9,7 +9,7 @@ from datetime import date
 import pytest
 
 from volaris_assets import calendar, materialize, settings
-from volaris_assets.universe.constituents import SCAN_INDICES, index_members
+from volaris_assets.universe.constituents import ETFS, SCAN_INDICES, index_members
 from volaris_assets.warehouse.store import Warehouse
 
 SESSION = date(2026, 11, 24)
@@ -28,14 +28,20 @@ def test_every_asset_on_postgresql_with_the_default_universe(
 ):
     assert materialize.run(calendar.session(SESSION), instance, default_settings)
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 7 and not any(line.startswith("FAILED") for line in lines)
+    assert len(lines) == 8 and not any(line.startswith("FAILED") for line in lines)
     assert all("symbols_failed=0 " in line for line in lines if "symbols_ok" in line)
 
     members = {m.symbol: m for m in index_members(SCAN_INDICES).members}
     warehouse = Warehouse(pg_warehouse_url)
     stored = warehouse.read_frame("SELECT symbol, name, sub_industry FROM tickers")
+    # What the bot's users ask about first: the ETFs have a quote, a chain and IV metrics.
+    for table in ("quotes", "option_contracts", "iv_metrics"):
+        found = warehouse.read_frame(
+            f"SELECT DISTINCT symbol FROM {table} WHERE symbol IN ('SPY', 'QQQ')"
+        )
+        assert set(found["symbol"]) == {"SPY", "QQQ"}, table
     warehouse.dispose()
-    assert len(stored) == len(members)
+    assert len(stored) == len(members) + len(ETFS)
     longest = max(members.values(), key=lambda m: len(m.sub_industry or ""))
     assert len(longest.sub_industry) > 120  # the value that broke VARCHAR(120)
     row = stored.set_index("symbol").loc[longest.symbol]

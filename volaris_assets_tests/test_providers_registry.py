@@ -42,7 +42,7 @@ def test_every_module_declares_what_the_registry_needs():
     for name in PROVIDER_MODULES:
         module = load_module(name)
         assert module.NAME == name
-        assert set(module.CAPABILITIES) <= {"chain", "intraday", "daily", "profile"}
+        assert set(module.CAPABILITIES) <= {"chain", "intraday", "daily", "profile", "history"}
         assert all(key.isupper() for key in module.REQUIRED_SETTINGS)
         assert callable(module.create)
 

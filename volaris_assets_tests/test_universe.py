@@ -11,6 +11,7 @@ from volaris_assets.universe.constituents import (
     MAX_UNIVERSE,
     SCAN_INDICES,
     SP500,
+    etf_members,
     gics_sector,
     index_members,
     parse_override,
@@ -83,16 +84,18 @@ def test_override_list_and_missing_file():
 
 
 def test_the_default_universe_round_trips_unchanged(warehouse_url, instance, monkeypatch):
-    """Every shipped name, sector and sub-industry comes back as loaded, on PostgreSQL too
-    (KEYS' 221-character sub-industry once failed the whole asset there)."""
+    """Every shipped name, sector and sub-industry (the ETF list's too) comes back as loaded, on
+    PostgreSQL too (KEYS' 221-character sub-industry once failed the whole asset there)."""
     monkeypatch.delenv("VOLARIS_UNIVERSE", raising=False)
+    monkeypatch.delenv("VOLARIS_UNIVERSE_EXTRA", raising=False)
     result = dg.materialize(
         [sp500_constituents],
         resources={"warehouse": WarehouseResource(database_url=warehouse_url)},
         instance=instance,
     )
     assert result.success
-    expected = pd.DataFrame([asdict(m) for m in index_members((SP500,)).members])
+    members = index_members((SP500,)).members + etf_members()
+    expected = pd.DataFrame([asdict(m) for m in members])
     warehouse = Warehouse(warehouse_url)
     stored = warehouse.read_frame(
         "SELECT symbol, name, sector, sub_industry FROM tickers ORDER BY symbol"

@@ -12,6 +12,7 @@ from pydantic import Field
 
 from volaris_assets.ingest.fanout import RunIdentity, SinkFn, SymbolOutcome, fan_out
 from volaris_assets.ingest.interrupts import run_interruptibly
+from volaris_assets.ingest.memory import watch_memory
 from volaris_assets.ingest.progress import Progress, progress_line, reported, slow_run_warning
 from volaris_assets.ingest.summary import RunSummary
 from volaris_assets.providers.budget import Priority
@@ -24,6 +25,11 @@ from volaris_assets.warehouse.store import Warehouse
 OWNERS = ["team:data-platform"]
 # The tag the retry sensor puts on its runs (monitoring/retry.py reads the same constant).
 RETRY_OF_TAG = "volaris/retry_of"
+# What a user calls each `tickers` flag, and the asset that fills it (run-config errors name both).
+UNIVERSE_NAMES = {
+    "in_sp500": "S&P 500 universe (asset sp500_constituents)",
+    "in_scan_universe": "wheel-scan universe (asset scan_universe)",
+}
 progress_log = logging.getLogger("volaris_assets.progress")
 SCHWAB_WARNING_DAYS = 2.0
 
@@ -78,8 +84,8 @@ def universe_symbols(warehouse: Warehouse, flag: str, requested: list[str]) -> l
         universe = [row[0] for row in conn.execute(query)]
     if not universe:
         raise dg.Failure(
-            description=f"the {flag} universe is empty: materialize the universe assets first "
-            "(sp500_constituents, scan_universe)"
+            description=f"the {UNIVERSE_NAMES[flag]} is empty: materialize the universe "
+            "assets first (sp500_constituents, scan_universe)"
         )
     if not requested:
         return universe
@@ -92,7 +98,7 @@ def universe_symbols(warehouse: Warehouse, flag: str, requested: list[str]) -> l
             bad.append(str(error))
             continue
         if symbol not in members:
-            bad.append(f"{symbol} is not in the {flag} universe")
+            bad.append(f"{symbol} is not in the {UNIVERSE_NAMES[flag]}")
         elif symbol not in chosen:
             chosen.append(symbol)
     if bad:
@@ -142,7 +148,8 @@ def run_fan_out(
         context.log.warning(
             "Schwab refresh token lapses in %.1f days: redo the browser login", days_left
         )
-    outcomes = run_interruptibly(main)
+    with watch_memory(context):
+        outcomes = run_interruptibly(main)
     summary = RunSummary(
         outcomes,
         progress.elapsed_s,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -113,6 +113,30 @@ def validate_bars(frame: pd.DataFrame) -> Validated:
     ]
     result, _ = _split(bars, checks, key="ts")
     result.frame["volume"] = result.frame["volume"].fillna(0).astype("int64")
+    return result
+
+
+def validate_quotes(frame: pd.DataFrame, requested: Collection[str]) -> Validated:
+    """Reject quotes that would mislead `/price` or an alert: one for a symbol that was not
+    asked for (a mislabel, or a key that is no ticker), without a last price or time, with a
+    non-positive last, a negative or crossed bid/ask, or a volume that is no share count; of
+    a symbol's duplicates only the last is kept. A missing bid, ask or volume is no reason:
+    an index has no bid or ask, and `/price` needs the last."""
+    quotes = _numeric(frame, ("last", "bid", "ask", "volume", "prev_close"))
+    quotes["quote_ts"] = pd.to_datetime(quotes["quote_ts"], utc=True, errors="coerce")
+    last, bid, ask, volume = (
+        quotes[column].to_numpy(float) for column in ("last", "bid", "ask", "volume")
+    )
+    checks = [
+        ("not_requested", ~quotes["symbol"].isin(list(requested)).to_numpy()),
+        ("missing_field", np.isnan(last) | quotes["quote_ts"].isna().to_numpy()),
+        ("nonpositive_price", ~(last > 0)),
+        ("negative_price", (bid < 0) | (ask < 0)),
+        ("crossed_quote", (bid > ask) & (ask > 0)),
+        ("bad_volume", (volume < 0) | (np.isfinite(volume) & (volume != np.round(volume)))),
+        ("duplicate_key", quotes["symbol"].duplicated(keep="last").to_numpy()),
+    ]
+    result, _ = _split(quotes, checks, key="symbol")
     return result
 
 

@@ -1,11 +1,14 @@
-"""The platform watching itself: freshness, check and run-failure alerts, symbol retries, the
-scan summary, the Schwab token warning and the morning digest."""
+"""The platform watching itself: freshness, check and run-failure alerts, memory warnings, symbol
+retries, the scan summary, the Schwab token warning and the morning digest."""
 
 import dagster as dg
 
+from volaris_assets import settings
 from volaris_assets.monitoring.check_alerts import make_check_failure_sensor
 from volaris_assets.monitoring.digest import daily_digest_job, daily_digest_schedule
-from volaris_assets.monitoring.freshness import freshness_checks, freshness_checks_sensor
+from volaris_assets.monitoring.freshness import freshness_alert_sensor
+from volaris_assets.monitoring.gap_fill import gap_fill_job, make_gap_fill_schedule
+from volaris_assets.monitoring.memory_alerts import memory_warning_sensor
 from volaris_assets.monitoring.retry import RetryTarget, make_retry_failed_symbols_sensor
 from volaris_assets.monitoring.run_failure import make_discord_on_run_failure_sensor
 from volaris_assets.monitoring.scan_summary import scan_summary_sensor
@@ -28,13 +31,13 @@ RETRY_TARGETS = [
 ]
 
 defs = dg.Definitions(
-    asset_checks=freshness_checks,
-    jobs=[daily_digest_job],
-    schedules=[daily_digest_schedule],
+    jobs=[daily_digest_job, gap_fill_job],
+    schedules=[daily_digest_schedule, make_gap_fill_schedule(settings.load())],
     sensors=[
-        freshness_checks_sensor,
+        freshness_alert_sensor,
         make_check_failure_sensor(),
         make_discord_on_run_failure_sensor(),
+        memory_warning_sensor,
         make_retry_failed_symbols_sensor(RETRY_TARGETS),
         scan_summary_sensor,
         make_schwab_token_sensor(),

@@ -5,6 +5,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from volaris_assets import calendar
+from volaris_assets.cluster import queues
 from volaris_assets.ingest.asset_support import (
     OWNERS,
     IngestConfig,
@@ -61,6 +62,7 @@ def write_chain(
     deps=[sp500_constituents],
     partitions_def=calendar.snapshot_partitions(),
     pool="chain_providers",
+    op_tags=queues.FETCH,
     description="Option-chain snapshots of the S&P 500, one partition per 15-minute window of "
     "regular trading hours: every contract to `option_snapshots` (history) and the latest per "
     "contract to `option_contracts`. Bad rows are rejected and counted, never written.",

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from volaris_assets import calendar
+from volaris_assets.cluster import queues
 from volaris_assets.ingest.asset_support import (
     OWNERS,
     IngestConfig,
@@ -52,6 +53,7 @@ def _bar_sink(timeframe: str):
     partitions_def=calendar.session_partitions(),
     backfill_policy=dg.BackfillPolicy.single_run(),
     pool="daily_providers",
+    op_tags=queues.FETCH,
     description="Daily OHLCV bars (timeframe `1d`, stamped at the session date 00:00 UTC) for the "
     "S&P 500, one partition per NYSE session. A backfill runs as one run over its whole range.",
     metadata=asset_metadata("price_bars"),
@@ -63,6 +65,7 @@ def daily_bars(
     warehouse: WarehouseResource,
 ) -> dg.MaterializeResult:
     sessions = session_range(context)
+    calendar.require_closed(sessions, datetime.now(calendar.UTC))
     start = pd.Timestamp(sessions[0].day, tz="UTC").to_pydatetime()
     end = pd.Timestamp(sessions[-1].day + timedelta(days=1), tz="UTC").to_pydatetime()
     sink = _bar_sink("1d")
@@ -90,6 +93,7 @@ def daily_bars(
     partitions_def=calendar.session_partitions(),
     backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=5),
     pool="intraday_providers",
+    op_tags=queues.FETCH,
     description="1-minute bars of the session, fetched incrementally (only bars newer than the "
     "stored ones), plus the 5-minute bars rebuilt from them.",
     metadata=asset_metadata("price_bars"),
@@ -102,6 +106,7 @@ def intraday_bars(
 ) -> dg.MaterializeResult:
     sessions = session_range(context)
     now = datetime.now(calendar.UTC)
+    calendar.require_opened(sessions, now)
     window_start, window_end = sessions[0].open, min(sessions[-1].close, now)
     with warehouse.open() as wh:
         symbols = universe_symbols(wh, "in_sp500", config.symbols)

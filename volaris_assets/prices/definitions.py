@@ -1,12 +1,17 @@
+from datetime import time
+
 import dagster as dg
 
+from volaris_assets import settings as settings_module
 from volaris_assets.prices.assets import daily_bars, intraday_bars
 from volaris_assets.prices.checks import price_checks
 from volaris_assets.scheduling import (
-    market_schedule,
+    daily_at,
+    every,
     session_key_after_close,
     session_key_during_session,
 )
+from volaris_assets.settings import Settings
 
 daily_bars_job = dg.define_asset_job(
     "daily_bars_job", selection=[daily_bars], tags={"volaris/capability": "daily"}
@@ -15,24 +20,32 @@ intraday_bars_job = dg.define_asset_job(
     "intraday_bars_job", selection=[intraday_bars], tags={"volaris/capability": "intraday"}
 )
 
+
+def schedules(settings: Settings) -> list[dg.ScheduleDefinition]:
+    """The bar schedules at the configured cadences."""
+    return [
+        daily_at(
+            "daily_bars_schedule",
+            daily_bars_job,
+            time(settings.eod_sync_hour, settings.eod_sync_minute),
+            "EOD_SYNC_CRON_HOUR, EOD_SYNC_CRON_MINUTE",
+            session_key_after_close,
+            "the day's bar once the close has settled",
+        ),
+        every(
+            "intraday_bars_schedule",
+            intraday_bars_job,
+            settings.five_minute_interval_s,
+            "FIVE_MINUTE_JOB_INTERVAL_SECONDS",
+            session_key_during_session,
+            "1-minute bars while the market is open (and once just after the close).",
+        ),
+    ]
+
+
 defs = dg.Definitions(
     assets=[daily_bars, intraday_bars],
     asset_checks=price_checks,
     jobs=[daily_bars_job, intraday_bars_job],
-    schedules=[
-        market_schedule(
-            "daily_bars_schedule",
-            daily_bars_job,
-            "15 17 * * 1-5",
-            session_key_after_close,
-            "17:15 ET on sessions: the day's bar once the close has settled.",
-        ),
-        market_schedule(
-            "intraday_bars_schedule",
-            intraday_bars_job,
-            "*/5 9-16 * * 1-5",
-            session_key_during_session,
-            "Every 5 minutes while the market is open (and once just after the close).",
-        ),
-    ],
+    schedules=schedules(settings_module.load()),
 )

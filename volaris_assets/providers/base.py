@@ -9,12 +9,15 @@ benchmarks and the assets can all drive them the same way.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
+
+from volaris_assets.symbols import InvalidSymbol, normalize_symbol
 
 
 class ErrorCategory(enum.StrEnum):
@@ -147,6 +150,21 @@ CHAIN_NUMERIC_COLUMNS: tuple[str, ...] = tuple(
 
 TIMEFRAMES: tuple[str, ...] = ("1m", "5m", "1d")
 
+# Quotes: one row per symbol the provider answered for, keyed by the symbol it echoed
+# (canonical spelling; the raw text where it is no ticker, for validation to reject).
+# `last` is the last trade, `prev_close` the previous session's close, `volume` the session's
+# shares so far; `quote_ts` (tz-aware UTC) is when the provider last updated the quote.
+QUOTE_COLUMNS: tuple[str, ...] = (
+    "symbol",
+    "last",
+    "bid",
+    "ask",
+    "volume",
+    "prev_close",
+    "quote_ts",
+    "provider",
+)
+
 
 def canonical(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
     """Select and order the canonical columns, adding missing ones as NaN.
@@ -246,6 +264,44 @@ class BarSource(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class QuoteSource(Protocol):
+    """Something that can return the latest quotes of many symbols in one request."""
+
+    name: str
+    # The most symbols one request may carry (URL length, the provider's documented cap).
+    max_quote_batch: int
+
+    async def quotes(self, symbols: Sequence[str], as_of: datetime) -> pd.DataFrame:
+        """A `QUOTE_COLUMNS` frame for `symbols` (at most `max_quote_batch`); a symbol the
+        provider does not know is simply absent. `as_of` (UTC) matters to the simulated
+        market only; live providers return their current quotes."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+def quote_symbol(raw: object) -> str:
+    """The canonical spelling of a symbol a quote answer is keyed by, else its raw text (cut
+    to 24 characters) for validation to reject: the row is counted, not dropped unseen."""
+    try:
+        return normalize_symbol(str(raw))
+    except InvalidSymbol:
+        return str(raw)[:24]
+
+
+async def batch_quotes(source: object, symbols: Sequence[str], as_of: datetime) -> pd.DataFrame:
+    """`source.quotes(...)`, or `not_found` for a source without a batch quote endpoint: a
+    fallback chain then moves on without counting it against the provider's health."""
+    if not isinstance(source, QuoteSource):
+        raise ProviderError(
+            ErrorCategory.NOT_FOUND,
+            "no batch quote endpoint",
+            provider=str(getattr(source, "name", "")),
+        )
+    return await source.quotes(symbols, as_of)
 
 
 def aggregate_bars(

@@ -1,4 +1,4 @@
-"""Databento historical: 1-minute (and daily) OHLCV for backfills.
+"""Databento historical: 1-minute (and daily) OHLCV for backfills, and past option chains.
 
 Auth is HTTP Basic with the API key as user name and an empty password. The client asks
 `POST /v0/timeseries.get_range` for `encoding=json` with `map_symbols=true`, which streams
@@ -6,41 +6,64 @@ newline-delimited records `{"hd": {"ts_event": "<ns>", "rtype": 33, ...}, "open"
 point>", ..., "volume": "<int>", "symbol": "AAPL"}`. `ts_event` is the bar start; minutes
 without trades have no record. There is no 5-minute schema, so 5m bars are aggregated here from
 1m. Every request costs money: this is a backfill source, not a polling one.
+
+Past option chains (the `history` capability) come from OPRA.PILLAR, asked for every option of
+one underlying at once with the parent symbology (`stype_in=parent`, `AAPL.OPT`): the day's
+`definition` records (`raw_symbol`, `instrument_class` C/P, `strike_price` in 1e-9 units,
+`expiration` in ns, `underlying`), then the `cbbo-1m` records of the closing minute (consolidated
+NBBO; `levels[0].bid_px/ask_px` in 1e-9 units, joined to the definitions by
+`hd.instrument_id`), plus the underlying's daily bar for its close: three requests per symbol
+and session. The `cbbo-1m` record type number is not in the sources read (UNCONFIRMED), so
+records are told apart by their fields, not their `rtype`.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
+import numpy as np
 import pandas as pd
 
-from volaris_assets.providers.base import BAR_COLUMNS, aggregate_bars, canonical
+from volaris_assets.providers.base import (
+    BAR_COLUMNS,
+    CHAIN_COLUMNS,
+    aggregate_bars,
+    canonical,
+)
 from volaris_assets.providers.http import (
     HttpSource,
     bad_data,
+    build_occ,
+    echoed_symbol,
     epoch_to_utc,
     field,
     in_window,
+    no_data,
     numeric,
     session_day,
 )
-from volaris_assets.symbols import InvalidSymbol, normalize_symbol, to_provider
+from volaris_assets.providers.past_chains import close_of, quotes_only
+from volaris_assets.symbols import InvalidSymbol, normalize_symbol, occ_symbol, to_provider
 
 NAME = "databento"
 DEFAULT_BASE = "https://hist.databento.com"
 DEFAULT_DATASET = "XNAS.ITCH"
 REQUIRED_SETTINGS: tuple[str, ...] = ("DATABENTO_API_KEY",)
-CAPABILITIES: frozenset[str] = frozenset({"intraday", "daily"})
+CAPABILITIES: frozenset[str] = frozenset({"intraday", "daily", "history"})
 PRICE_SCALE = 1e9  # prices are integers in units of 1e-9
+# Consolidated US equity options (OPRA), the dataset past chains come from.
+OPTIONS_DATASET = "OPRA.PILLAR"
+# DBN's "no price" (i64 max), before scaling.
+UNDEF_PRICE = float(2**63 - 1)
 _SCHEMA = {"1m": "ohlcv-1m", "5m": "ohlcv-1m", "1d": "ohlcv-1d"}
 
 
 class DatabentoClient(HttpSource):
-    """`BarSource` over Databento's historical time-series endpoint."""
+    """`BarSource` and `HistorySource` over Databento's historical time-series endpoint."""
 
     name = NAME
 
@@ -56,22 +79,14 @@ class DatabentoClient(HttpSource):
         self._auth = httpx.BasicAuth(api_key, "")
         self._dataset = dataset
 
-    async def bars(
-        self, symbol: str, timeframe: str, start: datetime, end: datetime
-    ) -> pd.DataFrame:
-        if timeframe not in _SCHEMA:
-            raise ValueError(f"unsupported timeframe {timeframe!r}")
+    async def _get_range(self, **query: str) -> list[dict[str, Any]]:
+        """The records of one `timeseries.get_range` request (JSON lines, raw prices and ns)."""
         response = await self._send(
             "POST",
             f"{self.base_url}/v0/timeseries.get_range",
             auth=self._auth,
             data={
-                "dataset": self._dataset,
-                "symbols": to_provider(symbol, NAME),
-                "schema": _SCHEMA[timeframe],
-                "start": _iso(start),
-                "end": _iso(end),
-                "stype_in": "raw_symbol",
+                **query,
                 "encoding": "json",
                 "compression": "none",
                 "map_symbols": "true",
@@ -79,11 +94,51 @@ class DatabentoClient(HttpSource):
                 "pretty_ts": "false",
             },
         )
-        records = parse_lines(response.content)
+        return parse_lines(response.content)
+
+    async def bars(
+        self, symbol: str, timeframe: str, start: datetime, end: datetime
+    ) -> pd.DataFrame:
+        if timeframe not in _SCHEMA:
+            raise ValueError(f"unsupported timeframe {timeframe!r}")
+        records = await self._get_range(
+            dataset=self._dataset,
+            symbols=to_provider(symbol, NAME),
+            schema=_SCHEMA[timeframe],
+            start=_iso(start),
+            end=_iso(end),
+            stype_in="raw_symbol",
+        )
         frame = parse_records(records, symbol, "1m" if timeframe == "5m" else timeframe)
+        if frame.empty:  # no `ts` to window (an unknown symbol, a day without trading)
+            return frame
         if timeframe == "5m":
             frame = to_five_minutes(frame)
         return canonical(in_window(frame, start, end), BAR_COLUMNS)
+
+    async def session_close_chain(self, symbol: str, day: date) -> pd.DataFrame:
+        """Every option of `symbol` quoted in the closing minute of the session on `day`."""
+        close = close_of(day)
+        parent = {
+            "dataset": OPTIONS_DATASET,
+            "symbols": f"{occ_symbol(symbol, day, 'C', 0.0)[:6].rstrip()}.OPT",
+            "stype_in": "parent",
+        }
+        midnight = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
+        definitions = await self._get_range(
+            **parent, schema="definition", start=_iso(midnight), end=_iso(close)
+        )
+        quotes = await self._get_range(
+            **parent, schema="cbbo-1m", start=_iso(close - timedelta(minutes=1)), end=_iso(close)
+        )
+        underlying = await self.bars(symbol, "1d", midnight, midnight + timedelta(days=1))
+        if underlying.empty:
+            raise no_data(NAME, symbol, f"close on {day}")
+        chain = parse_chain(definitions, quotes, symbol)
+        if chain.empty:
+            raise no_data(NAME, symbol, f"option quotes at the close of {day}")
+        chain["underlying_price"] = float(underlying["close"].iloc[-1])
+        return quotes_only(chain, day)
 
 
 def _iso(moment: datetime) -> str:
@@ -147,6 +202,65 @@ def to_five_minutes(minutes: pd.DataFrame) -> pd.DataFrame:
         timeframe="5m",
         provider=NAME,
     )
+
+
+def _instrument_ids(records: pd.DataFrame) -> pd.Series:
+    header = field(records, "hd")
+    return numeric(header.map(lambda h: h.get("instrument_id") if isinstance(h, dict) else None))
+
+
+def _price(values: pd.Series) -> pd.Series:
+    return numeric(values, sentinels=(UNDEF_PRICE,)) / PRICE_SCALE
+
+
+def _top_level(records: pd.DataFrame, side: str) -> pd.Series:
+    def first(levels: Any) -> Any:
+        top = levels[0] if isinstance(levels, list) and levels else None
+        return top.get(side) if isinstance(top, dict) else None
+
+    return _price(field(records, "levels").map(first))
+
+
+def parse_chain(
+    definitions: list[dict[str, Any]], quotes: list[dict[str, Any]], symbol: str
+) -> pd.DataFrame:
+    """A canonical chain (quotes only) from `definition` and `cbbo-1m` records.
+
+    The last definition and the last quote of each instrument count (a definition can be
+    updated during the day; the closing minute's quote is the last). Instruments without a
+    quote in that minute are not part of the close; a definition for another underlying is
+    bad data.
+    """
+    defs = pd.DataFrame.from_records([r for r in definitions if "instrument_class" in r])
+    books = pd.DataFrame.from_records([r for r in quotes if "levels" in r])
+    if defs.empty or books.empty:
+        return canonical(pd.DataFrame(), CHAIN_COLUMNS)
+    for echoed in set(field(defs, "underlying").dropna()):
+        echoed_symbol(echoed, symbol, NAME)
+    defs = defs.assign(instrument=_instrument_ids(defs)).drop_duplicates("instrument", keep="last")
+    books = pd.DataFrame(
+        {
+            "instrument": _instrument_ids(books),
+            "bid": _top_level(books, "bid_px"),
+            "ask": _top_level(books, "ask_px"),
+        }
+    ).drop_duplicates("instrument", keep="last")
+    joined = defs.merge(books, on="instrument", how="inner")
+    expiry = epoch_to_utc(field(joined, "expiration"), "ns").dt.tz_convert("America/New_York")
+    frame = pd.DataFrame({"symbol": [symbol] * len(joined)})
+    frame["expiration"] = expiry.dt.date.astype(object).where(expiry.notna(), None)
+    frame["strike"] = _price(field(joined, "strike_price")).to_numpy()
+    frame["right"] = field(joined, "instrument_class").where(
+        field(joined, "instrument_class").isin(["C", "P"]), None
+    )
+    frame["bid"] = joined["bid"].to_numpy()
+    frame["ask"] = joined["ask"].to_numpy()
+    frame["mark_price"] = (frame["bid"] + frame["ask"]) / 2.0
+    frame["provider"] = NAME
+    frame["occ_symbol"] = build_occ(frame)
+    out = canonical(frame, CHAIN_COLUMNS)
+    out["volume"] = out["open_interest"] = out["last"] = np.nan
+    return out
 
 
 def create(settings: Mapping[str, str], client: httpx.AsyncClient | None = None) -> DatabentoClient:

@@ -1,4 +1,4 @@
-"""Polygon.io (now Massive): aggregates and the options chain snapshot.
+"""Polygon.io (now Massive): aggregates, the options chain snapshot and the stocks snapshot.
 
 Auth is the `Authorization: Bearer <key>` header, chosen over the `apiKey` query parameter so
 the key never appears in a URL (URLs end up in logs and in `next_url`). Pagination follows
@@ -10,13 +10,25 @@ ticker}`, `greeks{delta, gamma, theta, vega}` (omitted when Polygon has none),
 `implied_volatility` (decimal), `open_interest`, `day{volume, close, last_updated ns}`,
 `last_quote{bid, ask, midpoint, last_updated ns}`, `last_trade{price}`,
 `underlying_asset{ticker, price}`; aggregates carry `ticker` and `results[{t ms, o, h, l, c, v}]`
-with `t` the window start (daily bars at midnight ET).
+with `t` the window start (daily bars at midnight ET). The stocks snapshot
+(`/v2/snapshot/locale/us/markets/stocks/tickers?tickers=A,B`) answers `tickers[{ticker,
+updated ns, day{c, v}, lastQuote{p bid, P ask, t ns}, lastTrade{p, t ns}, prevDay{c}}]`
+(notes §2.1).
+
+Past chains (the `history` capability): `/v3/reference/options/contracts` with `as_of` lists the
+contracts as they stood that day (`ticker`, `underlying_ticker`, `contract_type`,
+`expiration_date`, `strike_price`; notes §3.2), and each contract's daily aggregate gives its
+close. These are trade prices (Polygon keeps no historical quotes or open interest) and every
+contract costs a request, so only what the 30-day ATM IV reads is asked for: the two strikes
+around the underlying's close, both sides, of the expirations on either side of 30 days (at
+most eight aggregates, ten requests per symbol and session). A contract that did not trade
+that day has no aggregate and is left out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -25,11 +37,13 @@ import pandas as pd
 from volaris_assets.providers.base import (
     BAR_COLUMNS,
     CHAIN_COLUMNS,
+    QUOTE_COLUMNS,
     WHOLE_CHAIN,
     ChainFilter,
     ErrorCategory,
     ProviderError,
     canonical,
+    quote_symbol,
 )
 from volaris_assets.providers.http import (
     SHORT_OHLCV,
@@ -44,14 +58,21 @@ from volaris_assets.providers.http import (
     numeric,
     same_origin,
 )
+from volaris_assets.providers.past_chains import near_the_money, quotes_only
 from volaris_assets.symbols import to_provider
 
 NAME = "polygon"
 DEFAULT_BASE = "https://api.polygon.io"
 REQUIRED_SETTINGS: tuple[str, ...] = ("POLYGON_API_KEY",)
-CAPABILITIES: frozenset[str] = frozenset({"chain", "intraday", "daily"})
+CAPABILITIES: frozenset[str] = frozenset({"chain", "intraday", "daily", "history"})
+# Tickers per stocks snapshot. Polygon sets no limit but the URL's length (notes §2.1); 250 is
+# the cap of its universal snapshot, and the S&P 500 with the ETFs in three requests.
+QUOTE_BATCH = 250
 
 SNAPSHOT_PAGE_LIMIT = 250  # the documented maximum
+CONTRACTS_PAGE_LIMIT = 1000  # the documented maximum of /v3/reference/options/contracts
+# Past chains: how far out to list contracts (the 30-day point needs the expiration after it).
+HISTORY_HORIZON_DAYS = 120
 AGGS_LIMIT = 50000
 # A chain of 250-contract pages this long would be ~50k contracts: a cursor loop, not a chain.
 MAX_PAGES = 200
@@ -61,9 +82,10 @@ _CONTRACT_TYPES = {right: wire for wire, right in _RIGHTS.items()}
 
 
 class PolygonClient(HttpSource):
-    """`ChainSource` and `BarSource` over the Polygon REST API."""
+    """`ChainSource`, `BarSource` and `QuoteSource` over the Polygon REST API."""
 
     name = NAME
+    max_quote_batch = QUOTE_BATCH
 
     def __init__(
         self, *, api_key: str, base_url: str = DEFAULT_BASE, client: httpx.AsyncClient | None = None
@@ -108,6 +130,20 @@ class PolygonClient(HttpSource):
             raise no_data(NAME, symbol, "option contracts")
         return parse_snapshot(results, symbol)
 
+    async def quotes(self, symbols: Sequence[str], as_of: datetime) -> pd.DataFrame:
+        tickers = ",".join(to_provider(symbol, NAME) for symbol in symbols)
+        payload = _checked(
+            await self._get_json(
+                f"{self.base_url}/v2/snapshot/locale/us/markets/stocks/tickers",
+                params={"tickers": tickers},
+                headers=self._headers,
+            )
+        )
+        items = payload.get("tickers") or []
+        if not isinstance(items, list):
+            raise bad_data(NAME, "tickers is not a list")
+        return parse_tickers_snapshot([item for item in items if isinstance(item, dict)])
+
     async def bars(
         self, symbol: str, timeframe: str, start: datetime, end: datetime
     ) -> pd.DataFrame:
@@ -124,6 +160,70 @@ class PolygonClient(HttpSource):
             echoed_symbol(page.get("ticker"), symbol, NAME)
         results = [r for page in pages for r in _results(page) if isinstance(r, dict)]
         return parse_aggregates(results, symbol, timeframe, start, end)
+
+    async def session_close_chain(self, symbol: str, day: date) -> pd.DataFrame:
+        """The contracts around the money on either side of 30 days, at their close on `day`."""
+        midnight = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
+        underlying = await self.bars(symbol, "1d", midnight, midnight + timedelta(days=1))
+        if underlying.empty:
+            raise no_data(NAME, symbol, f"close on {day}")
+        close = float(underlying["close"].iloc[-1])
+        pages = await self._pages(
+            "/v3/reference/options/contracts",
+            {
+                "underlying_ticker": to_provider(symbol, NAME),
+                "as_of": day.isoformat(),
+                "expiration_date.gt": day.isoformat(),
+                "expiration_date.lte": (day + timedelta(days=HISTORY_HORIZON_DAYS)).isoformat(),
+                "limit": str(CONTRACTS_PAGE_LIMIT),
+            },
+        )
+        contracts = parse_contracts(
+            [r for page in pages for r in _results(page) if isinstance(r, dict)], symbol
+        )
+        wanted = near_the_money(contracts, close, day, strikes_per_side=1)
+        wanted = wanted[wanted["ticker"].map(lambda t: isinstance(t, str) and t.startswith("O:"))]
+        if wanted.empty:
+            raise no_data(NAME, symbol, f"option contracts around the money on {day}")
+        # Contracts missing an expiration or strike cost no request: validation counts them.
+        priced = wanted["expiration"].notna() & wanted["strike"].notna()
+        closes = pd.Series(float("nan"), index=wanted.index)
+        for index, ticker in wanted.loc[priced, "ticker"].items():
+            page = await self._get_json(
+                f"/v2/aggs/ticker/{ticker}/range/1/day/{day.isoformat()}/{day.isoformat()}",
+                params={"adjusted": "false"},
+                headers=self._headers,
+            )
+            results = _results(_checked(page))
+            last = results[-1] if results and isinstance(results[-1], dict) else {}
+            closes[index] = numeric(pd.Series([last.get("c")])).iloc[0]
+        traded = ~priced | closes.notna()
+        if not (priced & traded).any():
+            raise no_data(NAME, symbol, f"option trades on {day}")
+        chain = wanted[traded].assign(mark_price=closes[traded])
+        # A trade close stands for both sides: the aggregates carry no quotes.
+        chain = chain.assign(
+            bid=chain["mark_price"], ask=chain["mark_price"], underlying_price=close, provider=NAME
+        )
+        chain["occ_symbol"] = build_occ(chain)
+        return quotes_only(chain, day)
+
+
+def parse_contracts(results: list[dict[str, Any]], requested: str) -> pd.DataFrame:
+    """`ticker`, symbol, expiration, strike and right of reference-contract results."""
+    raw = pd.DataFrame.from_records(results)
+    for echoed in set(field(raw, "underlying_ticker").dropna()):
+        echoed_symbol(echoed, requested, NAME)
+    expiration = pd.to_datetime(field(raw, "expiration_date"), format="%Y-%m-%d", errors="coerce")
+    return pd.DataFrame(
+        {
+            "ticker": field(raw, "ticker"),
+            "symbol": requested,
+            "expiration": expiration.dt.date.astype(object).where(expiration.notna(), None),
+            "strike": numeric(field(raw, "strike_price")),
+            "right": field(raw, "contract_type").map(_RIGHTS),
+        }
+    )
 
 
 def _checked(payload: Any) -> dict[str, Any]:
@@ -183,6 +283,29 @@ def parse_snapshot(results: list[dict[str, Any]], requested: str) -> pd.DataFram
     frame["provider"] = NAME
     frame["occ_symbol"] = build_occ(frame)
     return canonical(frame, CHAIN_COLUMNS)
+
+
+def parse_tickers_snapshot(items: list[dict[str, Any]]) -> pd.DataFrame:
+    """Canonical quotes from the stocks snapshot's `tickers` (the last trade, else the day's
+    close so far; the snapshot's `updated`, else the last trade's time)."""
+    raw = pd.DataFrame.from_records(items, columns=["ticker"] if not items else None)
+    trade = numeric(_nested(raw, "lastTrade", "p"))
+    updated = epoch_to_utc(field(raw, "updated"), "ns")
+    frame = pd.DataFrame(
+        {
+            "symbol": [quote_symbol(ticker) for ticker in field(raw, "ticker")],
+            "last": trade.where(trade.notna(), numeric(_nested(raw, "day", "c"))),
+            "bid": numeric(_nested(raw, "lastQuote", "p")),
+            "ask": numeric(_nested(raw, "lastQuote", "P")),
+            "volume": numeric(_nested(raw, "day", "v")),
+            "prev_close": numeric(_nested(raw, "prevDay", "c")),
+            "quote_ts": updated.where(
+                updated.notna(), epoch_to_utc(_nested(raw, "lastTrade", "t"), "ns")
+            ),
+            "provider": NAME,
+        }
+    )
+    return canonical(frame, QUOTE_COLUMNS)
 
 
 def parse_aggregates(

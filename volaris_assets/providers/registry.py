@@ -23,13 +23,14 @@ PROVIDER_MODULES: dict[str, str] = {
 }
 # Every name a provider list may hold, the offline simulated market first.
 KNOWN_PROVIDERS: tuple[str, ...] = (SIMULATED, *PROVIDER_MODULES)
-CAPABILITIES: tuple[str, ...] = ("chain", "intraday", "daily", "profile")
+CAPABILITIES: tuple[str, ...] = ("chain", "intraday", "daily", "profile", "history")
 # The environment variable that orders the providers of each capability (first is primary).
 CAPABILITY_SETTINGS: dict[str, str] = {
     "chain": "VOLARIS_CHAIN_PROVIDERS",
     "intraday": "VOLARIS_INTRADAY_PROVIDERS",
     "daily": "VOLARIS_DAILY_PROVIDERS",
     "profile": "VOLARIS_PROFILE_PROVIDERS",
+    "history": "VOLARIS_HISTORY_PROVIDERS",
 }
 DEFAULT_PROVIDERS: tuple[str, ...] = (SIMULATED,)
 
@@ -89,6 +90,8 @@ def build_sources(
     for name in names:
         if name == SIMULATED:
             source = simulated_factory()
+            if capability == "history" and isinstance(source, ChainSource):
+                source = _replayed(source)
             if _serves(source, capability):
                 sources.append(source)
             else:
@@ -126,7 +129,16 @@ def _serves(source: Any, capability: str) -> bool:
         return isinstance(source, ChainSource)
     if capability == "profile":
         return callable(getattr(source, "profile", None))
+    if capability == "history":
+        return callable(getattr(source, "session_close_chain", None))
     return isinstance(source, BarSource)
+
+
+def _replayed(source: ChainSource) -> Any:
+    """The simulated market's history: it replays any past chain (`providers.past_chains`)."""
+    from volaris_assets.providers.past_chains import ReplayedHistory
+
+    return ReplayedHistory(source)
 
 
 def _checked(capability: str) -> str:

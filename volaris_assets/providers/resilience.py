@@ -30,6 +30,7 @@ from volaris_assets.providers.base import (
     ChainSource,
     ErrorCategory,
     ProviderError,
+    batch_quotes,
 )
 from volaris_assets.providers.circuit import HEALTH_CATEGORIES, CircuitBreaker, CircuitState
 from volaris_assets.providers.http import paced_follow_ups
@@ -415,6 +416,11 @@ class FallbackChain:
 
     async def bars(self, symbol: str, timeframe: str, start: datetime, end: datetime) -> Fetched:
         return await self._first_answer(lambda source: source.bars(symbol, timeframe, start, end))
+
+    async def quotes(self, symbols: Sequence[str], as_of: datetime) -> Fetched:
+        """One batch of quotes (one request) from the first provider that answers; a provider
+        without a batch quote endpoint is passed over as `not_found`."""
+        return await self._first_answer(lambda source: batch_quotes(source, symbols, as_of))
 
     def rotated(self, start_with: str | None) -> FallbackChain:
         """A copy whose order starts at `start_with` and wraps around (None keeps the order).

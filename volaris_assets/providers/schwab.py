@@ -1,4 +1,4 @@
-"""Charles Schwab Trader API: option chains and price history (the primary chain source).
+"""Charles Schwab Trader API: option chains, price history and quotes (the primary chain source).
 
 Auth is OAuth2 with a refresh token that a human obtains in a browser and that lapses after
 about 7 days; the client exchanges it for ~30-minute access tokens, refreshes one minute before
@@ -10,6 +10,9 @@ keyed "YYYY-MM-DD:DTE" then strike ("265.0") → list of contracts with `bid`, `
 `mark`, `totalVolume`, `openInterest`, `volatility` (a PERCENT), `delta`..`vega` (-999 or "NaN"
 when Schwab's model has no value), `strikePrice`, `daysToExpiration`, `quoteTimeInLong` (epoch
 ms); top level has `symbol`, `status`, `underlyingPrice` and, when asked, `underlying{...}`.
+`/marketdata/v1/quotes?symbols=A,B` answers an object keyed by symbol, each with `symbol`,
+`assetMainType` and `quote{lastPrice, bidPrice, askPrice, totalVolume, closePrice (previous
+close), quoteTime, tradeTime (epoch ms)}` (notes §1.2).
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ import asyncio
 import base64
 import functools
 import operator
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -30,11 +34,13 @@ import pandas as pd
 from volaris_assets.providers.base import (
     BAR_COLUMNS,
     CHAIN_COLUMNS,
+    QUOTE_COLUMNS,
     WHOLE_CHAIN,
     ChainFilter,
     ErrorCategory,
     ProviderError,
     canonical,
+    quote_symbol,
 )
 from volaris_assets.providers.http import (
     HttpSource,
@@ -50,7 +56,7 @@ from volaris_assets.providers.http import (
     numeric,
     occ_symbols,
 )
-from volaris_assets.symbols import to_provider
+from volaris_assets.symbols import INDEX_SYMBOLS, to_provider
 
 NAME = "schwab"
 DEFAULT_BASE = "https://api.schwabapi.com"
@@ -60,6 +66,9 @@ REQUIRED_SETTINGS: tuple[str, ...] = (
     "SCHWAB_REFRESH_TOKEN",
 )
 CAPABILITIES: frozenset[str] = frozenset({"chain", "intraday", "daily"})
+# Symbols per `/quotes` request. Schwab states no cap (notes §1.1); 250 keeps the URL near 2 KB,
+# far below the ~8 KB servers accept, and the S&P 500 with the ETFs in three requests.
+QUOTE_BATCH = 250
 
 REFRESH_TOKEN_LIFETIME = timedelta(days=7)
 REFRESH_TOKEN_WARNING = timedelta(days=2)
@@ -91,9 +100,10 @@ class RefreshTokenStatus:
 
 
 class SchwabClient(HttpSource):
-    """`ChainSource` and `BarSource` over the Schwab Trader API."""
+    """`ChainSource`, `BarSource` and `QuoteSource` over the Schwab Trader API."""
 
     name = NAME
+    max_quote_batch = QUOTE_BATCH
 
     def __init__(
         self,
@@ -206,6 +216,16 @@ class SchwabClient(HttpSource):
             params["toDate"] = only.expires_to.isoformat()
         return parse_chain(await self._get("/marketdata/v1/chains", params), symbol)
 
+    # ---- quotes ----------------------------------------------------------------------------
+
+    async def quotes(self, symbols: Sequence[str], as_of: datetime) -> pd.DataFrame:
+        params = {
+            "symbols": ",".join(to_provider(symbol, NAME) for symbol in symbols),
+            "fields": "quote",
+            "indicative": "false",
+        }
+        return parse_quotes(await self._get("/marketdata/v1/quotes", params))
+
     # ---- bars ------------------------------------------------------------------------------
 
     async def bars(
@@ -243,6 +263,8 @@ _NUMERIC_FIELDS: tuple[tuple[str, str, tuple[float, ...]], ...] = (
     ("quoteTimeInLong", "quote_ts", ()),
 )
 _NUMERIC_GETTER = operator.itemgetter(*(wire for wire, _, _ in _NUMERIC_FIELDS))
+# An OCC option root: what `_roots` accepts from the wire (SPXW, NDXP...).
+_OPTION_ROOT = re.compile(r"^[A-Z]{1,6}$")
 
 
 @dataclass
@@ -364,7 +386,7 @@ def parse_chain(payload: Any, requested: str) -> pd.DataFrame:
             **columns,  # strike, dte and quote_ts are replaced below by their repaired forms
             "symbol": symbol,
             "occ_symbol": pd.Series(
-                occ_symbols([symbol] * len(strike), expiration, contracts.rights, strike),
+                occ_symbols(_roots(contracts, symbol), expiration, contracts.rights, strike),
                 dtype=object,
             ),
             "expiration": expiration,
@@ -379,6 +401,18 @@ def parse_chain(payload: Any, requested: str) -> pd.DataFrame:
     return canonical(frame, CHAIN_COLUMNS)
 
 
+def _roots(contracts: _Contracts, symbol: str) -> list[str]:
+    """Each contract's OCC root: the symbol's, except for an index, whose chain mixes roots
+    (SPX monthlies settle at the open, SPXW weeklies at the close, on the same strikes and
+    days), so each contract's own `optionRoot` keeps the two apart."""
+    if symbol not in INDEX_SYMBOLS:
+        return [symbol] * len(contracts.records)
+    return [
+        root if isinstance(root, str) and _OPTION_ROOT.match(root) else symbol
+        for root in (record.get("optionRoot") for record in contracts.records)
+    ]
+
+
 def _underlying_price(payload: Mapping[str, Any]) -> float:
     top = numeric([payload.get("underlyingPrice")]).iloc[0]
     if pd.notna(top) and top > 0:
@@ -390,6 +424,41 @@ def _underlying_price(payload: Mapping[str, Any]) -> float:
             if pd.notna(value) and value > 0:
                 return float(value)
     return float("nan")
+
+
+def parse_quotes(payload: Any) -> pd.DataFrame:
+    """Canonical quotes from a `/marketdata/v1/quotes` payload: an object keyed by symbol, plus
+    `errors` naming the symbols Schwab does not know (those are simply absent). An index
+    (`$SPX`) has no bid or ask; a quote without a time falls back on its trade time."""
+    if not isinstance(payload, dict):
+        raise bad_data(NAME, "quotes payload is not an object")
+    entries = [
+        (key, entry)
+        for key, entry in payload.items()
+        if key != "errors" and isinstance(entry, dict)
+    ]
+    blocks = [
+        entry.get("quote") if isinstance(entry.get("quote"), dict) else {} for _, entry in entries
+    ]
+
+    def column(name: str) -> np.ndarray:
+        return floats([block.get(name) for block in blocks])
+
+    stamp = column("quoteTime")
+    stamp = np.where(stamp > 0, stamp, column("tradeTime"))
+    frame = pd.DataFrame(
+        {
+            "symbol": [quote_symbol(entry.get("symbol") or key) for key, entry in entries],
+            "last": column("lastPrice"),
+            "bid": column("bidPrice"),
+            "ask": column("askPrice"),
+            "volume": column("totalVolume"),
+            "prev_close": column("closePrice"),
+            "quote_ts": epoch_to_utc(np.where(stamp > 0, stamp, np.nan), "ms"),
+            "provider": NAME,
+        }
+    )
+    return canonical(frame, QUOTE_COLUMNS)
 
 
 def parse_price_history(

@@ -15,9 +15,11 @@ Every frame says `provider == "simulated"`.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
@@ -28,6 +30,7 @@ from volaris_assets import calendar
 from volaris_assets.providers.base import (
     BAR_COLUMNS,
     CHAIN_COLUMNS,
+    QUOTE_COLUMNS,
     WHOLE_CHAIN,
     ChainFilter,
     ErrorCategory,
@@ -35,6 +38,7 @@ from volaris_assets.providers.base import (
     aggregate_bars,
 )
 from volaris_assets.quant.black_scholes import bs_greeks, bs_price
+from volaris_assets.quant.normal import norm_ppf
 from volaris_assets.symbols import occ_symbol
 
 PROVIDER = "simulated"
@@ -82,6 +86,29 @@ class _Path:
     vol_levels: np.ndarray
 
 
+@dataclass(frozen=True)
+class SimulatedQuote:
+    """One symbol's quote (the `QUOTE_COLUMNS` of a quote frame, less the provider)."""
+
+    symbol: str
+    last: float
+    bid: float
+    ask: float
+    volume: int
+    prev_close: float
+    quote_ts: datetime
+
+
+@dataclass(frozen=True)
+class _Tape:
+    """One session of one symbol, as quotes read it: minute closes, running volume, and the
+    previous session's close."""
+
+    closes: np.ndarray
+    volumes: np.ndarray
+    previous_close: float
+
+
 class SimulatedMarket:
     """The simulated market. Cheap to construct; caches a little per symbol."""
 
@@ -89,6 +116,10 @@ class SimulatedMarket:
         self.seed = seed
         self._path = functools.lru_cache(maxsize=256)(self._build_path)
         self._profile = functools.lru_cache(maxsize=1024)(self._build_profile)
+        # A session's minute closes and running volume per symbol: quotes of the whole universe
+        # every minute read it instead of rebuilding paths (their cache holds 256 symbols).
+        # ~6 KB a symbol.
+        self._tape = functools.lru_cache(maxsize=1024)(self._build_tape)
 
     # ----------------------------------------------------------------- per-symbol state
     def profile(self, symbol: str) -> SymbolProfile:
@@ -309,6 +340,37 @@ class SimulatedMarket:
                     return float(minutes["close"].iloc[done - 1])
         return float(self.minute_bars(symbol, calendar.previous_session(day).day)["close"].iloc[-1])
 
+    def quote(self, symbol: str, as_of: datetime) -> SimulatedQuote:
+        """The quote at `as_of`: the last completed minute's close as the last trade (as `spot`),
+        a spread of a few basis points around it, the session's volume so far and the previous
+        session's close. Between sessions it is the last session's closing quote."""
+        day = as_of.astimezone(calendar.NY).date()
+        current = calendar.session(day) if calendar.is_session(day) else None
+        done = 0
+        if current is not None and as_of >= current.open:
+            done = int((min(as_of, current.close) - current.open).total_seconds() // 60)
+        if current is None or done == 0:
+            current = calendar.previous_session(day)
+            done = current.minutes
+        tape = self._tape(symbol, current.day)
+        last = float(tape.closes[done - 1])
+        half_spread = max(0.01, round(last * 0.0002, 2))
+        return SimulatedQuote(
+            symbol=symbol,
+            last=last,
+            bid=round(last - half_spread, 2),
+            ask=round(last + half_spread, 2),
+            volume=int(tape.volumes[done - 1]),
+            prev_close=tape.previous_close,
+            quote_ts=min(as_of, current.open + timedelta(minutes=done)),
+        )
+
+    def _build_tape(self, symbol: str, day: date) -> _Tape:
+        current = calendar.session(day)
+        _, _, _, closes, volumes = (a[0] for a in self._minute_arrays(symbol, [current]))
+        previous_close = self._day_state(symbol, calendar.previous_session(day).day)[1]
+        return _Tape(closes, np.cumsum(volumes), round(previous_close, 4))
+
     # ----------------------------------------------------------------- options
     def atm_vol(self, symbol: str, day: date, years: np.ndarray | float) -> np.ndarray:
         """ATM implied volatility for maturities `years` on `day`: level x term structure.
@@ -377,35 +439,45 @@ class SimulatedMarket:
             a[keep] for a in (strikes, expiry_arr, is_call, years, vol, theo)
         )
         greeks = bs_greeks(spot, strikes, years, vol, RISK_FREE_RATE, q, is_call)
-        rng = np.random.default_rng([self.seed, profile.key, 3, int(as_of.timestamp()) // 60])
+        rights = np.where(is_call, "C", "P")
+        occ = [
+            occ_symbol(symbol, e, r, k)
+            for e, r, k in zip(expiry_arr, rights, strikes, strict=False)
+        ]
+        # Quotes move like a market between snapshots: prices and greeks follow the spot's
+        # minute path and the day's surface; each contract's spread width, open interest (set
+        # overnight, from the previous close), share of it traded today and last-trade offset are
+        # fixed for the day, and volume accumulates through the session.
+        draws = _contract_draws(self.seed, occ, day)
         mark = np.round(theo, 4)
-        half_spread = 0.01 + 0.03 * mark * rng.uniform(0.5, 1.5, len(mark))
+        half_spread = 0.01 + 0.03 * mark * (0.5 + draws[:, 0])
         bid = np.maximum(np.round(mark - half_spread, 2), 0.0)
         ask = np.maximum(np.round(mark + half_spread, 2), bid + 0.01)
-        moneyness = np.abs(np.log(strikes / spot)) / (vol * np.sqrt(years))
+        quote_day = as_of.astimezone(calendar.NY).date()
+        dte = np.array([(e - quote_day).days for e in expiry_arr])
+        previous_close = self._day_state(symbol, calendar.previous_session(day).day)[1]
+        moneyness = np.abs(np.log(strikes / previous_close)) / (
+            profile.base_vol * np.sqrt(np.maximum(dte, 1) / 365.0)
+        )
         open_interest = np.round(
             profile.daily_volume
             / 200.0
             * np.exp(-0.5 * moneyness**2)
-            * rng.lognormal(0, 0.5, len(mark))
+            * np.exp(0.5 * norm_ppf(draws[:, 1]))
         ).astype("int64")
-        volume = np.round(open_interest * rng.uniform(0.0, 0.25, len(mark))).astype("int64")
-        rights = np.where(is_call, "C", "P")
-        quote_day = as_of.astimezone(calendar.NY).date()
+        traded = 0.25 * draws[:, 2] * _session_fraction(as_of)
+        volume = np.round(open_interest * traded).astype("int64")
         frame = pd.DataFrame(
             {
                 "symbol": symbol,
-                "occ_symbol": [
-                    occ_symbol(symbol, e, r, k)
-                    for e, r, k in zip(expiry_arr, rights, strikes, strict=False)
-                ],
+                "occ_symbol": occ,
                 "expiration": list(expiry_arr),
                 "strike": strikes,
                 "right": rights,
                 "bid": bid,
                 "ask": ask,
                 "mark_price": mark,
-                "last": np.round(mark * rng.uniform(0.97, 1.03, len(mark)), 2),
+                "last": np.round(mark * (0.97 + 0.06 * draws[:, 3]), 2),
                 "volume": volume,
                 "open_interest": open_interest,
                 "implied_volatility": np.round(vol, 6),
@@ -414,7 +486,7 @@ class SimulatedMarket:
                 "theta": greeks["theta"],
                 "vega": greeks["vega"],
                 "underlying_price": spot,
-                "dte": [(e - quote_day).days for e in expiry_arr],
+                "dte": dte,
                 "provider": PROVIDER,
                 "quote_ts": pd.Timestamp(as_of).tz_convert("UTC"),
             }
@@ -428,9 +500,11 @@ class SimulatedMarket:
 
 
 class SimulatedProvider:
-    """`SimulatedMarket` behind the async `ChainSource`/`BarSource` protocols."""
+    """`SimulatedMarket` behind the async `ChainSource`/`BarSource`/`QuoteSource` protocols."""
 
     name = PROVIDER
+    # No URL to keep short: a batch as large as the S&P 500 with the ETFs and alerted symbols.
+    max_quote_batch = 1000
 
     def __init__(self, market: SimulatedMarket | None = None) -> None:
         self.market = market or SimulatedMarket()
@@ -444,6 +518,12 @@ class SimulatedProvider:
         self, symbol: str, timeframe: str, start: datetime, end: datetime
     ) -> pd.DataFrame:
         return self.market.bars(symbol, timeframe, start, end)
+
+    async def quotes(self, symbols: Sequence[str], as_of: datetime) -> pd.DataFrame:
+        rows = [dataclasses.asdict(self.market.quote(symbol, as_of)) for symbol in symbols]
+        frame = pd.DataFrame(rows, columns=[c for c in QUOTE_COLUMNS if c != "provider"])
+        frame["quote_ts"] = pd.to_datetime(frame["quote_ts"], utc=True)
+        return frame.assign(provider=PROVIDER)[list(QUOTE_COLUMNS)]
 
     async def aclose(self) -> None:
         """Nothing to close; present so callers treat every source alike."""
@@ -465,6 +545,28 @@ def _business_expiry(friday: date) -> date:
     while calendar.FIRST_SESSION <= day <= calendar.CALENDAR_END and not calendar.is_session(day):
         day -= timedelta(days=1)
     return day
+
+
+def _contract_draws(seed: int, occ_symbols: Sequence[str], day: date) -> np.ndarray:
+    """Four uniforms in (0, 1) per contract, fixed for the contract and the day (a hash of both:
+    the same whatever else the chain lists), so a contract's quote changes between snapshots
+    only as the market moves."""
+    out = np.empty((len(occ_symbols), 4))
+    for row, occ in enumerate(occ_symbols):
+        digest = hashlib.blake2b(f"{seed}|{occ}|{day}".encode(), digest_size=16).digest()
+        out[row] = np.frombuffer(digest, dtype="<u4")
+    return (out + 0.5) / 2.0**32
+
+
+def _session_fraction(as_of: datetime) -> float:
+    """How much of the session has traded by `as_of` (at least one 15-minute window's worth, so
+    a chain at the open is not all zero volume; 1 after the close or between sessions)."""
+    day = as_of.astimezone(calendar.NY).date()
+    if not calendar.is_session(day):
+        return 1.0
+    current = calendar.session(day)
+    done = (as_of - current.open).total_seconds() / (current.close - current.open).total_seconds()
+    return float(np.clip(done, 15 / 390, 1.0)) if as_of >= current.open else 1.0
 
 
 @functools.lru_cache(maxsize=64)

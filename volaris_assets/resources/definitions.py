@@ -48,6 +48,8 @@ def resources(settings: Settings | None = None) -> dict[str, dg.ConfigurableReso
             database_url=_env("DATABASE_URL"), reconnect_window_s=settings.db_reconnect_s
         ),
         "notifier": DiscordNotifier(
-            webhook_url=_env("DISCORD_WEBHOOK_URL"), dedup_db_path=settings.notify_dedup_db
+            webhook_url=_env("DISCORD_WEBHOOK_URL"),
+            dedup_db_path=settings.notify_dedup_db,
+            simulated_capabilities=settings.simulated_capabilities(),
         ),
     }

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from volaris_assets import calendar
 from volaris_assets.providers.base import ChainFilter
 from volaris_assets.providers.simulated import SimulatedMarket
 from volaris_assets.symbols import InvalidSymbol, normalize_symbol
@@ -70,10 +71,11 @@ class SandboxMarket:
         self._chains = LruCache(256)
         self._bars = LruCache(1024)
         self._spots = LruCache(1024)
+        self._closing_chains = LruCache(256)
 
     def set_as_of(self, as_of: datetime) -> None:
         self.as_of = as_of.astimezone(UTC)
-        for cache in (self._chains, self._bars, self._spots):
+        for cache in (self._chains, self._bars, self._spots, self._closing_chains):
             cache.clear()
 
     @staticmethod
@@ -88,6 +90,19 @@ class SandboxMarket:
     def chain(self, symbol: str) -> pd.DataFrame:
         return self._chains.get_or_make(
             symbol, lambda: self.simulated.option_chain(symbol, self.as_of)
+        )
+
+    def closing_chain(self, symbol: str, day: date) -> pd.DataFrame | None:
+        """The chain at the close of the session on `day` (what history endpoints serve), or
+        None when `day` is no session or its close is not past the sandbox clock yet."""
+        try:
+            close = calendar.session(day).close
+        except ValueError:
+            return None
+        if close > self.as_of:
+            return None
+        return self._closing_chains.get_or_make(
+            (symbol, day), lambda: self.simulated.option_chain(symbol, close)
         )
 
     def warm_up(self) -> None:

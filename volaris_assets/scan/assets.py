@@ -9,6 +9,7 @@ from pydantic import Field
 from sqlalchemy.engine import Connection
 
 from volaris_assets import calendar
+from volaris_assets.cluster import queues
 from volaris_assets.ingest.asset_support import (
     OWNERS,
     IngestConfig,
@@ -23,7 +24,9 @@ from volaris_assets.providers.base import ErrorCategory
 from volaris_assets.providers.resilience import ChainExhausted, FallbackChain, Fetched
 from volaris_assets.resources.market_data import MarketDataResource
 from volaris_assets.resources.warehouse import WarehouseResource
+from volaris_assets.scan.liquidity import by_liquidity
 from volaris_assets.scan.premiums import TopPremiums, WheelSettings, wheel_candidates
+from volaris_assets.scan.results_csv import METADATA_KEY, BestPerSymbol, write_scan_csv
 from volaris_assets.universe.assets import scan_universe
 from volaris_assets.warehouse import tables
 from volaris_assets.warehouse.store import Warehouse, utc_now
@@ -87,6 +90,7 @@ def write_premiums(
     partitions_def=calendar.session_partitions(),
     backfill_policy=dg.BackfillPolicy.single_run(),
     pool="chain_providers",
+    op_tags=queues.FETCH,
     description="Wheel scan: for every scan-universe symbol (liquid first), the puts at the "
     "expiration nearest 30 DTE within a delta band (default -0.35..-0.15), with premium, "
     "quotes, greeks and monthly/annual return on collateral. `stock_premiums` holds the latest "
@@ -105,28 +109,57 @@ def wheel_premiums(
         raise dg.Failure(description=f"invalid wheel scan config: {error}") from None
     session = session_range(context)[-1]
     top = TopPremiums()
+    best = BestPerSymbol()
     with warehouse.open() as wh:
-        symbols = universe_symbols(wh, "in_scan_universe", config.symbols)
+        symbols = by_liquidity(
+            wh, universe_symbols(wh, "in_scan_universe", config.symbols), session.day
+        )
 
         def sink(conn: Connection, symbol: str, fetched: Fetched) -> Written:
             written, chosen = write_premiums(conn, wh, symbol, fetched, session, settings)
+
+            def committed() -> None:
+                top.offer(chosen)
+                best.offer(symbol, chosen)
+
             # Once, and only for committed rows: a reconnect runs the sink again.
-            written.after_commit = lambda: top.offer(chosen)
+            written.after_commit = committed
             return written
 
-        summary = run_fan_out(
-            context,
-            chain_data,
-            wh,
-            symbols,
-            lambda chain, symbol: fetch_wheel_chain(chain, symbol, session, settings),
-            sink,
-            start_with=config.start_with_provider,
-            priority="bulk",
-        )
+        def results_csv() -> dict[str, dg.MetadataValue]:
+            """Every symbol's outcome and best put as CSV, written even when the scan fails
+            (a provider outage is when it is read), linked from the metadata."""
+            path = write_scan_csv(
+                context.instance.storage_directory(),
+                wh,
+                context.run.run_id,
+                context.asset_key.to_user_string(),
+                best,
+            )
+            context.log.info("scan results (one row per symbol): %s", path)
+            return {METADATA_KEY: dg.MetadataValue.path(str(path))}
+
+        try:
+            summary = run_fan_out(
+                context,
+                chain_data,
+                wh,
+                symbols,
+                lambda chain, symbol: fetch_wheel_chain(chain, symbol, session, settings),
+                sink,
+                start_with=config.start_with_provider,
+                priority="bulk",
+            )
+        except dg.Failure as failure:
+            raise dg.Failure(
+                description=failure.description,
+                metadata={**failure.metadata, **results_csv()},
+            ) from None
+        csv_metadata = results_csv()
     return dg.MaterializeResult(
         metadata=summary.metadata(
             scan_date=dg.MetadataValue.text(session.day.isoformat()),
             top_premiums=dg.MetadataValue.json(top.best()),
+            **csv_metadata,
         )
     )

@@ -9,13 +9,17 @@ variable takes the default, as it always has.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime, time
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.fields import FieldInfo
 
+from volaris_assets import calendar, scheduling
+from volaris_assets.cluster import celery_config
+from volaris_assets.history import locations
 from volaris_assets.settings import checks
+from volaris_assets.universe import constituents
 
 
 def setting(
@@ -122,9 +126,19 @@ class Settings(BaseModel):
     universe: Annotated[Text, checked(checks.universe)] = setting(
         "VOLARIS_UNIVERSE",
         "Universe",
-        "Replaces both universes: a CSV path (a `symbol` column) or comma-separated symbols.",
+        "Replaces both universes (index lists and ETF list): a CSV path (a `symbol` column) "
+        "or comma-separated symbols.",
         accepted="a CSV file with a symbol column, or comma-separated tickers",
         example="AAPL,MSFT,BRK.B",
+    )
+    universe_extra: Annotated[Text, checked(constituents.extra_symbols)] = setting(
+        "VOLARIS_UNIVERSE_EXTRA",
+        "Universe",
+        "Symbols added to both universes (bars, chains, IV metrics, wheel scan) on top of the "
+        "defaults or VOLARIS_UNIVERSE. Index options (SPX, XSP, NDX, RUT, VIX, DJX) join bars, "
+        "chains and IV only, where the provider serves them (Schwab, the simulated market).",
+        accepted="comma-separated tickers or a CSV file with a symbol column, every entry valid",
+        example="PLTR,ARKK,SPX",
     )
     # Providers
     chain_providers: Annotated[str, checked(checks.provider_list, "chain")] = setting(
@@ -138,7 +152,8 @@ class Settings(BaseModel):
     intraday_providers: Annotated[str, checked(checks.provider_list, "intraday")] = setting(
         "VOLARIS_INTRADAY_PROVIDERS",
         "Providers",
-        "1-minute bar providers in fallback order.",
+        "1-minute bar and quote providers in fallback order (quotes come from those with a "
+        "batch endpoint: simulated, schwab, polygon, alpaca).",
         accepted=_PROVIDER_LIST,
         example="schwab,alpaca,polygon",
         default="simulated",
@@ -149,6 +164,15 @@ class Settings(BaseModel):
         "Daily bar providers in fallback order.",
         accepted=_PROVIDER_LIST,
         example="tiingo,polygon,yahoo",
+        default="simulated",
+    )
+    history_providers: Annotated[str, checked(checks.provider_list, "history")] = setting(
+        "VOLARIS_HISTORY_PROVIDERS",
+        "Providers",
+        "Past sessions' option chains for the IV history bootstrap, in fallback order "
+        "(every request is billed by Databento; Polygon costs ten requests a symbol-session).",
+        accepted=_PROVIDER_LIST + " (history: simulated, databento, polygon)",
+        example="databento,polygon",
         default="simulated",
     )
     # Shared provider budget
@@ -194,6 +218,25 @@ class Settings(BaseModel):
     chain_mode: Mode = mode_setting("VOLARIS_CHAIN_MODE", "option chains")
     intraday_mode: Mode = mode_setting("VOLARIS_INTRADAY_MODE", "1-minute bars")
     daily_mode: Mode = mode_setting("VOLARIS_DAILY_MODE", "daily bars")
+    # Cluster (deploy/cluster/)
+    celery_broker_url: Annotated[Text, checked(celery_config.broker_url_form)] = setting(
+        "VOLARIS_CELERY_BROKER_URL",
+        "Cluster",
+        "The RabbitMQ broker that carries steps to the Celery workers; required by the cluster "
+        "layout (volaris_assets.cluster), on the run hosts and every worker alike.",
+        accepted="amqp://user:password@host:5672/vhost",
+        example="amqp://volaris:secret@rabbitmq.internal:5672/volaris",
+        secret=True,
+    )
+    celery_backend_url: Annotated[Text, checked(celery_config.backend_url_form)] = setting(
+        "VOLARIS_CELERY_BACKEND_URL",
+        "Cluster",
+        "Where workers put a step's result for its run process. Unset: rpc:// (back through "
+        "the broker to the run that submitted it).",
+        accepted="rpc:// or redis://[user:password@]host:6379/db",
+        example="rpc://",
+        secret=True,
+    )
     # Tuning
     concurrency: int = setting(
         "VOLARIS_CONCURRENCY",
@@ -245,6 +288,188 @@ class Settings(BaseModel):
         ge=0,
         le=1,
         allow_inf_nan=False,
+    )
+    # Schedules
+    realtime_interval_s: Annotated[int, checked(scheduling.interval_seconds)] = setting(
+        "REALTIME_JOB_INTERVAL_SECONDS",
+        "Schedules",
+        "How often the real-time jobs (latest quotes) run in market hours.",
+        accepted="seconds: 60 or whole minutes that divide the hour (60, 120, 300...)",
+        example="60",
+        default=60,
+    )
+    five_minute_interval_s: Annotated[int, checked(scheduling.interval_seconds)] = setting(
+        "FIVE_MINUTE_JOB_INTERVAL_SECONDS",
+        "Schedules",
+        "How often 1-minute bars are refreshed in market hours.",
+        accepted="seconds: 60 or whole minutes that divide the hour (60, 120, 300...)",
+        example="300",
+        default=300,
+    )
+    option_chain_interval_min: Annotated[
+        int, checked(scheduling.interval_minutes, calendar.SNAPSHOT_MINUTES)
+    ] = setting(
+        "OPTION_CHAIN_JOB_INTERVAL_MINUTES",
+        "Schedules",
+        "How often option chains are snapshotted in regular hours (whole 15-minute windows).",
+        accepted="15, 30 or 60",
+        example="15",
+        default=15,
+    )
+    iv_metrics_interval_min: Annotated[
+        int, checked(scheduling.interval_minutes, calendar.SNAPSHOT_MINUTES)
+    ] = setting(
+        "IV_METRICS_JOB_INTERVAL_MINUTES",
+        "Schedules",
+        "How often intraday IV metrics are recomputed from the session's latest chain "
+        "snapshot (10 minutes into each interval, once that snapshot is stored).",
+        accepted="15, 30 or 60",
+        example="30",
+        default=30,
+    )
+    eod_sync_hour: int = setting(
+        "EOD_SYNC_CRON_HOUR",
+        "Schedules",
+        "Hour (ET) of the after-close daily-bar sync, with EOD_SYNC_CRON_MINUTE.",
+        accepted="a whole number from 16 to 23",
+        example="17",
+        default=17,
+        ge=16,
+        le=23,
+    )
+    eod_sync_minute: int = setting(
+        "EOD_SYNC_CRON_MINUTE",
+        "Schedules",
+        "Minute of the after-close daily-bar sync.",
+        accepted="a whole number from 0 to 59",
+        example="15",
+        default=15,
+        ge=0,
+        le=59,
+    )
+    iv_eod_time: Annotated[time, checked(scheduling.time_of_day)] = setting(
+        "VOLARIS_IV_EOD_TIME",
+        "Schedules",
+        "When (ET) the end-of-day IV metrics are computed from the session's last snapshot: "
+        "the values IV rank and percentile history is built from.",
+        accepted="HH:MM from 16:00 to 23:59",
+        example="16:30",
+        default="16:30",
+        validate_default=True,
+    )
+    wheel_scan_time: Annotated[time, checked(scheduling.time_of_day)] = setting(
+        "VOLARIS_WHEEL_SCAN_TIME",
+        "Schedules",
+        "When (ET) the wheel scan runs over the closing chains.",
+        accepted="HH:MM from 16:00 to 23:59",
+        example="16:45",
+        default="16:45",
+        validate_default=True,
+    )
+    universe_cron: Annotated[str, checked(scheduling.cron)] = setting(
+        "VOLARIS_UNIVERSE_CRON",
+        "Schedules",
+        "When (ET) the universes are refreshed.",
+        accepted="a five-field cron expression",
+        example="0 6 * * 1",
+        default="0 6 * * 1",
+    )
+    # History
+    first_session: date = setting(
+        "VOLARIS_FIRST_SESSION",
+        "Storage tiers",
+        "First NYSE session of the session partitions (bars, IV metrics, scan): how far back a "
+        "backfill reaches through Dagster. A date that is not a session moves to the next one.",
+        accepted=f"a date YYYY-MM-DD from {calendar.FIRST_SESSION} to {calendar.CALENDAR_END}",
+        example="2000-01-03",
+        default=calendar.DEFAULT_FIRST_PARTITION,
+        ge=calendar.FIRST_SESSION,
+        le=calendar.CALENDAR_END,
+    )
+    backfill_hour: int = setting(
+        "HISTORICAL_BACKFILL_CRON_HOUR",
+        "Storage tiers",
+        "Hour (UTC) of the nightly gap-fill, which re-runs the missing or failed session "
+        "partitions of the last HISTORICAL_BACKFILL_LOOKBACK_DAYS sessions.",
+        accepted="a whole number from 0 to 23",
+        example="3",
+        default=3,
+        ge=0,
+        le=23,
+    )
+    backfill_lookback_sessions: int = setting(
+        "HISTORICAL_BACKFILL_LOOKBACK_DAYS",
+        "Storage tiers",
+        "How many of the latest closed sessions the nightly gap-fill checks (sessions, not "
+        "calendar days).",
+        accepted="a whole number from 1 to 756",
+        example="30",
+        default=30,
+        ge=1,
+        le=756,
+    )
+    # Storage tiers
+    history_url: Annotated[Text, checked(locations.history_url)] = setting(
+        "VOLARIS_HISTORY_URL",
+        "Storage tiers",
+        "Where compacted option snapshots go (Parquet, one file per session): a directory, or "
+        "an object-store URL opened through fsspec (s3fs, gcsfs or adlfs installed) with the "
+        "store's usual credentials. Unset: "
+        "data/history beside the SQLite warehouse.",
+        accepted="a directory path, or s3://bucket/prefix (also gs://, abfs://)",
+        example="s3://volaris-history/prod",
+        secret=True,
+    )
+    hot_sessions: int = setting(
+        "VOLARIS_HOT_SESSIONS",
+        "Storage tiers",
+        "Sessions of option snapshots kept in the database; older ones are compacted to the "
+        "history files (about 1.6 GB a session in PostgreSQL at the full universe).",
+        accepted="a whole number from 1 to 20",
+        example="1",
+        default=1,
+        ge=1,
+        le=20,
+    )
+    history_time: Annotated[time, checked(scheduling.time_of_day)] = setting(
+        "VOLARIS_HISTORY_TIME",
+        "Storage tiers",
+        "When (ET) the session that leaves the hot window is compacted, and the operational "
+        "tables' retention applied: after the end-of-day jobs that read the session's snapshots.",
+        accepted="HH:MM from 16:00 to 23:59",
+        example="18:00",
+        default="18:00",
+        validate_default=True,
+    )
+    retain_results_days: int = setting(
+        "VOLARIS_RETAIN_RESULTS_DAYS",
+        "Storage tiers",
+        "Days of per-symbol run results (sync_stock_results) kept.",
+        accepted="a whole number of days from 1 to 3650",
+        example="30",
+        default=30,
+        ge=1,
+        le=3650,
+    )
+    retain_rejections_days: int = setting(
+        "VOLARIS_RETAIN_REJECTIONS_DAYS",
+        "Storage tiers",
+        "Days of rejected-row records (row_rejections) kept.",
+        accepted="a whole number of days from 1 to 3650",
+        example="30",
+        default=30,
+        ge=1,
+        le=3650,
+    )
+    retain_intraday_days: int = setting(
+        "VOLARIS_RETAIN_INTRADAY_DAYS",
+        "Storage tiers",
+        "Days of 1- and 5-minute bars kept (daily bars are kept).",
+        accepted="a whole number of days from 1 to 3650",
+        example="30",
+        default=30,
+        ge=1,
+        le=3650,
     )
     # Provider accounts
     schwab_app_key: Text = key("SCHWAB_APP_KEY", "Schwab", "Trader API app key.", "app-key")
@@ -300,6 +525,29 @@ class Settings(BaseModel):
     yahoo_cookie_url: Url = base_url(
         "YAHOO_COOKIE_URL", "Yahoo", "https://fc.yahoo.com", "Where the session cookie comes from."
     )
+    # Memory
+    memory_warn_mb: int = setting(
+        "VOLARIS_MEMORY_WARN_MB",
+        "Memory",
+        "A run whose resident memory passes this warns once, in its log and on Discord (the "
+        "system we replace warned at 400 MB on a 512 MB box).",
+        accepted="MB, a whole number from 50 to 1000000",
+        example="400",
+        default=400,
+        ge=50,
+        le=1_000_000,
+    )
+    tracemalloc_top: int = setting(
+        "VOLARIS_TRACEMALLOC_TOP",
+        "Memory",
+        "Opt-in: trace Python allocations in each ingestion run and record the top N source "
+        "lines by size as metadata (tracing slows a run and adds memory). 0: off.",
+        accepted="a whole number from 0 to 100",
+        example="15",
+        default=0,
+        ge=0,
+        le=100,
+    )
     # Notifications and Dagster
     discord_webhook_url: Annotated[Text, checked(checks.webhook_url)] = setting(
         "DISCORD_WEBHOOK_URL",
@@ -326,8 +574,8 @@ class Settings(BaseModel):
     dagster_home: Annotated[Text, checked(checks.existing_directory)] = setting(
         "DAGSTER_HOME",
         "Dagster",
-        "Dagster instance directory (the make targets use .dagster_home/ and copy dagster.yaml "
-        "there). Unset: CLI runs use a throwaway instance.",
+        "Dagster instance directory (the make targets use .dagster_home/ and copy "
+        "dagster.yaml there). Unset: CLI runs use a throwaway instance.",
         accepted="an absolute path to an existing directory",
         example="/srv/volaris/dagster_home",
     )
@@ -347,3 +595,11 @@ class Settings(BaseModel):
 
     def mode(self, capability: str) -> str:
         return getattr(self, f"{capability}_mode")
+
+    def simulated_capabilities(self) -> list[str]:
+        """The capabilities whose primary provider is the simulated market."""
+        return [
+            capability
+            for capability in ("chain", "intraday", "daily")
+            if self.providers(capability).split(",")[0].strip().lower() == "simulated"
+        ]

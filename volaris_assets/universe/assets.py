@@ -1,4 +1,10 @@
-"""The symbol universes: S&P 500 constituents and the wider option-scan universe."""
+"""The symbol universes: S&P 500 constituents and the wider option-scan universe.
+
+Both carry the default ETF list and the symbols of VOLARIS_UNIVERSE_EXTRA on top of their index
+lists (VOLARIS_UNIVERSE replaces the index lists and the ETFs, never the extra symbols). The
+`in_sp500` flag marks the core universe every bar, chain and IV asset covers: the S&P 500 plus
+those additions (ETFs and indices are told apart by `sector`).
+"""
 
 import os
 
@@ -15,8 +21,10 @@ from volaris_assets.universe.constituents import (
     SCAN_INDICES,
     SP500,
     UniverseLoad,
+    etf_members,
     index_members,
     parse_override,
+    with_extra,
 )
 from volaris_assets.warehouse import tables
 from volaris_assets.warehouse.store import Warehouse, utc_now
@@ -26,17 +34,44 @@ class UniverseConfig(dg.Config):
     override: str | None = Field(
         default=None,
         description="A CSV path or comma-separated symbols replacing the shipped index list "
-        "(defaults to the VOLARIS_UNIVERSE environment variable).",
+        "and the ETF list (defaults to the VOLARIS_UNIVERSE environment variable).",
+    )
+    extra: str | None = Field(
+        default=None,
+        description="A CSV path or comma-separated symbols added to the universe (defaults to "
+        "the VOLARIS_UNIVERSE_EXTRA environment variable).",
     )
 
 
-def _load(config: UniverseConfig, indices: tuple[str, ...]) -> UniverseLoad:
+def _load(config: UniverseConfig, indices: tuple[str, ...], *, core: bool) -> UniverseLoad:
+    """The override, else the index lists plus the ETF list; then the extra symbols (index
+    symbols among them only in the `core` universe)."""
     override = config.override or os.environ.get("VOLARIS_UNIVERSE")
-    return parse_override(override) if override else index_members(indices)
+    if override:
+        load = parse_override(override)
+    else:
+        load = with_extra(index_members(indices), UniverseLoad(etf_members()), indices=core)
+    extra = config.extra or os.environ.get("VOLARIS_UNIVERSE_EXTRA")
+    return with_extra(load, parse_override(extra), indices=core) if extra else load
+
+
+def _source(config: UniverseConfig) -> str:
+    """Where the members came from, for the metadata the collapse check compares."""
+    base = (
+        "VOLARIS_UNIVERSE override"
+        if config.override or os.environ.get("VOLARIS_UNIVERSE")
+        else "pytickersymbols + ETF list"
+    )
+    extra = config.extra or os.environ.get("VOLARIS_UNIVERSE_EXTRA")
+    return f"{base} + VOLARIS_UNIVERSE_EXTRA" if extra else base
 
 
 def _write_universe(
-    context: dg.AssetExecutionContext, warehouse: Warehouse, load: UniverseLoad, flag: str
+    context: dg.AssetExecutionContext,
+    warehouse: Warehouse,
+    load: UniverseLoad,
+    flag: str,
+    source: str,
 ) -> dg.MaterializeResult:
     """Upsert members with `flag` set, clear the flag on symbols that left, record rejections.
 
@@ -110,11 +145,7 @@ def _write_universe(
             "rejected": dg.MetadataValue.int(sum(load.rejected.values())),
             "rejections_by_reason": dg.MetadataValue.json(dict(load.rejected)),
             "sectors": dg.MetadataValue.json(dict(sorted(sectors.items()))),
-            "source": dg.MetadataValue.text(
-                "VOLARIS_UNIVERSE override"
-                if os.environ.get("VOLARIS_UNIVERSE")
-                else "pytickersymbols"
-            ),
+            "source": dg.MetadataValue.text(source),
             "peak_rss_mb": dg.MetadataValue.float(peak_rss_mb()),
         }
     )
@@ -135,15 +166,17 @@ def _liquidity_ranks(symbols: list[str]) -> dict[str, int]:
     group_name="universe",
     kinds={"python", "sql"},
     owners=OWNERS,
-    description="S&P 500 constituents with name, GICS sector and sub-industry (table `tickers`, "
-    "flag `in_sp500`). Source: the pytickersymbols index list, or VOLARIS_UNIVERSE.",
+    description="S&P 500 constituents with name, GICS sector and sub-industry, plus the ETF "
+    "list and VOLARIS_UNIVERSE_EXTRA (table `tickers`, flag `in_sp500`: the symbols every bar, "
+    "chain and IV asset covers). Source: the pytickersymbols index list, or VOLARIS_UNIVERSE.",
     metadata=asset_metadata("tickers"),
 )
 def sp500_constituents(
     context: dg.AssetExecutionContext, config: UniverseConfig, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
     with warehouse.open() as wh:
-        return _write_universe(context, wh, _load(config, (SP500,)), "in_sp500")
+        load = _load(config, (SP500,), core=True)
+        return _write_universe(context, wh, load, "in_sp500", _source(config))
 
 
 @dg.asset(
@@ -151,12 +184,14 @@ def sp500_constituents(
     kinds={"python", "sql"},
     owners=OWNERS,
     deps=[sp500_constituents],
-    description="The option-scan universe: S&P 500 ∪ Nasdaq-100 ∪ S&P 600 (~1,100 US optionable "
-    "symbols; table `tickers`, flag `in_scan_universe`), or VOLARIS_UNIVERSE.",
+    description="The option-scan universe: S&P 500 ∪ Nasdaq-100 ∪ S&P 600 ∪ the ETF list "
+    "(~1,140 US optionable symbols; table `tickers`, flag `in_scan_universe`), or "
+    "VOLARIS_UNIVERSE; plus VOLARIS_UNIVERSE_EXTRA except index symbols.",
     metadata=asset_metadata("tickers"),
 )
 def scan_universe(
     context: dg.AssetExecutionContext, config: UniverseConfig, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
     with warehouse.open() as wh:
-        return _write_universe(context, wh, _load(config, SCAN_INDICES), "in_scan_universe")
+        load = _load(config, SCAN_INDICES, core=False)
+        return _write_universe(context, wh, load, "in_scan_universe", _source(config))

@@ -128,6 +128,40 @@ _SECTOR_RULES: tuple[tuple[tuple[str, ...], str], ...] = (
 UNCLASSIFIED = "Unclassified"
 _SECTOR_NAMES = {sector.lower() for _, sector in _SECTOR_RULES}
 
+# Non-stock members are told apart by `sector` (the GICS sector an ETF tracks is its
+# sub-industry): the bot can leave them out of sector tables without another column.
+ETF_SECTOR = "ETF"
+INDEX_SECTOR = "Index"
+# The default ETF list: the most traded broad-market funds and the eleven Select Sector SPDRs.
+# They join both universes like any stock (bars, chains, IV metrics, the wheel scan).
+ETFS: tuple[tuple[str, str, str], ...] = (
+    ("SPY", "SPDR S&P 500 ETF Trust", "S&P 500"),
+    ("QQQ", "Invesco QQQ Trust", "Nasdaq-100"),
+    ("IWM", "iShares Russell 2000 ETF", "Russell 2000"),
+    ("DIA", "SPDR Dow Jones Industrial Average ETF Trust", "Dow Jones Industrial Average"),
+    ("XLB", "Materials Select Sector SPDR Fund", "Materials"),
+    ("XLC", "Communication Services Select Sector SPDR Fund", "Communication Services"),
+    ("XLE", "Energy Select Sector SPDR Fund", "Energy"),
+    ("XLF", "Financial Select Sector SPDR Fund", "Financials"),
+    ("XLI", "Industrial Select Sector SPDR Fund", "Industrials"),
+    ("XLK", "Technology Select Sector SPDR Fund", "Information Technology"),
+    ("XLP", "Consumer Staples Select Sector SPDR Fund", "Consumer Staples"),
+    ("XLRE", "Real Estate Select Sector SPDR Fund", "Real Estate"),
+    ("XLU", "Utilities Select Sector SPDR Fund", "Utilities"),
+    ("XLV", "Health Care Select Sector SPDR Fund", "Health Care"),
+    ("XLY", "Consumer Discretionary Select Sector SPDR Fund", "Consumer Discretionary"),
+)
+# Names of the index symbols (`symbols.INDEX_SYMBOLS`) a user may add; not in the defaults,
+# because only some providers serve them (see `with_extra`).
+INDEX_NAMES = {
+    "SPX": "S&P 500 Index",
+    "XSP": "Mini-SPX Index",
+    "NDX": "Nasdaq-100 Index",
+    "RUT": "Russell 2000 Index",
+    "VIX": "Cboe Volatility Index",
+    "DJX": "Dow Jones Industrial Average (1/100)",
+}
+
 
 @dataclass(frozen=True)
 class Constituent:
@@ -195,6 +229,56 @@ def index_members(indices: tuple[str, ...]) -> UniverseLoad:
     return load
 
 
+def etf_members() -> list[Constituent]:
+    """The default ETF list as universe members."""
+    return [Constituent(symbol, name, ETF_SECTOR, tracks) for symbol, name, tracks in ETFS]
+
+
+def with_extra(load: UniverseLoad, extra: UniverseLoad, *, indices: bool) -> UniverseLoad:
+    """`load` plus the members of `extra` it lacks, and the rejections of both.
+
+    Index symbols join only where `indices` is set (the core universe of bars, chains and IV):
+    their options settle in cash, so the wheel scan, which sells puts to be assigned shares,
+    has nothing to scan in them. They are named and labelled here because a user list carries
+    no names.
+    """
+    merged = UniverseLoad(list(load.members), load.rejected + extra.rejected, dict(load.examples))
+    for reason, example in extra.examples.items():
+        merged.examples.setdefault(reason, example)
+    present = {member.symbol for member in load.members}
+    for member in extra.members:
+        if member.symbol in present:
+            continue
+        if member.symbol in INDEX_NAMES:
+            if not indices:
+                continue
+            member = Constituent(member.symbol, INDEX_NAMES[member.symbol], INDEX_SECTOR, None)
+        if len(merged.members) >= MAX_UNIVERSE:
+            merged.reject("over_limit", member.symbol)
+            continue
+        present.add(member.symbol)
+        merged.members.append(member)
+    return merged
+
+
+def extra_symbols(text: str) -> str:
+    """The settings validator of VOLARIS_UNIVERSE_EXTRA: a short hand-typed list, so one
+    malformed entry is refused up front instead of becoming a rejection nobody reads."""
+    try:
+        load = parse_override(text)
+    except FileNotFoundError:
+        raise ValueError("the CSV file does not exist") from None
+    except (OSError, ValueError) as error:
+        raise ValueError(f"the CSV file cannot be read ({type(error).__name__})") from None
+    refused = {r: n for r, n in load.rejected.items() if r in ("invalid_symbol", "over_limit")}
+    if refused:
+        shown = ", ".join(f"{n} {r} (e.g. {load.examples[r]!r})" for r, n in refused.items())
+        raise ValueError(f"has entries that are not tickers: {shown}")
+    if not load.members:
+        raise ValueError("names no symbol")
+    return text
+
+
 def parse_override(text: str) -> UniverseLoad:
     """The user's universe: a CSV path (a `symbol` column, or the first column) or a list.
 
@@ -232,7 +316,7 @@ def _split_list(text: str) -> list[str]:
 
 def _read_csv_symbols(path: Path) -> list[str]:
     if not path.is_file():
-        raise FileNotFoundError(f"VOLARIS_UNIVERSE points at a missing file: {path}")
+        raise FileNotFoundError(f"the universe list points at a missing file: {path}")
     with path.open(newline="", encoding="utf-8", errors="replace") as handle:
         rows = list(csv.reader(handle))
     if not rows:

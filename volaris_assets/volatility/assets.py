@@ -1,4 +1,11 @@
-"""Implied-volatility metrics per symbol and session: the numbers the bot's IV answers quote."""
+"""Implied-volatility metrics per symbol and session: the numbers the bot's IV answers quote.
+
+`iv_metrics` holds one row per session, measured on the session's last chain snapshot: the
+end-of-day value, and the only history IV rank and percentile are computed against.
+`iv_metrics_intraday` measures the latest stored snapshot while the session trades (every
+IV_METRICS_JOB_INTERVAL_MINUTES) into a table of its own, so an intraday value can never stand in
+for a close in that history, whatever runs failed.
+"""
 
 import asyncio
 from datetime import datetime
@@ -10,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from volaris_assets import calendar
+from volaris_assets.cluster import queues
 from volaris_assets.ingest.asset_support import (
     OWNERS,
     IngestConfig,
@@ -60,9 +68,7 @@ async def session_chain(
     """
     stored = await asyncio.to_thread(stored_close_chain, warehouse, symbol, session)
     if not stored.empty:
-        as_of = pd.Timestamp(stored["snapshot_ts"].iloc[0])
-        as_of = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of
-        return stored, str(stored["provider"].iloc[0]), 0, as_of.to_pydatetime()
+        return stored, str(stored["provider"].iloc[0]), 0, _snapshot_time(stored)
     fetched = await chain.option_chain(symbol, session.close)
     if fetched.provider != SIMULATED and session.day != latest.day:
         raise ProviderError(
@@ -73,6 +79,18 @@ async def session_chain(
     return fetched.frame, fetched.provider, fetched.attempts, session.close
 
 
+def _snapshot_time(stored: pd.DataFrame) -> datetime:
+    """The UTC instant of a stored snapshot (SQLite gives it back naive)."""
+    as_of = pd.Timestamp(stored["snapshot_ts"].iloc[0])
+    return (as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of).to_pydatetime()
+
+
+def _measured(frame: pd.DataFrame, provider: str, as_of: datetime) -> dict:
+    """The `chain_metrics` of a chain, validated as an ingested one is."""
+    valid = validate_chain(frame[list(CHAIN_COLUMNS[:-1])].assign(provider=provider), as_of)
+    return chain_metrics(valid.frame, as_of)
+
+
 @dg.asset(
     group_name="volatility",
     kinds={"python", "sql"},
@@ -81,6 +99,7 @@ async def session_chain(
     partitions_def=calendar.session_partitions(),
     backfill_policy=dg.BackfillPolicy.single_run(),
     pool="chain_providers",
+    op_tags=queues.COMPUTE,
     description="Per symbol and session: 30-day constant-maturity ATM IV (total-variance "
     "interpolation), IV rank and IV percentile over the trailing 252 sessions, the 7/30/60/90-day "
     "term structure, 25-delta skew and the expected move to the nearest expiration.",
@@ -105,15 +124,12 @@ def iv_metrics(
                 )
                 attempts += tries
                 providers.add(provider)
-                valid = validate_chain(
-                    frame[list(CHAIN_COLUMNS[:-1])].assign(provider=provider), as_of
-                )
                 rows.append(
                     {
                         "symbol": symbol,
                         "date": session.day,
                         "provider": provider,
-                        **chain_metrics(valid.frame, as_of),
+                        **_measured(frame, provider, as_of),
                     }
                 )
             return _Metrics(pd.DataFrame(rows), ",".join(sorted(providers)), max(attempts, 1))
@@ -130,6 +146,52 @@ def iv_metrics(
     )
 
 
+@dg.asset(
+    group_name="volatility",
+    kinds={"python", "sql"},
+    owners=OWNERS,
+    deps=[dg.AssetDep(option_chains, partition_mapping=dg.TimeWindowPartitionMapping())],
+    partitions_def=calendar.session_partitions(),
+    op_tags=queues.COMPUTE,
+    description="The `iv_metrics` numbers during the session, from each symbol's latest stored "
+    "chain snapshot (table `iv_metrics_intraday`, one row per symbol and snapshot measured); IV "
+    "rank and percentile against the end-of-day history. Reads the warehouse only.",
+    metadata=asset_metadata("iv_metrics_intraday"),
+)
+def iv_metrics_intraday(
+    context: dg.AssetExecutionContext,
+    config: IngestConfig,
+    chain_data: MarketDataResource,
+    warehouse: WarehouseResource,
+) -> dg.MaterializeResult:
+    session = calendar.session(calendar.session_day(context.partition_key))
+    with warehouse.open() as wh:
+        symbols = universe_symbols(wh, "in_sp500", config.symbols)
+
+        async def fetch(_chain: FallbackChain, symbol: str) -> Fetched:
+            stored = await asyncio.to_thread(stored_close_chain, wh, symbol, session)
+            if stored.empty:
+                raise ProviderError(
+                    ErrorCategory.NO_DATA, f"no chain snapshot stored for {session.day} yet"
+                )
+            provider, as_of = str(stored["provider"].iloc[0]), _snapshot_time(stored)
+            row = {
+                "symbol": symbol,
+                "as_of": as_of,
+                "date": session.day,
+                "provider": provider,
+                **_measured(stored, provider, as_of),
+            }
+            return _Metrics(pd.DataFrame([row]), provider, 1)
+
+        def sink(conn: Connection, symbol: str, fetched: Fetched) -> Written:
+            frame = _with_rank(conn, wh, symbol, fetched.frame, tables.iv_metrics_intraday)
+            return Written(rows=wh.upsert(conn, "iv_metrics_intraday", frame))
+
+        summary = run_fan_out(context, chain_data, wh, symbols, fetch, sink)
+    return dg.MaterializeResult(metadata=summary.metadata())
+
+
 class _Metrics:
     """A `Fetched` whose frame is already the metrics rows of one symbol."""
 
@@ -138,9 +200,14 @@ class _Metrics:
 
 
 def _with_rank(
-    conn: Connection, warehouse: Warehouse, symbol: str, frame: pd.DataFrame
+    conn: Connection,
+    warehouse: Warehouse,
+    symbol: str,
+    frame: pd.DataFrame,
+    target: sa.Table = tables.iv_metrics,
 ) -> pd.DataFrame:
-    """Add IV rank/percentile, in session order, against the stored history before each day."""
+    """Add IV rank/percentile, in session order, against the stored end-of-day history before
+    each day; the result has the columns of `target`."""
     table = tables.iv_metrics
     first = frame["date"].min()
     history = np.array(
@@ -166,5 +233,4 @@ def _with_rank(
         history = np.append(history, np.nan if current is None else current)
     out["iv_rank"], out["iv_percentile"], out["iv_history_days"] = ranks, percentiles, depth
     out["updated_at"] = utc_now()
-    columns = [c.name for c in tables.iv_metrics.columns]
-    return out.reindex(columns=columns)
+    return out.reindex(columns=[c.name for c in target.columns])

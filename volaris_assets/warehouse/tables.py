@@ -121,6 +121,21 @@ iv_metrics = sa.Table(
     sa.Column("updated_at", _TS, nullable=False),
 )
 
+# The same numbers measured during the session, one row per symbol per chain snapshot measured
+# (`as_of`), for the bot's current IV. `iv_metrics` keeps one row per session, the end-of-day
+# value, and it is the only history IV rank and percentile are computed against.
+iv_metrics_intraday = sa.Table(
+    "iv_metrics_intraday",
+    metadata,
+    sa.Column("symbol", _SYMBOL, primary_key=True),
+    sa.Column("as_of", _TS, primary_key=True),
+    *(
+        sa.Column(column.name, column.type, nullable=column.nullable)
+        for column in iv_metrics.columns
+        if column.name != "symbol"
+    ),
+)
+
 stock_premiums = sa.Table(
     "stock_premiums",
     metadata,
@@ -141,6 +156,41 @@ stock_premiums = sa.Table(
     sa.Column("annual_return", sa.Float),
     sa.Column("provider", _PROVIDER),
     sa.Column("updated_at", _TS, nullable=False),
+)
+
+
+def _quote_columns() -> list[sa.Column]:
+    """Columns shared by the latest quotes and their intraday history."""
+    return [
+        sa.Column("last", sa.Float, nullable=False),
+        sa.Column("bid", sa.Float),
+        sa.Column("ask", sa.Float),
+        sa.Column("volume", sa.BigInteger),
+        sa.Column("prev_close", sa.Float),
+        sa.Column("provider", _PROVIDER, nullable=False),
+    ]
+
+
+quotes = sa.Table(
+    "quotes",
+    metadata,
+    sa.Column("symbol", _SYMBOL, primary_key=True),
+    *_quote_columns(),
+    sa.Column("quote_ts", _TS, nullable=False),
+    sa.Column("updated_at", _TS, nullable=False),
+)
+
+# The intraday tape of `quotes`: one row per symbol per minute (the quote's time, floored),
+# kept for a few days only (`quotes.assets.HISTORY_DAYS`): the durable intraday record is the
+# 1-minute bars in `price_bars`; this holds what moved between two bar refreshes.
+quote_history = sa.Table(
+    "quote_history",
+    metadata,
+    sa.Column("symbol", _SYMBOL, primary_key=True),
+    sa.Column("minute", _TS, primary_key=True),
+    *_quote_columns(),
+    sa.Column("quote_ts", _TS, nullable=False),
+    sa.Index("ix_quote_history_minute", "minute"),
 )
 
 sync_stock_results = sa.Table(

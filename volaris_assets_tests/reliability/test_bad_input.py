@@ -91,7 +91,7 @@ BAD_RUNS = [
         [option_chains],
         SNAPSHOT,
         {"ops": {"option_chains": {"config": {"symbols": ["ZZZZ", "'; DROP TABLE tickers;--"]}}}},
-        ["ZZZZ is not in the in_sp500 universe", "not a US ticker"],
+        ["ZZZZ is not in the S&P 500 universe (asset sp500_constituents)", "not a US ticker"],
         id="unknown-and-hostile-symbols",
     ),
     pytest.param(

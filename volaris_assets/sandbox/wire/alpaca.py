@@ -1,4 +1,5 @@
-"""Alpaca Market Data v2 wire format: multi-symbol stock bars with `page_token` pagination.
+"""Alpaca Market Data v2 wire format: multi-symbol stock bars with `page_token` pagination, and
+multi-symbol snapshots (latest trade and quote, daily and previous daily bar).
 
 `limit` caps bars per page across all symbols (as on the real API), so one symbol's bars span
 pages; a page with no bars says `"bars": null`.
@@ -12,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from volaris_assets.providers.simulated import SimulatedQuote
 from volaris_assets.sandbox.market import malform
 from volaris_assets.sandbox.protocol import (
     Context,
@@ -23,6 +25,7 @@ from volaris_assets.sandbox.protocol import (
     route,
     whole,
 )
+from volaris_assets.sandbox.quotes import listed_quotes, requested
 
 NAME = "alpaca"
 MAX_LIMIT = 10000
@@ -108,4 +111,50 @@ def _bar(row: dict[str, Any], timeframe: str) -> dict[str, Any]:
     }
 
 
-ROUTES = [route("GET", r"^/v2/stocks/bars$", "data", _bars)]
+def _snapshots(request: Request, match: Any, ctx: Context) -> Reply:
+    """`/v2/stocks/snapshots?symbols=A,B`: a map symbol -> snapshot; unknown symbols are left
+    out."""
+    raw_symbols = requested(request.query.get("symbols", ""))
+    if not raw_symbols:
+        return json_reply({"code": 40010001, "message": "symbols is required"}, 400)
+    found = listed_quotes(raw_symbols, ctx)
+    trades = [_trade(quote) for _, quote in found]
+    if ctx.fault == "malformed":
+        malform(trades, ctx.rng, ctx.row_fraction)
+    return json_reply(
+        {raw: _snapshot(quote, trade) for (raw, quote), trade in zip(found, trades, strict=True)},
+        cacheable=ctx.fault is None,
+    )
+
+
+def _rfc3339(moment: datetime) -> str:
+    return f"{pd.Timestamp(moment).tz_convert('UTC'):%Y-%m-%dT%H:%M:%S.%f}Z"
+
+
+def _trade(quote: SimulatedQuote) -> dict[str, Any]:
+    return {"t": _rfc3339(quote.quote_ts), "x": "V", "p": quote.last, "s": 100, "i": 1}
+
+
+def _snapshot(quote: SimulatedQuote, trade: dict[str, Any]) -> dict[str, Any]:
+    stamp = _rfc3339(quote.quote_ts)
+    return {
+        "latestTrade": trade,
+        "latestQuote": {
+            "t": stamp,
+            "ax": "V",
+            "ap": quote.ask,
+            "as": 3,
+            "bx": "V",
+            "bp": quote.bid,
+            "bs": 2,
+            "c": ["R"],
+        },
+        "dailyBar": {"t": stamp, "c": quote.last, "v": quote.volume},
+        "prevDailyBar": {"c": quote.prev_close},
+    }
+
+
+ROUTES = [
+    route("GET", r"^/v2/stocks/bars$", "data", _bars),
+    route("GET", r"^/v2/stocks/snapshots$", "data", _snapshots),
+]

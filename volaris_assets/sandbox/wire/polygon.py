@@ -1,8 +1,14 @@
-"""Polygon/Massive wire format: options chain snapshot and aggregates, `next_url` pagination.
+"""Polygon/Massive wire format: options chain snapshot, stocks tickers snapshot and aggregates,
+`next_url` pagination.
 
 Keys are accepted as `Authorization: Bearer` or `apiKey=`; `next_url` never carries the key,
 as on the real API. Bodies follow the documented snapshot/aggregates shapes and the recorded
 error bodies (`{"status": "ERROR", "request_id", "error"}`).
+
+Past sessions (the IV history bootstrap): `/v3/reference/options/contracts?as_of=` lists the
+simulated market's closing chain of that session, and an option ticker's daily aggregates
+(`/v2/aggs/ticker/O:.../range/1/day/...`) close at the mid of the contract's closing quote: the
+simulated market trades at mid, so a trade close and a quote tell the same price.
 """
 
 from __future__ import annotations
@@ -10,12 +16,13 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
 import pandas as pd
 
+from volaris_assets.providers.simulated import SimulatedQuote
 from volaris_assets.sandbox.market import chain_filter, faulted_chain, malform
 from volaris_assets.sandbox.protocol import (
     Context,
@@ -27,10 +34,18 @@ from volaris_assets.sandbox.protocol import (
     route,
     whole,
 )
+from volaris_assets.sandbox.quotes import epoch_ms, listed_quotes, requested
 from volaris_assets.symbols import occ_symbol
 
 NAME = "polygon"
 MAX_LIMIT = 250
+CONTRACTS_MAX_LIMIT = 1000
+_DATE_OPS = {
+    "gt": lambda day, bound: day > bound,
+    "gte": lambda day, bound: day >= bound,
+    "lt": lambda day, bound: day < bound,
+    "lte": lambda day, bound: day <= bound,
+}
 _TIMESPANS = {("1", "minute"): "1m", ("5", "minute"): "5m", ("1", "day"): "1d"}
 _RIGHTS = {"": None, "call": "C", "put": "P"}
 
@@ -213,6 +228,126 @@ def _aggregates(request: Request, match: Any, ctx: Context) -> Reply:
     return json_reply(payload, cacheable=ctx.fault is None)
 
 
+def _tickers_snapshot(request: Request, match: Any, ctx: Context) -> Reply:
+    """The stocks snapshot for `tickers=A,B` (unknown tickers are left out; without `tickers`
+    the real API answers the whole market, which the sandbox does not list)."""
+    raw_symbols = requested(request.query.get("tickers", ""))
+    if not raw_symbols:
+        return _error(400, "the sandbox needs tickers=")
+    items = [_ticker(raw, quote) for raw, quote in listed_quotes(raw_symbols, ctx)]
+    if ctx.fault == "malformed":
+        malform(items, ctx.rng, ctx.row_fraction)
+    payload = {"status": "OK", "request_id": uuid.uuid4().hex, "count": len(items)}
+    return json_reply({**payload, "tickers": items}, cacheable=ctx.fault is None)
+
+
+def _ticker(raw: str, quote: SimulatedQuote) -> dict[str, Any]:
+    stamp_ns = epoch_ms(quote) * 1_000_000
+    change = quote.last - quote.prev_close
+    return {
+        "ticker": raw,
+        "todaysChange": round(change, 4),
+        "todaysChangePerc": round(100.0 * change / quote.prev_close, 4),
+        "updated": stamp_ns,
+        "day": {"c": quote.last, "v": quote.volume},
+        "lastQuote": {"P": quote.ask, "S": 3, "p": quote.bid, "s": 2, "t": stamp_ns},
+        "lastTrade": {"p": quote.last, "s": 100, "t": stamp_ns, "x": 4},
+        "prevDay": {"c": quote.prev_close},
+    }
+
+
+def _contracts(request: Request, match: Any, ctx: Context) -> Reply:
+    """`/v3/reference/options/contracts` as of a past session: the contracts of its closing
+    chain, filtered by `contract_type` and `expiration_date.gt/.gte/.lt/.lte`."""
+    query = request.query
+    symbol = ctx.market.listed(query.get("underlying_ticker", ""))
+    try:
+        day = date.fromisoformat(query.get("as_of", ""))
+        bounds = {op: date.fromisoformat(query[f"expiration_date.{op}"]) for op in _DATE_OPS
+                  if f"expiration_date.{op}" in query}  # fmt: skip
+        right = _RIGHTS[query.get("contract_type", "")]
+    except (KeyError, ValueError):
+        return _error(400, "as_of, contract_type or expiration_date is invalid (the sandbox "
+                      "needs as_of=YYYY-MM-DD)")  # fmt: skip
+    chain = ctx.market.closing_chain(symbol, day) if symbol else None
+    rows = [] if chain is None else chain.to_dict("records")
+    results = [
+        {
+            "cfi": "OCASPS" if row["right"] == "C" else "OPASPS",
+            "contract_type": "call" if row["right"] == "C" else "put",
+            "exercise_style": "american",
+            "expiration_date": f"{row['expiration']:%Y-%m-%d}",
+            "primary_exchange": "BATO",
+            "shares_per_contract": 100,
+            "strike_price": float(row["strike"]),
+            "ticker": _option_ticker(row),
+            "underlying_ticker": query.get("underlying_ticker"),
+        }
+        for row in rows
+        if (right is None or row["right"] == right)
+        and all(_DATE_OPS[op](row["expiration"], bound) for op, bound in bounds.items())
+    ]
+    paged = _page(request, ctx, results, default_limit=10, cap=CONTRACTS_MAX_LIMIT)
+    if paged is None:
+        return _error(400, "invalid cursor")
+    page, next_url = paged
+    if ctx.fault == "malformed":
+        page = [dict(item) for item in page]
+        malform(page, ctx.rng, ctx.row_fraction)
+    payload: dict[str, Any] = {"status": "OK", "request_id": uuid.uuid4().hex, "results": page}
+    if next_url:
+        payload["next_url"] = next_url
+    return json_reply(payload, cacheable=ctx.fault is None)
+
+
+def _option_ticker(row: dict[str, Any]) -> str:
+    occ = occ_symbol(row["symbol"], row["expiration"], row["right"], float(row["strike"]))
+    return "O:" + occ.replace(" ", "")
+
+
+def _option_aggregates(request: Request, match: Any, ctx: Context) -> Reply:
+    """Daily aggregates of one option contract (`O:AAPL260320C00150000`) over past sessions:
+    one bar per session the contract was listed, closing at the mid of its closing quote."""
+    ticker = match["ticker"]
+    root, tail = ticker[2:-15], ticker[-15:]
+    start, end = _bound(match["from"], False), _bound(match["to"], True)
+    symbol = ctx.market.listed(root)
+    if start is None or end is None:
+        return _error(400, "from/to must be YYYY-MM-DD or epoch ms")
+    results = []
+    day = start.date()
+    while symbol and datetime.combine(day, datetime.min.time(), UTC) < end:
+        chain = ctx.market.closing_chain(symbol, day)
+        found = None if chain is None else chain[chain["occ_symbol"].str.endswith(tail)]
+        if found is not None and not found.empty:
+            row = found.iloc[0]
+            close = num(row["mark_price"])
+            last = num(row["last"])
+            results.append(
+                {
+                    "v": whole(row["volume"]),
+                    "vw": close,
+                    "o": last,
+                    "c": close,
+                    "h": max(close, last),
+                    "l": min(close, last),
+                    "t": _stamp_ms(pd.Timestamp(day, tz="UTC"), "1d"),
+                    "n": 1,
+                }
+            )
+        day += timedelta(days=1)
+    payload = {
+        "ticker": ticker,
+        "queryCount": len(results),
+        "resultsCount": len(results),
+        "adjusted": request.query.get("adjusted", "true") == "true",
+        "status": "OK",
+        "request_id": uuid.uuid4().hex,
+        "results": results,
+    }
+    return json_reply(payload, cacheable=ctx.fault is None)
+
+
 def _stamp_ms(ts: pd.Timestamp, timeframe: str) -> int:
     if timeframe == "1d":  # Polygon stamps daily bars at midnight New York
         ts = pd.Timestamp(ts.date()).tz_localize("America/New_York")
@@ -233,6 +368,15 @@ def _bound(text: str, inclusive_end: bool) -> datetime | None:
 
 ROUTES = [
     route("GET", r"^/v3/snapshot/options/(?P<ticker>[^/]+)$", "chain", _snapshot),
+    route("GET", r"^/v3/reference/options/contracts$", "data", _contracts),
+    route(
+        "GET",
+        r"^/v2/aggs/ticker/(?P<ticker>O:[A-Z]{1,6}\d{6}[CP]\d{8})/range/1/day"
+        r"/(?P<from>[^/]+)/(?P<to>[^/]+)$",
+        "data",
+        _option_aggregates,
+    ),
+    route("GET", r"^/v2/snapshot/locale/us/markets/stocks/tickers$", "data", _tickers_snapshot),
     route(
         "GET",
         r"^/v2/aggs/ticker/(?P<ticker>[^/]+)/range/(?P<multiplier>\d+)/(?P<timespan>[a-z]+)"

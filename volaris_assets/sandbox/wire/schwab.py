@@ -1,4 +1,4 @@
-"""Schwab Trader API wire format: OAuth token exchange, option chains, price history.
+"""Schwab Trader API wire format: OAuth token exchange, option chains, price history, quotes.
 
 Token endpoint: Basic app_key:secret, `grant_type=refresh_token`; answers `{expires_in,
 token_type, scope, refresh_token, access_token, id_token}`. A wrong refresh token gets 400
@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from volaris_assets.calendar import NY
+from volaris_assets.providers.simulated import SimulatedQuote
 from volaris_assets.sandbox.market import chain_filter, faulted_chain, malform
 from volaris_assets.sandbox.protocol import (
     Context,
@@ -33,6 +34,7 @@ from volaris_assets.sandbox.protocol import (
     route,
     whole,
 )
+from volaris_assets.sandbox.quotes import epoch_ms, listed_quotes, requested
 from volaris_assets.symbols import occ_symbol
 
 NAME = "schwab"
@@ -284,6 +286,62 @@ def _price_history(request: Request, match: Any, ctx: Context) -> Reply:
     return json_reply(payload, cacheable=ctx.fault is None)
 
 
+def _quotes(request: Request, match: Any, ctx: Context) -> Reply:
+    """`/quotes?symbols=A,B`: an object keyed by each requested symbol as spelled; symbols it
+    does not know are listed under `errors.invalidSymbols` (the shape reported for the real
+    API, not confirmed by a capture)."""
+    raw_symbols = requested(request.query.get("symbols", ""))
+    if not raw_symbols:
+        return json_reply(error_body(400, "Bad Request", "symbols is required"), 400)
+    found = listed_quotes(raw_symbols, ctx)
+    # The malformed fault corrupts what a client reads first (the price and its times) rather
+    # than one of the sizes and changes around them.
+    trades = [_trade_fields(quote) for _, quote in found]
+    if ctx.fault == "malformed":
+        malform(trades, ctx.rng, ctx.row_fraction)
+    blocks = [{**_quote_block(q), **t} for (_, q), t in zip(found, trades, strict=True)]
+    payload: dict[str, Any] = {
+        raw: {
+            "assetMainType": "EQUITY",
+            "assetSubType": "COE",
+            "quoteType": "NBBO",
+            "realtime": True,
+            "ssid": 1000 + index,
+            "symbol": raw,
+            "quote": block,
+            "reference": {"description": f"{raw} SANDBOX", "exchangeName": "NASDAQ"},
+        }
+        for index, ((raw, _), block) in enumerate(zip(found, blocks, strict=True))
+    }
+    unknown = [raw for raw in raw_symbols if raw not in payload]
+    if unknown:
+        payload["errors"] = {"invalidSymbols": unknown}
+    return json_reply(payload, cacheable=ctx.fault is None)
+
+
+def _trade_fields(quote: SimulatedQuote) -> dict[str, Any]:
+    stamp = epoch_ms(quote)
+    return {"lastPrice": quote.last, "quoteTime": stamp, "tradeTime": stamp}
+
+
+def _quote_block(quote: SimulatedQuote) -> dict[str, Any]:
+    """The `quote` block but for `_trade_fields` (merged over it)."""
+    change = quote.last - quote.prev_close
+    return {
+        "askPrice": quote.ask,
+        "askSize": 3,
+        "bidPrice": quote.bid,
+        "bidSize": 2,
+        "closePrice": quote.prev_close,
+        "lastSize": 100,
+        "mark": quote.last,
+        "netChange": round(change, 4),
+        "netPercentChange": round(100.0 * change / quote.prev_close, 4),
+        "securityStatus": "Normal",
+        "totalVolume": quote.volume,
+    }
+
+
 def _ms(value: str | None) -> datetime | None:
     if not value or not value.isdigit():
         return None
@@ -294,4 +352,5 @@ ROUTES = [
     route("POST", r"^/v1/oauth/token$", "auth", _token),
     route("GET", r"^/marketdata/v1/chains$", "chain", _chain),
     route("GET", r"^/marketdata/v1/pricehistory$", "data", _price_history),
+    route("GET", r"^/marketdata/v1/quotes$", "data", _quotes),
 ]
