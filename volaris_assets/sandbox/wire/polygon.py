@@ -123,17 +123,7 @@ def _snapshot(request: Request, match: Any, ctx: Context) -> Reply:
     chain = wanted.apply(ctx.market.chain(symbol))
     chain = faulted_chain(chain, ctx.fault, ctx.rng, ctx.row_fraction)
     results = [_contract(row, match["ticker"]) for row in chain.to_dict("records")]
-    paged = _page(request, ctx, results, default_limit=10, cap=MAX_LIMIT)
-    if paged is None:
-        return _error(400, "invalid cursor")
-    page, next_url = paged
-    if ctx.fault == "malformed":
-        page = [dict(item) for item in page]
-        malform(page, ctx.rng, ctx.row_fraction)
-    payload: dict[str, Any] = {"status": "OK", "request_id": uuid.uuid4().hex, "results": page}
-    if next_url:
-        payload["next_url"] = next_url
-    return json_reply(payload, cacheable=ctx.fault is None)
+    return _paged_reply(request, ctx, results, cap=MAX_LIMIT)
 
 
 def _contract(row: dict[str, Any], ticker: str) -> dict[str, Any]:
@@ -287,17 +277,7 @@ def _contracts(request: Request, match: Any, ctx: Context) -> Reply:
         if (right is None or row["right"] == right)
         and all(_DATE_OPS[op](row["expiration"], bound) for op, bound in bounds.items())
     ]
-    paged = _page(request, ctx, results, default_limit=10, cap=CONTRACTS_MAX_LIMIT)
-    if paged is None:
-        return _error(400, "invalid cursor")
-    page, next_url = paged
-    if ctx.fault == "malformed":
-        page = [dict(item) for item in page]
-        malform(page, ctx.rng, ctx.row_fraction)
-    payload: dict[str, Any] = {"status": "OK", "request_id": uuid.uuid4().hex, "results": page}
-    if next_url:
-        payload["next_url"] = next_url
-    return json_reply(payload, cacheable=ctx.fault is None)
+    return _paged_reply(request, ctx, results, cap=CONTRACTS_MAX_LIMIT)
 
 
 def _option_ticker(row: dict[str, Any]) -> str:
@@ -385,3 +365,19 @@ ROUTES = [
         _aggregates,
     ),
 ]
+
+
+def _paged_reply(request: Request, ctx: Context, results: list[dict], *, cap: int) -> Reply:
+    """One page of `results` (10 by default, at most `cap`) with Polygon's `next_url` to the
+    rest; the malformed fault corrupts rows of the page."""
+    paged = _page(request, ctx, results, default_limit=10, cap=cap)
+    if paged is None:
+        return _error(400, "invalid cursor")
+    page, next_url = paged
+    if ctx.fault == "malformed":
+        page = [dict(item) for item in page]
+        malform(page, ctx.rng, ctx.row_fraction)
+    payload: dict[str, Any] = {"status": "OK", "request_id": uuid.uuid4().hex, "results": page}
+    if next_url:
+        payload["next_url"] = next_url
+    return json_reply(payload, cacheable=ctx.fault is None)
