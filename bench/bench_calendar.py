@@ -27,10 +27,8 @@ from bench import common
 
 _LOAD_PROBE = (
     "import time; started = time.perf_counter()\n"
-    "import volaris_assets, volaris_assets.definitions as d\n"
-    "from dagster._core.remote_representation.external_data import RepositorySnap\n"
-    "repo = d.defs.get_repository_def()\n"
-    "RepositorySnap.from_def(repo)\n"
+    "import dagster as dg, volaris_assets, volaris_assets.definitions as d\n"
+    "dg.Definitions.validate_loadable(d.defs)\n"
     "print(time.perf_counter() - started, volaris_assets.__file__)\n"
 )
 

@@ -172,11 +172,14 @@ def time_of_day(text: str, earliest: time = time(16, 0)) -> time:
 
 
 def cron(text: str) -> str:
-    """A settings validator: a five-field cron string Dagster accepts."""
-    from dagster._utils.schedules import is_valid_cron_string
-
-    if len(text.split()) != 5 or not is_valid_cron_string(text):
+    """A settings validator: a five-field cron string Dagster accepts (a schedule built on it
+    is the public way to ask)."""
+    if len(text.split()) != 5:
         raise ValueError("not a five-field cron expression")
+    try:
+        dg.ScheduleDefinition(name="cron_probe", cron_schedule=text, job_name="cron_probe")
+    except dg.DagsterInvalidDefinitionError:
+        raise ValueError("not a five-field cron expression") from None
     return text
 
 

@@ -7,10 +7,10 @@ posts each once, while the run may still be going: the point is to hear before t
 """
 
 import json
+import time
 from datetime import UTC, datetime
 
 import dagster as dg
-from dagster._time import get_current_timestamp
 
 from volaris_assets.ingest.memory import MEMORY_TAG
 from volaris_assets.monitoring.links import run_url
@@ -50,7 +50,7 @@ def memory_warning_sensor(
     context: dg.SensorEvaluationContext, notifier: DiscordNotifier
 ) -> dg.SkipReason:
     posted = json.loads(context.cursor) if context.cursor else []
-    since = datetime.fromtimestamp(get_current_timestamp() - LOOKBACK_S, UTC)
+    since = datetime.fromtimestamp(time.time() - LOOKBACK_S, UTC)
     records = context.instance.get_run_records(
         filters=dg.RunsFilter(updated_after=since), limit=RUNS_PER_TICK
     )
