@@ -19,6 +19,7 @@ from datetime import datetime, time
 import dagster as dg
 
 from volaris_assets import calendar
+from volaris_assets.dagster_internals import UnresolvedAssetJobDefinition
 
 KeyForTick = Callable[[datetime], str | None]
 
@@ -31,7 +32,7 @@ WEEKDAYS = "1-5"
 
 def market_schedule(
     name: str,
-    job: dg.UnresolvedAssetJobDefinition,
+    job: UnresolvedAssetJobDefinition,
     cron: str,
     key_for: KeyForTick,
     description: str,
@@ -87,7 +88,7 @@ def session_key_after_close(tick: datetime) -> str | None:
 
 def every(
     name: str,
-    job: dg.UnresolvedAssetJobDefinition,
+    job: UnresolvedAssetJobDefinition,
     seconds: int,
     variable: str,
     key_for: KeyForTick,
@@ -109,7 +110,7 @@ def every(
 
 def daily_at(
     name: str,
-    job: dg.UnresolvedAssetJobDefinition,
+    job: UnresolvedAssetJobDefinition,
     at: time,
     variables: str,
     key_for: KeyForTick,

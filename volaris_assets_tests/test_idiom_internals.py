@@ -1,6 +1,6 @@
-"""The Dagster internals the small box uses, checked against the installed Dagster.
+"""The Dagster internals the project uses, checked against the installed Dagster.
 
-Everything private lives in volaris_assets/small_box/internals.py. This test names each
+Everything private lives in volaris_assets/dagster_internals.py. This test names each
 internal and the parameters, fields and members our code calls it with: a Dagster upgrade that
 moves or reshapes one fails here, with the name in the message, instead of at a box's start.
 It also holds the line: no other module of the package imports `dagster._…`.
@@ -10,19 +10,14 @@ import ast
 import inspect
 from pathlib import Path
 
+import dagster as dg
 import pytest
+from dagster._core.test_utils import freeze_time
 
-from volaris_assets.small_box import internals
+from volaris_assets import dagster_internals as internals
 
 PACKAGE = Path(__file__).resolve().parents[1] / "volaris_assets"
-ISOLATED = PACKAGE / "small_box" / "internals.py"
-# The modules this change brought onto public APIs, with the isolated one. Other modules still
-# holding private imports are listed in the report of issue 19 for their owners.
-PUBLIC_ONLY = [
-    PACKAGE / "small_box",
-    PACKAGE / "checks",
-    PACKAGE / "monitoring" / "freshness.py",
-]
+ISOLATED = PACKAGE / "dagster_internals.py"
 
 # name: parameters (or NamedTuple fields) our calls pass, by keyword or position.
 CALLED_WITH = {
@@ -70,6 +65,16 @@ def test_the_launcher_contract_is_unchanged():
         pass
 
 
+def test_the_sensors_clock_and_types_are_where_we_import_them():
+    """The sensors read Dagster's mockable clock; `freeze_time` must still move it."""
+    with freeze_time(86_400.0):
+        assert internals.get_current_timestamp() == 86_400.0
+        assert internals.get_current_datetime().timestamp() == 86_400.0
+    assert {"SUCCEEDED", "FAILED"} <= set(internals.AssetCheckExecutionRecordStatus.__members__)
+    job = dg.define_asset_job("probe", selection="*")
+    assert isinstance(job, internals.UnresolvedAssetJobDefinition)
+
+
 def _private_imports(path: Path) -> list[str]:
     found = []
     for node in ast.walk(ast.parse(path.read_text())):
@@ -84,7 +89,7 @@ def _private_imports(path: Path) -> list[str]:
 
 
 def test_private_imports_stay_in_the_isolated_module():
-    files = [f for p in PUBLIC_ONLY for f in (sorted(p.rglob("*.py")) if p.is_dir() else [p])]
+    files = sorted(PACKAGE.rglob("*.py"))
     assert ISOLATED in files
     leaks = [hit for f in files if f != ISOLATED for hit in _private_imports(f)]
     assert not leaks, leaks

@@ -18,9 +18,8 @@ import json
 from dataclasses import dataclass
 
 import dagster as dg
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
-from dagster._time import get_current_timestamp
 
+from volaris_assets.dagster_internals import AssetCheckExecutionRecordStatus, get_current_timestamp
 from volaris_assets.monitoring.links import run_url
 from volaris_assets.resources.notifier import DiscordNotifier, Sent, Severity
 

@@ -14,12 +14,11 @@ import copy
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
 
 import dagster as dg
 import sqlalchemy as sa
-from dagster._time import get_current_timestamp
 
+from volaris_assets.dagster_internals import UnresolvedAssetJobDefinition, get_current_timestamp
 from volaris_assets.ingest.asset_support import RETRY_OF_TAG
 from volaris_assets.ingest.fanout import RETRYABLE_OUTCOMES
 from volaris_assets.resources.market_data import MarketDataResource
@@ -27,12 +26,6 @@ from volaris_assets.resources.notifier import DiscordNotifier, Severity
 from volaris_assets.resources.warehouse import WarehouseResource
 from volaris_assets.warehouse import tables
 from volaris_assets.warehouse.store import Warehouse
-
-if TYPE_CHECKING:
-    from dagster._core.definitions.unresolved_asset_job_definition import (
-        UnresolvedAssetJobDefinition,
-    )
-
 
 RETRY_ATTEMPT_TAG = "volaris/retry_attempt"
 PARTITION_TAGS = (
@@ -51,7 +44,7 @@ class RetryTarget:
     """A per-symbol asset, the job that materializes it, and its market-data resource key."""
 
     asset: dg.AssetsDefinition
-    job: "UnresolvedAssetJobDefinition"
+    job: UnresolvedAssetJobDefinition
     market: str
 
     @property

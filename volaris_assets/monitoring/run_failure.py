@@ -17,20 +17,14 @@ can read them, else named.
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import dagster as dg
 
+from volaris_assets.dagster_internals import UnresolvedAssetJobDefinition
 from volaris_assets.monitoring.links import run_url
 from volaris_assets.notify.embeds import file_attachment
 from volaris_assets.redaction import redact
 from volaris_assets.resources.notifier import DiscordNotifier, Severity
-
-if TYPE_CHECKING:
-    from dagster._core.definitions.unresolved_asset_job_definition import (
-        UnresolvedAssetJobDefinition,
-    )
-
 
 PARTITION_TAG = "dagster/partition"
 RANGE_START_TAG = "dagster/asset_partition_range_start"
@@ -107,7 +101,7 @@ def make_discord_on_run_failure_sensor(
     *,
     name: str = "discord_on_run_failure",
     webserver_base_url: str | None = None,
-    monitored_jobs: Sequence["dg.JobDefinition | UnresolvedAssetJobDefinition"] | None = None,
+    monitored_jobs: Sequence[dg.JobDefinition | UnresolvedAssetJobDefinition] | None = None,
     default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.RUNNING,
 ) -> dg.SensorDefinition:
     """A run-failure sensor posting through the `notifier` resource: every failed run of the

@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 
 import dagster as dg
-from dagster._time import get_current_timestamp
 
+from volaris_assets.dagster_internals import get_current_timestamp
 from volaris_assets.monitoring.links import run_url
 from volaris_assets.monitoring.retry import RETRY_ATTEMPT_TAG
 from volaris_assets.notify.embeds import file_attachment

@@ -10,9 +10,9 @@ import json
 from datetime import datetime
 
 import dagster as dg
-from dagster._time import get_current_datetime
 
 from volaris_assets import calendar
+from volaris_assets.dagster_internals import get_current_datetime
 from volaris_assets.providers import schwab
 from volaris_assets.resources.market_data import MarketDataResource
 from volaris_assets.resources.notifier import DiscordNotifier, Severity

@@ -22,14 +22,14 @@ import sys
 
 from dagster import DagsterInstance
 
-from volaris_assets.small_box.arenas import limit_arenas
-from volaris_assets.small_box.internals import (
+from volaris_assets.dagster_internals import (
     InProcessCodeLocationOrigin,
     InProcessWorkspaceLoadTarget,
     LoadableTargetOrigin,
     capture_interrupts,
     daemon_controller_from_instance,
 )
+from volaris_assets.small_box.arenas import limit_arenas
 
 LOCATION_NAME = "volaris_assets"
 MODULE = "volaris_assets.definitions"

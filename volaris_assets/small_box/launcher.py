@@ -24,7 +24,7 @@ from typing import Any, Self
 
 from dagster import DagsterRun, serialize_value
 
-from volaris_assets.small_box.internals import (
+from volaris_assets.dagster_internals import (
     CheckRunHealthResult,
     ConfigurableClass,
     ConfigurableClassData,

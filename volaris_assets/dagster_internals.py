@@ -1,0 +1,55 @@
+"""Every Dagster internal the project relies on, imported here and nowhere else.
+
+The small box's in-process daemon (`small_box/daemon.py`) and run launcher
+(`small_box/launcher.py`) do what Dagster offers no public API for: run the daemon controller
+over a code location loaded in-process, and start `dagster api execute_run` workers the way
+Dagster's Docker and Kubernetes launchers do. The sensors read Dagster's clock
+(`get_current_timestamp`), not the wall clock, because that is the clock Dagster's own
+`freeze_time` moves in their tests; and two types Dagster hands us have no public name (the job
+`define_asset_job` returns; the status of an asset check's execution record).
+
+A minor Dagster upgrade may move or change any of these; volaris_assets_tests/
+test_idiom_internals.py checks each name and the signature we call it with against the installed
+Dagster, so such an upgrade fails there, loudly, rather than on a box at 3 a.m.
+"""
+
+from dagster._core.definitions.unresolved_asset_job_definition import (
+    UnresolvedAssetJobDefinition,
+)
+from dagster._core.launcher import (
+    CheckRunHealthResult,
+    LaunchRunContext,
+    RunLauncher,
+    WorkerStatus,
+)
+from dagster._core.origin import get_python_environment_entry_point
+from dagster._core.remote_origin import InProcessCodeLocationOrigin
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
+from dagster._daemon.controller import daemon_controller_from_instance
+from dagster._grpc.types import ExecuteRunArgs
+from dagster._serdes import ConfigurableClass
+from dagster._serdes.config_class import ConfigurableClassData
+from dagster._time import get_current_datetime, get_current_timestamp
+from dagster._utils.interrupts import capture_interrupts
+
+__all__ = [
+    "AssetCheckExecutionRecordStatus",
+    "CheckRunHealthResult",
+    "ConfigurableClass",
+    "ConfigurableClassData",
+    "ExecuteRunArgs",
+    "InProcessCodeLocationOrigin",
+    "InProcessWorkspaceLoadTarget",
+    "LaunchRunContext",
+    "LoadableTargetOrigin",
+    "RunLauncher",
+    "UnresolvedAssetJobDefinition",
+    "WorkerStatus",
+    "capture_interrupts",
+    "daemon_controller_from_instance",
+    "get_current_datetime",
+    "get_current_timestamp",
+    "get_python_environment_entry_point",
+]
