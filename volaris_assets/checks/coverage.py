@@ -12,6 +12,7 @@ import dagster as dg
 import pandas as pd
 import sqlalchemy as sa
 
+from volaris_assets.ingest.range_metadata import with_range
 from volaris_assets.resources.warehouse import WarehouseResource
 from volaris_assets.warehouse import tables
 from volaris_assets.warehouse.store import Warehouse
@@ -129,6 +130,6 @@ def coverage_check(
         keys = context.partition_key_range
         with warehouse.open() as wh:
             outcomes = latest_outcomes(wh, name, keys.start, keys.end)
-        return coverage_result(outcomes, minimum)
+        return with_range(context, coverage_result(outcomes, minimum))
 
     return _coverage

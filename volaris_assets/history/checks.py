@@ -4,6 +4,7 @@ import dagster as dg
 
 from volaris_assets.history.assets import option_history
 from volaris_assets.history.resource import HistoryResource
+from volaris_assets.ingest.range_metadata import with_range
 
 
 @dg.asset_check(
@@ -23,7 +24,7 @@ def cold_files_readable(
     keys = context.partition_key_range
     checked = {m.session for m in manifests if keys.start <= m.session <= keys.end}
     problems = [p for m in manifests if (p := store.verify(m, full=m.session in checked))]
-    return dg.AssetCheckResult(
+    result = dg.AssetCheckResult(
         passed=not problems,
         severity=dg.AssetCheckSeverity.ERROR,
         description="; ".join(problems) if problems else f"{len(manifests)} session files read",
@@ -33,6 +34,7 @@ def cold_files_readable(
             "bad_file_names": dg.MetadataValue.text("\n".join(problems) or "none"),
         },
     )
+    return with_range(context, result)
 
 
 history_checks = [cold_files_readable]

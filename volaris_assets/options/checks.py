@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from volaris_assets import calendar
 from volaris_assets.checks.coverage import coverage_check
 from volaris_assets.checks.violations import count_violations
+from volaris_assets.ingest.range_metadata import with_range
 from volaris_assets.ingest.validation import MAX_IV
 from volaris_assets.options.assets import option_chains
 from volaris_assets.resources.warehouse import WarehouseResource
@@ -57,7 +58,7 @@ def quotes_not_crossed(
                 (tables.option_contracts, tables.option_contracts.c.last_updated),
             )
         )
-    return history.merged(latest).result("quotes")
+    return with_range(context, history.merged(latest).result("quotes"))
 
 
 @dg.asset_check(
@@ -82,7 +83,7 @@ def implied_volatility_in_bounds(
             snaps.c.occ_symbol,
         )
         missing = _missing_iv(wh, first, last)
-    return found.result("contracts", extra={"iv_missing": missing})
+    return with_range(context, found.result("contracts", extra={"iv_missing": missing}))
 
 
 def _missing_iv(wh: Warehouse, first: datetime, last: datetime) -> int:

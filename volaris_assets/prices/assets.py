@@ -17,6 +17,7 @@ from volaris_assets.ingest.asset_support import (
     universe_symbols,
 )
 from volaris_assets.ingest.fanout import Written
+from volaris_assets.ingest.range_metadata import range_metadata
 from volaris_assets.ingest.validation import validate_bars
 from volaris_assets.providers.base import BAR_COLUMNS, aggregate_bars
 from volaris_assets.providers.resilience import FallbackChain, Fetched
@@ -80,8 +81,12 @@ def daily_bars(
             lambda conn, symbol, fetched: sink(conn, symbol, fetched, wh),
             start_with=config.start_with_provider,
         )
+        bars = tables.price_bars
+        per_session = range_metadata(
+            context, wh, bars, bars.c.ts, symbols, sessions, bars.c.timeframe == "1d"
+        )
     return dg.MaterializeResult(
-        metadata=summary.metadata(sessions=dg.MetadataValue.int(len(sessions)))
+        metadata=summary.metadata(sessions=dg.MetadataValue.int(len(sessions)), **per_session)
     )
 
 
@@ -107,17 +112,13 @@ def intraday_bars(
     sessions = session_range(context)
     now = datetime.now(calendar.UTC)
     calendar.require_opened(sessions, now)
-    window_start, window_end = sessions[0].open, min(sessions[-1].close, now)
+    window_end = min(sessions[-1].close, now)
     with warehouse.open() as wh:
         symbols = universe_symbols(wh, "in_sp500", config.symbols)
-        stored = _latest_minute(wh, symbols, window_start, window_end)
-        starts = {
-            s: stored[s] + timedelta(minutes=1) if s in stored else window_start for s in symbols
-        }
-        # A symbol whose next bar has not closed yet (at the close, or within the minute) is up
-        # to date: asking would get an empty answer, a `no_data` failure that would wipe the
-        # partition's coverage after a re-run.
-        due = [s for s, start in starts.items() if start + timedelta(minutes=1) <= window_end]
+        starts = _resume_points(wh, symbols, sessions, now)
+        due = list(starts)
+        opens = {s.open for s in sessions}
+        incremental = sum(1 for start in starts.values() if start not in opens)
 
         async def fetch(chain: FallbackChain, symbol: str) -> Fetched:
             return await chain.bars(symbol, "1m", starts[symbol], window_end)
@@ -131,13 +132,44 @@ def intraday_bars(
         summary = run_fan_out(
             context, intraday_data, wh, due, fetch, sink, start_with=config.start_with_provider
         )
+        bars = tables.price_bars
+        per_session = range_metadata(
+            context, wh, bars, bars.c.ts, symbols, sessions, bars.c.timeframe.in_(["1m", "5m"])
+        )
     return dg.MaterializeResult(
         metadata=summary.metadata(
             window_end=dg.MetadataValue.text(window_end.isoformat()),
-            incremental_symbols=dg.MetadataValue.int(len(stored)),
+            incremental_symbols=dg.MetadataValue.int(incremental),
             up_to_date_symbols=dg.MetadataValue.int(len(symbols) - len(due)),
+            **per_session,
         )
     )
+
+
+def _resume_points(
+    wh: Warehouse, symbols: list[str], sessions: list[calendar.Session], now: datetime
+) -> dict[str, datetime]:
+    """Where each symbol's fetch starts: after its newest stored minute in the first session of
+    the range that is not complete, or at that session's open if it has none. A symbol whose
+    every session is complete is left out: up to date. Per session, so a backfill range does
+    not skip an earlier session because a later one is stored."""
+    resume: dict[str, datetime] = {}
+    pending = list(symbols)
+    for session in sessions:
+        end = min(session.close, now)
+        stored = _latest_minute(wh, pending, session.open, end) if pending else {}
+        complete = []
+        for symbol in pending:
+            start = stored[symbol] + timedelta(minutes=1) if symbol in stored else session.open
+            # A bar that has not closed yet (at the close, or within the minute) is not a gap:
+            # asking for it gets an empty answer, a `no_data` failure that would wipe the
+            # partition's coverage after a re-run.
+            if start + timedelta(minutes=1) <= end:
+                resume[symbol] = start
+            else:
+                complete.append(symbol)
+        pending = complete
+    return resume
 
 
 def _latest_minute(

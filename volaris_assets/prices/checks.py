@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from volaris_assets import calendar
 from volaris_assets.checks.coverage import coverage_check, latest_outcomes
 from volaris_assets.checks.violations import count_violations
+from volaris_assets.ingest.range_metadata import with_range
 from volaris_assets.prices.assets import daily_bars, intraday_bars
 from volaris_assets.resources.warehouse import WarehouseResource
 from volaris_assets.warehouse import tables
@@ -65,7 +66,7 @@ def daily_bars_consistent(
             },
             bars.c.symbol,
         )
-    return found.result("daily bars")
+    return with_range(context, found.result("daily bars"))
 
 
 def minute_grid_problems(minutes: pd.DataFrame, session: calendar.Session) -> pd.DataFrame:
@@ -140,7 +141,7 @@ def minute_bars_on_session_grid(
     gappy = grid[grid["missing"] > allowed]
     misplaced = grid[(grid["outside"] > 0) | (grid["off_grid"] > 0)]
     passed = gappy.empty and misplaced.empty
-    return dg.AssetCheckResult(
+    result = dg.AssetCheckResult(
         passed=passed,
         # Bars where no bar can be are wrong data; gaps are a provider's thin minute.
         severity=dg.AssetCheckSeverity.ERROR if len(misplaced) else dg.AssetCheckSeverity.WARN,
@@ -157,8 +158,12 @@ def minute_bars_on_session_grid(
             "missing_minutes": int(grid["missing"].sum()),
             "gappy_symbols": dg.MetadataValue.json(sorted(gappy["symbol"].unique())[:50]),
             "misplaced_symbols": dg.MetadataValue.json(sorted(misplaced["symbol"].unique())[:50]),
+            "failing_sessions": dg.MetadataValue.json(
+                sorted(set(gappy["session"]) | set(misplaced["session"]))
+            ),
         },
     )
+    return with_range(context, result)
 
 
 price_checks = [

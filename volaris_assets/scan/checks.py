@@ -5,6 +5,7 @@ import dagster as dg
 from volaris_assets import calendar
 from volaris_assets.checks.coverage import coverage_check
 from volaris_assets.checks.violations import count_violations
+from volaris_assets.ingest.range_metadata import with_range
 from volaris_assets.resources.warehouse import WarehouseResource
 from volaris_assets.scan.assets import wheel_premiums
 from volaris_assets.warehouse import tables
@@ -38,7 +39,7 @@ def premiums_sellable(
             },
             premiums.c.symbol,
         )
-    return found.result("puts", extra={"scan_date": scan_date.isoformat()})
+    return with_range(context, found.result("puts", extra={"scan_date": scan_date.isoformat()}))
 
 
 scan_checks = [coverage_check(wheel_premiums), premiums_sellable]

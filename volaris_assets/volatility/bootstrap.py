@@ -42,6 +42,7 @@ from volaris_assets.ingest.asset_support import (
     universe_symbols,
 )
 from volaris_assets.ingest.fanout import Written
+from volaris_assets.ingest.range_metadata import range_metadata
 from volaris_assets.ingest.validation import Validated, validate_chain
 from volaris_assets.prices.assets import session_range
 from volaris_assets.providers.base import CHAIN_COLUMNS, ProviderError
@@ -205,9 +206,12 @@ def iv_history_bootstrap(
             start_with=config.start_with_provider,
             priority="bulk",
         )
+        metrics = tables.iv_metrics
+        per_session = range_metadata(context, wh, metrics, metrics.c.date, symbols, sessions)
     return dg.MaterializeResult(
         metadata=summary.metadata(
             sessions=dg.MetadataValue.int(len(sessions)),
             sessions_unavailable=dg.MetadataValue.int(sum(unavailable.values())),
+            **per_session,
         )
     )

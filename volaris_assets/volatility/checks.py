@@ -6,6 +6,7 @@ import sqlalchemy as sa
 from volaris_assets import calendar
 from volaris_assets.checks.coverage import coverage_check
 from volaris_assets.checks.violations import count_violations
+from volaris_assets.ingest.range_metadata import with_range
 from volaris_assets.ingest.validation import MAX_IV
 from volaris_assets.resources.warehouse import WarehouseResource
 from volaris_assets.volatility.assets import iv_metrics
@@ -44,7 +45,7 @@ def iv_metrics_in_bounds(
             },
             iv.c.symbol,
         )
-    return found.result("symbol-days")
+    return with_range(context, found.result("symbol-days"))
 
 
 volatility_checks = [coverage_check(iv_metrics), iv_metrics_in_bounds]
