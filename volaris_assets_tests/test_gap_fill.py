@@ -19,9 +19,13 @@ from volaris_assets.monitoring.gap_fill import (
     make_gap_fill_schedule,
     recent_sessions,
 )
+from volaris_assets.options.assets import option_chains
 from volaris_assets.prices.assets import daily_bars
 from volaris_assets.resources.warehouse import WarehouseResource
 from volaris_assets.universe.assets import sp500_constituents
+from volaris_assets.volatility.assets import iv_metrics
+from volaris_assets.volatility.bootstrap import iv_history_bootstrap
+from volaris_assets.volatility.history_data import HistoryDataResource
 from volaris_assets.warehouse import tables
 from volaris_assets.warehouse.store import Warehouse
 from volaris_assets_tests.monitoring_support import embeds, notifier_for
@@ -49,6 +53,10 @@ def evaluate(schedule: dg.ScheduleDefinition, instance, notifier, database_url: 
     return [] if isinstance(result, dg.SkipReason) else result
 
 
+def bar_requests(requests: list[dg.RunRequest]) -> list[dg.RunRequest]:
+    return [r for r in requests if r.asset_selection == [daily_bars.key]]
+
+
 def bar_days(database_url: str) -> set[date]:
     bars = tables.price_bars
     warehouse = Warehouse(database_url)
@@ -74,7 +82,11 @@ def test_the_next_gap_fill_requests_exactly_the_deleted_partitions(
     assert whole.success
     assert len(whole.get_asset_materialization_events()) == 30
     notifier = notifier_for(receiver, tmp_path)
-    assert evaluate(schedule, instance, notifier, warehouse_url) == []
+    first = evaluate(schedule, instance, notifier, warehouse_url)
+    assert bar_requests(first) == []
+    # The window has no IV history yet: its 30 sessions go to the bootstrap, queued as history.
+    assert sorted(r.partition_key for r in first) == window
+    assert {r.tags["volaris/capability"] for r in first} == {"history"}
 
     deleted = sorted(random.sample(window, 3))
     warehouse = Warehouse(warehouse_url)
@@ -90,11 +102,11 @@ def test_the_next_gap_fill_requests_exactly_the_deleted_partitions(
         )
     assert not {date.fromisoformat(k) for k in deleted} & bar_days(warehouse_url)
 
-    requests = evaluate(schedule, instance, notifier, warehouse_url)
+    requests = bar_requests(evaluate(schedule, instance, notifier, warehouse_url))
     assert sorted(r.partition_key for r in requests) == deleted, f"deleted {deleted}"
-    assert all(r.asset_selection == [daily_bars.key] for r in requests)
-    [embed] = embeds(receiver)
-    assert "3 partition(s)" in embed["title"] and all(k in embed["description"] for k in deleted)
+    assert all(r.tags["volaris/capability"] == "daily" for r in requests)
+    [_, embed] = embeds(receiver)
+    assert "33 partition(s)" in embed["title"] and all(k in embed["description"] for k in deleted)
 
     for request in requests:
         run = dg.materialize(
@@ -106,7 +118,7 @@ def test_the_next_gap_fill_requests_exactly_the_deleted_partitions(
         )
         assert run.success
     assert {date.fromisoformat(k) for k in window} <= bar_days(warehouse_url)
-    assert evaluate(schedule, instance, notifier, warehouse_url) == []
+    assert bar_requests(evaluate(schedule, instance, notifier, warehouse_url)) == []
 
 
 def test_failed_and_never_run_partitions_are_gaps(sqlite_warehouse_url, small_universe, instance):
@@ -129,4 +141,50 @@ def test_failed_and_never_run_partitions_are_gaps(sqlite_warehouse_url, small_un
     assert not refused.success
 
     found = gaps(instance, Warehouse(sqlite_warehouse_url), [ok, failed, never])
-    assert found == {daily_bars.key: [failed, never]}
+    assert found[daily_bars.key] == [failed, never]
+
+
+def test_iv_history_gaps_are_sessions_without_iv_rows_or_with_a_failed_bootstrap(
+    sqlite_warehouse_url, small_universe, instance
+):
+    """IV history is whole where `iv_metrics` holds a 30-day ATM IV, whichever asset wrote it:
+    the evening's iv_metrics run fills the newest session without the bootstrap ever running."""
+    res = {**resources(sqlite_warehouse_url), "history_data": HistoryDataResource()}
+    assert dg.materialize([sp500_constituents], resources=res, instance=instance).success
+    measured, bootstrapped, deleted, failed, never = (
+        "2026-11-24",
+        "2026-11-18",
+        "2026-11-19",
+        "2026-11-20",
+        "2026-11-23",
+    )
+    snapshot = dg.materialize(
+        [option_chains], partition_key=f"{measured}-15:45", resources=res, instance=instance
+    )
+    assert snapshot.success
+    assert dg.materialize(
+        [iv_metrics], partition_key=measured, resources=res, instance=instance
+    ).success
+    assert dg.materialize(
+        [iv_history_bootstrap],
+        resources=res,
+        instance=instance,
+        tags=dict(zip(RANGE_TAGS, (bootstrapped, deleted), strict=True)),
+    ).success
+    with Warehouse(sqlite_warehouse_url).engine.begin() as conn:
+        conn.execute(
+            sa.delete(tables.iv_metrics).where(tables.iv_metrics.c.date == date(2026, 11, 19))
+        )
+    refused = dg.materialize(
+        [iv_history_bootstrap],
+        partition_key=failed,
+        resources=res,
+        instance=instance,
+        run_config={"ops": {"iv_history_bootstrap": {"config": {"symbols": ["ZZZZ"]}}}},
+        raise_on_error=False,
+    )
+    assert not refused.success
+
+    keys = [bootstrapped, deleted, failed, never, measured]
+    found = gaps(instance, Warehouse(sqlite_warehouse_url), keys)
+    assert found[iv_history_bootstrap.key] == [deleted, failed, never]
