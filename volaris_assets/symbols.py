@@ -5,8 +5,9 @@ dotted Nasdaq/Wikipedia form; provider modules call `to_provider` when they buil
 `normalize_symbol` on whatever the provider echoes back.
 
 Indices whose options trade (SPX, XSP, NDX...) are stored under their bare name, the option
-root's name; Schwab spells them with a `$` (`$SPX`), which only these names may carry, so that
-`$AAPL` is still refused rather than guessed at.
+root's name. Providers mark an index: Schwab `$SPX`, Yahoo `^SPX`, Polygon/Massive `I:SPX` (in
+its market-data paths: snapshots and aggregates; its reference endpoints take the bare root).
+Only these names may carry a mark, so that `$AAPL` is still refused rather than guessed at.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ _SEPARATORS = re.compile(r"[-/. ]")
 # Cash-settled index options the platform can ingest where a provider serves them.
 INDEX_SYMBOLS = frozenset({"SPX", "XSP", "NDX", "RUT", "VIX", "DJX"})
 # Provider -> the prefix it writes before an index name. Providers not listed have none.
-_INDEX_PREFIX: dict[str, str] = {"schwab": "$"}
+_INDEX_PREFIX: dict[str, str] = {"schwab": "$", "yahoo": "^", "polygon": "I:"}
 
 # Provider -> class-share separator. Providers not listed use the canonical dot.
 _CLASS_SEPARATOR: dict[str, str] = {
@@ -43,8 +44,9 @@ def normalize_symbol(raw: str) -> str:
     """
     original = str(raw).strip()
     text = original.upper()
-    if text.startswith("$") and text[1:] in INDEX_SYMBOLS:
-        return text[1:]
+    for mark in set(_INDEX_PREFIX.values()):
+        if text.startswith(mark) and text[len(mark) :] in INDEX_SYMBOLS:
+            return text[len(mark) :]
     parts = [p for p in _SEPARATORS.split(text) if p]
     candidate = ".".join(parts[:2]) if len(parts) == 2 else (parts[0] if len(parts) == 1 else "")
     # ASCII is checked on the input: "ﬁ".upper() is "FI" and "ß".upper() is "SS".

@@ -9,7 +9,8 @@ from end-of-day values only.
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+from urllib.parse import unquote
 
 import dagster as dg
 import pandas as pd
@@ -19,9 +20,10 @@ from volaris_assets import calendar
 from volaris_assets.ingest.asset_support import IngestConfig
 from volaris_assets.ingest.validation import validate_chain
 from volaris_assets.options.assets import option_chains
-from volaris_assets.providers import schwab
+from volaris_assets.providers import polygon, schwab, yahoo
 from volaris_assets.providers.base import ProviderError
 from volaris_assets.providers.http import build_client
+from volaris_assets.sandbox.market import SandboxMarket
 from volaris_assets.symbols import InvalidSymbol, normalize_symbol, to_provider
 from volaris_assets.universe.assets import scan_universe, sp500_constituents
 from volaris_assets.universe.constituents import ETFS
@@ -134,13 +136,64 @@ def test_spy_and_qqq_get_chains_and_iv_and_intraday_iv_stays_out_of_history(
         )
 
 
-def test_index_symbols_take_the_schwab_spelling_only_at_the_edge():
+def test_index_symbols_take_each_providers_spelling_only_at_the_edge():
     assert normalize_symbol("$SPX") == normalize_symbol("$spx") == "SPX"
+    assert normalize_symbol("^SPX") == normalize_symbol("I:NDX".replace("NDX", "SPX")) == "SPX"
     assert to_provider("SPX", "schwab") == "$SPX"
-    assert to_provider("NDX", "polygon") == "NDX"
-    for raw in ("$AAPL", "$", "$$SPX"):
+    assert to_provider("SPX", "yahoo") == "^SPX"
+    assert to_provider("NDX", "polygon") == "I:NDX"
+    assert to_provider("SPX", "tiingo") == "SPX"
+    for raw in ("$AAPL", "$", "$$SPX", "^AAPL", "I:AAPL", "I:"):
         with pytest.raises(InvalidSymbol):
             normalize_symbol(raw)
+    # The sandbox finds an index only where its provider would: `$SPX` at Schwab, not `SPX`.
+    assert SandboxMarket.listed("$SPX", "schwab") == "SPX"
+    assert SandboxMarket.listed("SPX", "schwab") is None
+    assert SandboxMarket.listed("I:SPX", None) is None
+    assert SandboxMarket.listed("SPX", None) == "SPX"
+
+
+@pytest.mark.parametrize(
+    ("module", "spelled"), [(polygon, "/v3/snapshot/options/I:SPX"), (yahoo, "/options/^SPX")]
+)
+def test_polygon_and_yahoo_spx_chains_over_the_sandbox(clean_sandbox, market, module, spelled):
+    """Polygon's snapshot path names the index `I:SPX`, Yahoo's `^SPX`; each echoes it so, and
+    the chain is stored as SPX."""
+    paths: list[str] = []
+
+    async def fetch() -> pd.DataFrame:
+        http = build_client(timeout_s=FAST_TIMEOUT_S)
+
+        async def record(request) -> None:
+            paths.append(unquote(request.url.path))
+
+        http.event_hooks["request"].append(record)
+        client = module.create(clean_sandbox.settings(), client=http)
+        try:
+            return await client.option_chain("SPX", SANDBOX_AS_OF)
+        finally:
+            await http.aclose()
+
+    frame = asyncio.run(fetch())
+    assert any(path.endswith(spelled) for path in paths), paths
+    assert set(frame["symbol"]) == {"SPX"}
+    assert len(frame) > 50
+
+
+def test_polygon_spx_bars_and_closing_chain_over_the_sandbox(clean_sandbox):
+    """Aggregates take `I:SPX` too; the reference endpoint behind a past closing chain (the IV
+    bootstrap's) takes the bare root, as the sandbox requires of each."""
+
+    async def fetch() -> tuple[pd.DataFrame, pd.DataFrame]:
+        client = polygon.create(clean_sandbox.settings())
+        end = SANDBOX_AS_OF.replace(hour=0)
+        bars = await client.bars("SPX", "1d", end - timedelta(days=10), end)
+        closing = await client.session_close_chain("SPX", date(2026, 3, 10))
+        return bars, closing
+
+    bars, closing = asyncio.run(fetch())
+    assert not bars.empty and set(bars["symbol"]) == {"SPX"}
+    assert not closing.empty and set(closing["symbol"]) == {"SPX"}
 
 
 def test_schwab_spx_chain_over_the_sandbox(clean_sandbox, market):

@@ -171,7 +171,9 @@ class PolygonClient(HttpSource):
         pages = await self._pages(
             "/v3/reference/options/contracts",
             {
-                "underlying_ticker": to_provider(symbol, NAME),
+                # Reference endpoints name an index's options by the bare root (SPX, not
+                # I:SPX); other symbols are spelled as stored.
+                "underlying_ticker": symbol,
                 "as_of": day.isoformat(),
                 "expiration_date.gt": day.isoformat(),
                 "expiration_date.lte": (day + timedelta(days=HISTORY_HORIZON_DAYS)).isoformat(),

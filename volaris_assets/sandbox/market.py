@@ -21,7 +21,7 @@ import pandas as pd
 from volaris_assets import calendar
 from volaris_assets.providers.base import ChainFilter
 from volaris_assets.providers.simulated import SimulatedMarket
-from volaris_assets.symbols import InvalidSymbol, normalize_symbol
+from volaris_assets.symbols import INDEX_SYMBOLS, InvalidSymbol, normalize_symbol, to_provider
 
 # Symbols the sandbox answers as unknown, so clients' not-found paths can be exercised.
 UNLISTED: frozenset[str] = frozenset({"ZZZZ", "NOPE"})
@@ -79,12 +79,19 @@ class SandboxMarket:
             cache.clear()
 
     @staticmethod
-    def listed(raw_symbol: str) -> str | None:
-        """The canonical symbol for a provider spelling, or None when it is not listed."""
+    def listed(raw_symbol: str, spelled_for: str | None = None) -> str | None:
+        """The canonical symbol for a provider spelling, or None when it is not listed. An index
+        is listed only in the spelling of `spelled_for` (`$SPX` for Schwab, `I:SPX` in
+        Polygon's market-data paths), or bare when None, as a real provider finds no `SPX`
+        where it expects `$SPX`."""
         try:
             symbol = normalize_symbol(raw_symbol)
         except InvalidSymbol:
             return None
+        if symbol in INDEX_SYMBOLS:
+            expected = to_provider(symbol, spelled_for) if spelled_for else symbol
+            if raw_symbol.strip().upper() != expected:
+                return None
         return None if symbol in UNLISTED else symbol
 
     def chain(self, symbol: str) -> pd.DataFrame:

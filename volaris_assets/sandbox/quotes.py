@@ -17,12 +17,14 @@ def requested(symbols: str) -> list[str]:
     return list(dict.fromkeys(filter(None, (s.strip() for s in symbols.split(",")))))
 
 
-def listed_quotes(raw_symbols: list[str], ctx: Context) -> list[tuple[str, SimulatedQuote]]:
+def listed_quotes(
+    raw_symbols: list[str], ctx: Context, spelled_for: str | None = None
+) -> list[tuple[str, SimulatedQuote]]:
     """(raw spelling, quote) for each listed symbol; unlisted ones are left out, as providers
     leave out (or list as errors) the symbols they do not know."""
     found = []
     for raw in raw_symbols:
-        symbol = ctx.market.listed(raw)
+        symbol = ctx.market.listed(raw, spelled_for)
         if symbol is not None:
             found.append((raw, ctx.market.simulated.quote(symbol, ctx.market.as_of)))
     return found

@@ -322,7 +322,8 @@ def _requested_symbols(request: Request, match: re.Match[str]) -> set[str]:
     named = [match.groupdict().get("ticker") or ""]
     for params in (request.query, request.form):
         named += [params.get("symbol", ""), *params.get("symbols", "").split(",")]
-    return {symbol for symbol in map(SandboxMarket.listed, filter(None, named)) if symbol}
+    listed = (SandboxMarket.listed(name, request.provider) for name in named if name)
+    return {symbol for symbol in listed if symbol}
 
 
 def _query_key(request: Request) -> tuple[tuple[str, str], ...]:

@@ -117,7 +117,7 @@ def _snapshot(request: Request, match: Any, ctx: Context) -> Reply:
         )
     except (KeyError, ValueError):
         return _error(400, "invalid contract_type or expiration_date filter")
-    symbol = ctx.market.listed(match["ticker"])
+    symbol = ctx.market.listed(match["ticker"], "polygon")
     if symbol is None:
         return json_reply({"status": "OK", "request_id": uuid.uuid4().hex, "results": []})
     chain = wanted.apply(ctx.market.chain(symbol))
@@ -182,7 +182,7 @@ def _aggregates(request: Request, match: Any, ctx: Context) -> Reply:
     start, end = _bound(match["from"], False), _bound(match["to"], True)
     if start is None or end is None:
         return _error(400, "from/to must be YYYY-MM-DD or epoch ms")
-    symbol = ctx.market.listed(match["ticker"])
+    symbol = ctx.market.listed(match["ticker"], "polygon")
     bars = ctx.market.bars(symbol, timeframe, start, end) if symbol else pd.DataFrame()
     results = [
         {

@@ -136,7 +136,7 @@ def _chain(request: Request, match: Any, ctx: Context) -> Reply:
     except (KeyError, ValueError):
         return json_reply(error_body(400, "Bad Request", "invalid chain parameters"), 400)
     raw_symbol = query.get("symbol", "")
-    symbol = ctx.market.listed(raw_symbol)
+    symbol = ctx.market.listed(raw_symbol, "schwab")
     chain = wanted.apply(ctx.market.chain(symbol)) if symbol else pd.DataFrame()
     chain = faulted_chain(chain, ctx.fault, ctx.rng, ctx.row_fraction) if symbol else chain
     spot = ctx.market.spot(symbol) if symbol else 0.0
@@ -261,7 +261,7 @@ def _price_history(request: Request, match: Any, ctx: Context) -> Reply:
     if timeframe is None:
         return json_reply(error_body(400, "Bad Request", "Invalid frequency combination"), 400)
     raw_symbol = query.get("symbol", "")
-    symbol = ctx.market.listed(raw_symbol)
+    symbol = ctx.market.listed(raw_symbol, "schwab")
     end = _ms(query.get("endDate")) or ctx.market.as_of
     start = _ms(query.get("startDate")) or end - timedelta(days=10 if timeframe != "1d" else 365)
     bars = ctx.market.bars(symbol, timeframe, start, end) if symbol else pd.DataFrame()
@@ -293,7 +293,7 @@ def _quotes(request: Request, match: Any, ctx: Context) -> Reply:
     raw_symbols = requested(request.query.get("symbols", ""))
     if not raw_symbols:
         return json_reply(error_body(400, "Bad Request", "symbols is required"), 400)
-    found = listed_quotes(raw_symbols, ctx)
+    found = listed_quotes(raw_symbols, ctx, "schwab")
     # The malformed fault corrupts what a client reads first (the price and its times) rather
     # than one of the sizes and changes around them.
     trades = [_trade_fields(quote) for _, quote in found]

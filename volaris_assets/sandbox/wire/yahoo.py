@@ -106,7 +106,7 @@ def _epoch(day: date) -> int:
 
 def _options(request: Request, match: Any, ctx: Context) -> Reply:
     ticker = match["ticker"]
-    symbol = ctx.market.listed(ticker)
+    symbol = ctx.market.listed(ticker, "yahoo")
     if symbol is None:
         return json_reply({"optionChain": {"result": [], "error": None}})
     chain = faulted_chain(ctx.market.chain(symbol), ctx.fault, ctx.rng, ctx.row_fraction)
@@ -179,7 +179,7 @@ def _contract(row: dict[str, Any]) -> dict[str, Any]:
 
 def _chart(request: Request, match: Any, ctx: Context) -> Reply:
     ticker = match["ticker"]
-    symbol = ctx.market.listed(ticker)
+    symbol = ctx.market.listed(ticker, "yahoo")
     timeframe = _INTERVALS.get(request.query.get("interval", "1d"))
     if symbol is None or timeframe is None:
         error = {"code": "Not Found", "description": "No data found, symbol may be delisted"}
