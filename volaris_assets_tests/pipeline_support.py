@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import tempfile
+
 import dagster as dg
 
+from volaris_assets.history.resource import HistoryResource
 from volaris_assets.options.assets import option_chains
 from volaris_assets.prices.assets import daily_bars, intraday_bars
 from volaris_assets.resources.market_data import MarketDataResource
@@ -26,6 +29,8 @@ def resources(database_url: str, **market: object) -> dict[str, object]:
         "daily_data": MarketDataResource(capability="daily", **market),
         "warehouse": WarehouseResource(database_url=database_url),
         "notifier": DiscordNotifier(),
+        # A cold tier of its own (created on first write), never a developer's data/history.
+        "history": HistoryResource(url=tempfile.mkdtemp(prefix="volaris-history-")),
     }
 
 

@@ -349,3 +349,51 @@ def test_a_bad_storage_setting_is_one_problem_without_its_secret(variable, value
     (problem,) = settings.problems({variable: value})
     assert problem.variable == variable and reason in problem.reason
     assert "hunter2" not in problem.line()
+
+
+def test_iv_metrics_remeasures_a_compacted_session_from_the_cold_tier(
+    warehouse_url, small_universe, instance, tmp_path
+):
+    """Once a session has left the hot window, its last snapshot is read from its Parquet file:
+    re-running iv_metrics for it measures the same chain, not a provider's replay."""
+    from volaris_assets.options.assets import option_chains
+    from volaris_assets.universe.assets import sp500_constituents
+    from volaris_assets.volatility.assets import iv_metrics, stored_close_chain
+    from volaris_assets_tests.pipeline_support import resources as pipeline_resources
+
+    store = ColdStore(str(tmp_path / "history"))
+    res = {**pipeline_resources(warehouse_url), "history": HistoryResource(url=store.url)}
+    session = calendar.session(SESSIONS[-1])
+    key, snapshot = session.day.isoformat(), f"{session.day.isoformat()}-15:45"
+
+    def run(assets: list, partition: str | None = None) -> None:
+        assert dg.materialize(assets, partition_key=partition, resources=res, instance=instance)
+
+    def measured() -> pd.DataFrame:
+        return warehouse.read_frame("SELECT * FROM iv_metrics ORDER BY symbol").set_index("symbol")
+
+    warehouse = Warehouse(warehouse_url)
+    try:
+        run([sp500_constituents])
+        run([option_chains], snapshot)
+        run([iv_metrics], key)
+        before = measured()
+        run([option_history], key)
+        assert hot_count(warehouse, session.day) == 0
+
+        assert stored_close_chain(warehouse, "AAPL", session).empty  # hot only: gone
+        cold = stored_close_chain(warehouse, "AAPL", session, store)
+        assert len(cold) > 50 and set(cold["symbol"]) == {"AAPL"}
+        stamps = pd.to_datetime(cold["snapshot_ts"], utc=True).unique()
+        assert list(stamps) == [pd.Timestamp(calendar.snapshot_instant(snapshot))]
+
+        run([iv_metrics], key)
+        after = measured()
+        assert list(after.index) == list(before.index) == sorted(small_universe)
+        for column in ("atm_iv_30d", "iv_30d", "underlying_price", "expected_move"):
+            pd.testing.assert_series_equal(
+                after[column].astype(float), before[column].astype(float), rtol=1e-5
+            )
+        assert (after["provider"] == before["provider"]).all()
+    finally:
+        warehouse.dispose()

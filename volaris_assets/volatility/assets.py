@@ -18,6 +18,10 @@ from sqlalchemy.engine import Connection
 
 from volaris_assets import calendar
 from volaris_assets.cluster import queues
+from volaris_assets.history.cold import ColdStore
+from volaris_assets.history.query import VIEW as HISTORY_VIEW
+from volaris_assets.history.query import open_history
+from volaris_assets.history.resource import HistoryResource
 from volaris_assets.ingest.asset_support import (
     OWNERS,
     IngestConfig,
@@ -41,9 +45,27 @@ from volaris_assets.warehouse.store import Warehouse, utc_now
 
 
 def stored_close_chain(
-    warehouse: Warehouse, symbol: str, session: calendar.Session
+    warehouse: Warehouse, symbol: str, session: calendar.Session, store: ColdStore | None = None
 ) -> pd.DataFrame:
-    """The session's last stored snapshot for `symbol` (empty if none was taken)."""
+    """The session's last stored snapshot for `symbol`: from the hot table, else from `store`'s
+    cold tier once compaction has moved the session there (the hot window is the current session
+    by default, so re-measuring yesterday reads its Parquet file); empty if none was taken."""
+    hot = _hot_close_chain(warehouse, symbol, session)
+    if not hot.empty or store is None or not store.manifests(session.day, session.day):
+        return hot
+    with open_history(
+        warehouse, store, symbols=[symbol], first=session.day, last=session.day
+    ) as history:
+        cold = history.sql(
+            f"SELECT * FROM {HISTORY_VIEW} WHERE snapshot_ts = "
+            f"(SELECT max(snapshot_ts) FROM {HISTORY_VIEW} WHERE snapshot_ts <= ?)",
+            [session.close],
+        )
+    # The cold tier keeps prices and IV as float32; the measurement works in float64.
+    return cold.astype({c: "float64" for c in cold.columns if cold[c].dtype == "float32"})
+
+
+def _hot_close_chain(warehouse: Warehouse, symbol: str, session: calendar.Session) -> pd.DataFrame:
     snaps = tables.option_snapshots
     in_session = sa.and_(
         snaps.c.symbol == symbol,
@@ -61,13 +83,15 @@ async def session_chain(
     symbol: str,
     session: calendar.Session,
     latest: calendar.Session,
+    store: ColdStore,
 ) -> tuple[pd.DataFrame, str, int, datetime]:
-    """The chain to measure a session by: its last stored snapshot, else the provider's at close.
+    """The chain to measure a session by: its last stored snapshot (either tier), else the
+    provider's at close.
 
     Live providers only know the current chain, so for an older session without a stored
     snapshot only the simulated market (which can replay any day) has an answer.
     """
-    stored = await asyncio.to_thread(stored_close_chain, warehouse, symbol, session)
+    stored = await asyncio.to_thread(stored_close_chain, warehouse, symbol, session, store)
     if not stored.empty:
         return stored, str(stored["provider"].iloc[0]), 0, _snapshot_time(stored)
     fetched = await chain.option_chain(symbol, session.close)
@@ -111,9 +135,11 @@ def iv_metrics(
     config: IngestConfig,
     chain_data: MarketDataResource,
     warehouse: WarehouseResource,
+    history: HistoryResource,
 ) -> dg.MaterializeResult:
     sessions = session_range(context)
     latest = calendar.last_completed_session(datetime.now(calendar.UTC))
+    store = history.store()
     with warehouse.open() as wh:
         symbols = universe_symbols(wh, "in_sp500", config.symbols)
 
@@ -121,7 +147,7 @@ def iv_metrics(
             rows, providers, attempts = [], set(), 0
             for session in sessions:
                 frame, provider, tries, as_of = await session_chain(
-                    chain, wh, symbol, session, latest
+                    chain, wh, symbol, session, latest, store
                 )
                 attempts += tries
                 providers.add(provider)
