@@ -154,18 +154,23 @@ def test_index_symbols_take_each_providers_spelling_only_at_the_edge():
 
 
 @pytest.mark.parametrize(
-    ("module", "spelled"), [(polygon, "/v3/snapshot/options/I:SPX"), (yahoo, "/options/^SPX")]
+    ("module", "spelled"),
+    [
+        (schwab, "symbol=$SPX"),
+        (polygon, "/v3/snapshot/options/I:SPX"),
+        (yahoo, "/options/^SPX"),
+    ],
 )
-def test_polygon_and_yahoo_spx_chains_over_the_sandbox(clean_sandbox, market, module, spelled):
-    """Polygon's snapshot path names the index `I:SPX`, Yahoo's `^SPX`; each echoes it so, and
-    the chain is stored as SPX."""
-    paths: list[str] = []
+def test_spx_chains_over_the_sandbox(clean_sandbox, market, module, spelled):
+    """Each provider is asked for the index in its own spelling (Schwab `$SPX`, Polygon's
+    snapshot path `I:SPX`, Yahoo `^SPX`) and echoes it so; the chain is stored as SPX."""
+    urls: list[str] = []
 
     async def fetch() -> pd.DataFrame:
         http = build_client(timeout_s=FAST_TIMEOUT_S)
 
         async def record(request) -> None:
-            paths.append(unquote(request.url.path))
+            urls.append(unquote(str(request.url)))
 
         http.event_hooks["request"].append(record)
         client = module.create(clean_sandbox.settings(), client=http)
@@ -175,9 +180,11 @@ def test_polygon_and_yahoo_spx_chains_over_the_sandbox(clean_sandbox, market, mo
             await http.aclose()
 
     frame = asyncio.run(fetch())
-    assert any(path.endswith(spelled) for path in paths), paths
+    assert any(spelled in url for url in urls), urls
     assert set(frame["symbol"]) == {"SPX"}
     assert len(frame) > 50
+    if module is schwab:  # the one whose wire carries every field the market has
+        assert_chain_matches(frame, market.option_chain("SPX", SANDBOX_AS_OF), provider="schwab")
 
 
 def test_polygon_spx_bars_and_closing_chain_over_the_sandbox(clean_sandbox):
@@ -194,30 +201,6 @@ def test_polygon_spx_bars_and_closing_chain_over_the_sandbox(clean_sandbox):
     bars, closing = asyncio.run(fetch())
     assert not bars.empty and set(bars["symbol"]) == {"SPX"}
     assert not closing.empty and set(closing["symbol"]) == {"SPX"}
-
-
-def test_schwab_spx_chain_over_the_sandbox(clean_sandbox, market):
-    """The request says `$SPX` and Schwab echoes `$SPX`: the chain is accepted, stored as SPX."""
-    asked: list[str | None] = []
-
-    async def fetch() -> pd.DataFrame:
-        http = build_client(timeout_s=FAST_TIMEOUT_S)
-
-        async def record(request) -> None:
-            if request.url.path.endswith("/chains"):
-                asked.append(request.url.params.get("symbol"))
-
-        http.event_hooks["request"].append(record)
-        client = schwab.create(clean_sandbox.settings(), client=http)
-        try:
-            return await client.option_chain("SPX", SANDBOX_AS_OF)
-        finally:
-            await http.aclose()
-
-    frame = asyncio.run(fetch())
-    assert asked == ["$SPX"]
-    assert set(frame["symbol"]) == {"SPX"}
-    assert_chain_matches(frame, market.option_chain("SPX", SANDBOX_AS_OF), provider="schwab")
 
 
 def _contract(root: str, strike: float) -> dict[str, object]:
