@@ -14,6 +14,7 @@ from __future__ import annotations
 import statistics
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
 import dagster as dg
@@ -29,56 +30,55 @@ MAX_LISTED_SESSIONS = 62
 SYMBOLS_PER_QUERY = 500
 
 
-def rows_by_session(
-    wh: Warehouse,
-    table: sa.Table,
-    column: sa.Column,
-    symbols: Sequence[str],
-    sessions: Sequence[calendar.Session],
-    where: sa.ColumnElement[bool] | None = None,
-) -> dict[date, int]:
-    """Rows stored per session for `symbols`, bucketed by the UTC date of `column` (a session's
-    hours fall on one UTC date; a date column is its own bucket). Filtering by symbol keeps the
-    query on the table's primary key."""
-    first, last = sessions[0].day, sessions[-1].day
-    is_date = isinstance(column.type, sa.Date)
-    low = first if is_date else wh.instant(datetime.combine(first, time(0), tzinfo=calendar.UTC))
-    high = (
-        last
-        if is_date
-        else wh.instant(datetime.combine(last + timedelta(days=1), time(0), tzinfo=calendar.UTC))
-    )
-    bound = column <= high if is_date else column < high
-    counts: Counter[date] = Counter()
-    for start in range(0, len(symbols), SYMBOLS_PER_QUERY):
-        chunk = list(symbols[start : start + SYMBOLS_PER_QUERY])
-        query = (
-            sa.select(column, sa.func.count().label("rows"))
-            .where(table.c.symbol.in_(chunk), column >= low, bound)
-            .group_by(column)
-        )
-        if where is not None:
-            query = query.where(where)
-        for value, rows in wh.read_frame(query).itertuples(index=False):
-            counts[value if is_date else pd.Timestamp(value).date()] += int(rows)
-    return {s.day: counts.get(s.day, 0) for s in sessions}
+@dataclass(frozen=True)
+class SessionRows:
+    """Which rows of a table are an asset's, and the time column that dates them."""
+
+    table: sa.Table
+    column: sa.Column
+    where: sa.ColumnElement[bool] | None = None
+
+    def count(
+        self, wh: Warehouse, symbols: Sequence[str], sessions: Sequence[calendar.Session]
+    ) -> dict[date, int]:
+        """Rows stored per session for `symbols`, bucketed by the UTC date of the column (a
+        session's hours fall on one UTC date; a date column is its own bucket). Filtering by
+        symbol keeps the query on the table's primary key."""
+        first, last = sessions[0].day, sessions[-1].day
+        if isinstance(self.column.type, sa.Date):
+            in_range = self.column.between(first, last)
+        else:
+            low = datetime.combine(first, time(0), tzinfo=calendar.UTC)
+            high = datetime.combine(last + timedelta(days=1), time(0), tzinfo=calendar.UTC)
+            in_range = (self.column >= wh.instant(low)) & (self.column < wh.instant(high))
+        counts: Counter[date] = Counter()
+        for start in range(0, len(symbols), SYMBOLS_PER_QUERY):
+            chunk = list(symbols[start : start + SYMBOLS_PER_QUERY])
+            query = (
+                sa.select(self.column, sa.func.count().label("rows"))
+                .where(self.table.c.symbol.in_(chunk), in_range)
+                .group_by(self.column)
+            )
+            if self.where is not None:
+                query = query.where(self.where)
+            for value, rows in wh.read_frame(query).itertuples(index=False):
+                counts[pd.Timestamp(value).date()] += int(rows)
+        return {s.day: counts.get(s.day, 0) for s in sessions}
 
 
 def range_metadata(
     context: dg.AssetExecutionContext,
     wh: Warehouse,
-    table: sa.Table,
-    column: sa.Column,
+    rows: SessionRows,
     symbols: Sequence[str],
     sessions: Sequence[calendar.Session],
-    where: sa.ColumnElement[bool] | None = None,
 ) -> dict:
-    """Metadata that tells a range run's totals from each session's own rows (counted as in
-    `rows_by_session`); nothing for a run of one session, whose totals are its own."""
+    """Metadata that tells a range run's totals from each session's own rows; nothing for a
+    run of one session, whose totals are its own."""
     if len(sessions) < 2:
         return {}
     keys = context.partition_key_range
-    per_session = rows_by_session(wh, table, column, symbols, sessions, where)
+    per_session = rows.count(wh, symbols, sessions)
     return {
         "partition_range": dg.MetadataValue.text(f"{keys.start}..{keys.end}"),
         "metadata_scope": dg.MetadataValue.text(

@@ -17,7 +17,7 @@ from volaris_assets.ingest.asset_support import (
     universe_symbols,
 )
 from volaris_assets.ingest.fanout import Written
-from volaris_assets.ingest.range_metadata import range_metadata
+from volaris_assets.ingest.range_metadata import SessionRows, range_metadata
 from volaris_assets.ingest.validation import validate_bars
 from volaris_assets.providers.base import BAR_COLUMNS, aggregate_bars
 from volaris_assets.providers.resilience import FallbackChain, Fetched
@@ -82,9 +82,8 @@ def daily_bars(
             start_with=config.start_with_provider,
         )
         bars = tables.price_bars
-        per_session = range_metadata(
-            context, wh, bars, bars.c.ts, symbols, sessions, bars.c.timeframe == "1d"
-        )
+        daily = SessionRows(bars, bars.c.ts, bars.c.timeframe == "1d")
+        per_session = range_metadata(context, wh, daily, symbols, sessions)
     return dg.MaterializeResult(
         metadata=summary.metadata(sessions=dg.MetadataValue.int(len(sessions)), **per_session)
     )
@@ -133,9 +132,8 @@ def intraday_bars(
             context, intraday_data, wh, due, fetch, sink, start_with=config.start_with_provider
         )
         bars = tables.price_bars
-        per_session = range_metadata(
-            context, wh, bars, bars.c.ts, symbols, sessions, bars.c.timeframe.in_(["1m", "5m"])
-        )
+        minutes = SessionRows(bars, bars.c.ts, bars.c.timeframe.in_(["1m", "5m"]))
+        per_session = range_metadata(context, wh, minutes, symbols, sessions)
     return dg.MaterializeResult(
         metadata=summary.metadata(
             window_end=dg.MetadataValue.text(window_end.isoformat()),

@@ -30,7 +30,7 @@ from volaris_assets.ingest.asset_support import (
     universe_symbols,
 )
 from volaris_assets.ingest.fanout import Written
-from volaris_assets.ingest.range_metadata import range_metadata
+from volaris_assets.ingest.range_metadata import SessionRows, range_metadata
 from volaris_assets.ingest.validation import validate_chain
 from volaris_assets.options.assets import option_chains
 from volaris_assets.prices.assets import session_range
@@ -169,7 +169,9 @@ def iv_metrics(
             context, chain_data, wh, symbols, fetch, sink, start_with=config.start_with_provider
         )
         metrics = tables.iv_metrics
-        per_session = range_metadata(context, wh, metrics, metrics.c.date, symbols, sessions)
+        per_session = range_metadata(
+            context, wh, SessionRows(metrics, metrics.c.date), symbols, sessions
+        )
     return dg.MaterializeResult(
         metadata=summary.metadata(sessions=dg.MetadataValue.int(len(sessions)), **per_session)
     )

@@ -42,7 +42,7 @@ from volaris_assets.ingest.asset_support import (
     universe_symbols,
 )
 from volaris_assets.ingest.fanout import Written
-from volaris_assets.ingest.range_metadata import range_metadata
+from volaris_assets.ingest.range_metadata import SessionRows, range_metadata
 from volaris_assets.ingest.validation import Validated, validate_chain
 from volaris_assets.prices.assets import session_range
 from volaris_assets.providers.base import CHAIN_COLUMNS, ProviderError
@@ -207,7 +207,9 @@ def iv_history_bootstrap(
             priority="bulk",
         )
         metrics = tables.iv_metrics
-        per_session = range_metadata(context, wh, metrics, metrics.c.date, symbols, sessions)
+        per_session = range_metadata(
+            context, wh, SessionRows(metrics, metrics.c.date), symbols, sessions
+        )
     return dg.MaterializeResult(
         metadata=summary.metadata(
             sessions=dg.MetadataValue.int(len(sessions)),
