@@ -35,6 +35,7 @@ BAD_VALUES = [
     ("VOLARIS_DAILY_PROVIDERS", "simulated,nosuchprovider", "unknown provider nosuchprovider"),
     ("VOLARIS_CHAIN_PROVIDERS", "tiingo", "does not provide chain data"),
     ("VOLARIS_HISTORY_PROVIDERS", "schwab", "does not provide history data"),
+    ("VOLARIS_PROFILE_PROVIDERS", "simulated", "does not provide profile data"),
     ("VOLARIS_RETRY_BASE_S", "nan", "finite"),
     ("VOLARIS_RETRY_BASE_S", "0", "greater than 0"),
     ("VOLARIS_RATE_LIMITS", "garbage!!", "bad rate limit"),

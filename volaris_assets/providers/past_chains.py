@@ -109,11 +109,6 @@ class HistoryChain(FallbackChain):
     """A fallback chain of `HistorySource`s: the same guards, budgets and breakers as the
     chain it is made from, asked for past sessions' chains."""
 
-    @classmethod
-    def of(cls, chain: FallbackChain) -> HistoryChain:
-        """The history view of `chain`, sharing its guarded sources (close only `chain`)."""
-        return chain if isinstance(chain, cls) else cls(chain._sources)
-
     def rotated(self, start_with: str | None) -> HistoryChain:
         return HistoryChain.of(super().rotated(start_with))
 

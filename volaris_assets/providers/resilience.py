@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import pandas as pd
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
@@ -408,6 +408,12 @@ class FallbackChain:
     @property
     def providers(self) -> tuple[str, ...]:
         return tuple(guarded.name for guarded in self._sources)
+
+    @classmethod
+    def of(cls, chain: FallbackChain) -> Self:
+        """`chain`'s guarded sources as a chain of this kind (one asked for past chains, or
+        for profiles), sharing them: close only `chain`."""
+        return chain if isinstance(chain, cls) else cls(chain._sources)
 
     async def option_chain(
         self, symbol: str, as_of: datetime, only: ChainFilter = WHOLE_CHAIN

@@ -111,9 +111,9 @@ def _missing_credentials(settings: Settings, raw: Mapping[str, str]) -> list[Pro
 
     known = fields()
     found = []
-    for capability in ("chain", "intraday", "daily"):
+    for capability in registry.CAPABILITIES:
         variable = registry.CAPABILITY_SETTINGS[capability]
-        for name in settings.providers(capability).split(","):
+        for name in filter(None, settings.providers(capability).split(",")):
             if name == registry.SIMULATED:
                 continue
             missing = registry.missing_settings(registry.load_module(name), raw)

@@ -175,6 +175,15 @@ class Settings(BaseModel):
         example="databento,polygon",
         default="simulated",
     )
+    profile_providers: Annotated[Text, checked(checks.provider_list, "profile")] = setting(
+        "VOLARIS_PROFILE_PROVIDERS",
+        "Providers",
+        "Company-profile providers, in fallback order, for the sector and industry of each "
+        "stock of the S&P 500 universe (asset company_profiles, run with the weekly universe "
+        "refresh). Unset: the sectors the shipped index lists give, matched by keyword.",
+        accepted=_PROVIDER_LIST + " (profile: finnhub)",
+        example="finnhub",
+    )
     # Shared provider budget
     redis_url: Annotated[Text, checked(checks.redis_url)] = setting(
         "REDIS_URL",
@@ -590,8 +599,9 @@ class Settings(BaseModel):
     )
 
     def providers(self, capability: str) -> str:
-        """The validated provider order of `capability` ("schwab,yahoo")."""
-        return getattr(self, f"{capability}_providers")
+        """The validated provider order of `capability` ("schwab,yahoo"); "" for none (the
+        profile capability is optional)."""
+        return getattr(self, f"{capability}_providers") or ""
 
     def mode(self, capability: str) -> str:
         return getattr(self, f"{capability}_mode")

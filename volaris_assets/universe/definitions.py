@@ -4,11 +4,13 @@ from volaris_assets import settings as settings_module
 from volaris_assets.settings import Settings
 from volaris_assets.universe.assets import scan_universe, sp500_constituents
 from volaris_assets.universe.checks import universe_checks
+from volaris_assets.universe.profiles import company_profiles, profile_data
 
 universe_job = dg.define_asset_job(
     "universe_job",
-    selection=[sp500_constituents, scan_universe],
-    description="Refresh the S&P 500 constituents and the scan universe.",
+    selection=[sp500_constituents, scan_universe, company_profiles],
+    description="Refresh the S&P 500 constituents and the scan universe, then the stocks' "
+    "sectors from VOLARIS_PROFILE_PROVIDERS when one is set.",
 )
 
 
@@ -28,9 +30,11 @@ def schedules(settings: Settings) -> list[dg.ScheduleDefinition]:
     ]
 
 
+_settings = settings_module.load()
 defs = dg.Definitions(
-    assets=[sp500_constituents, scan_universe],
+    assets=[sp500_constituents, scan_universe, company_profiles],
     asset_checks=universe_checks,
     jobs=[universe_job],
-    schedules=schedules(settings_module.load()),
+    schedules=schedules(_settings),
+    resources={"profile_data": profile_data(_settings)},
 )

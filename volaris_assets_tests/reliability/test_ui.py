@@ -29,6 +29,7 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 GROUPS = {
     "sp500_constituents": "universe",
     "scan_universe": "universe",
+    "company_profiles": "universe",
     "daily_bars": "prices",
     "intraday_bars": "prices",
     "quotes": "quotes",
