@@ -9,6 +9,7 @@ launch), so a user with no keys gets the simulated market and the SQLite warehou
 from __future__ import annotations
 
 import os
+from typing import TypeVar
 
 import dagster as dg
 
@@ -23,12 +24,20 @@ def _env(name: str) -> dg.EnvVar | None:
     return dg.EnvVar(name) if os.environ.get(name, "").strip() else None
 
 
-def market_data(capability: str, settings: Settings) -> MarketDataResource:
+R = TypeVar("R", bound=MarketDataResource)
+# Capabilities whose symbols can be pooled over several providers (VOLARIS_*_MODE).
+POOLABLE = ("chain", "intraday", "daily")
+
+
+def market_data(capability: str, settings: Settings, kind: type[R] = MarketDataResource) -> R:
+    """The `capability`'s resource (of `kind`, for the history and profile capabilities) as the
+    environment configures it."""
     credentials = {field: _env(env) for field, env in {**SECRET_FIELDS, **SETTING_FIELDS}.items()}
-    return MarketDataResource(
+    modes = {"mode": settings.mode(capability)} if capability in POOLABLE else {}
+    return kind(
         capability=capability,
         providers=settings.providers(capability),
-        mode=settings.mode(capability),
+        **modes,
         concurrency=settings.concurrency,
         retry_base_s=settings.retry_base_s,
         rate_limits=settings.rate_limits,

@@ -11,7 +11,6 @@ becomes `sub_industry` and its GICS sector (the same keyword rules as the shippe
 companies and are not asked. Without a provider the asset writes nothing and says so.
 """
 
-import os
 from typing import Literal
 
 import dagster as dg
@@ -22,7 +21,8 @@ from volaris_assets.ingest.asset_support import OWNERS, IngestConfig, asset_meta
 from volaris_assets.ingest.fanout import Written
 from volaris_assets.providers.profiles import ProfileChain
 from volaris_assets.providers.resilience import FallbackChain, Fetched
-from volaris_assets.resources.market_data import SECRET_FIELDS, SETTING_FIELDS, MarketDataResource
+from volaris_assets.resources.definitions import market_data
+from volaris_assets.resources.market_data import MarketDataResource
 from volaris_assets.resources.warehouse import WarehouseResource
 from volaris_assets.settings import Settings
 from volaris_assets.universe.assets import sp500_constituents
@@ -45,19 +45,7 @@ class ProfileDataResource(MarketDataResource):
 
 def profile_data(settings: Settings) -> ProfileDataResource:
     """The resource as the environment configures it (unset keys bind nothing)."""
-    credentials = {
-        name: dg.EnvVar(env)
-        for name, env in {**SECRET_FIELDS, **SETTING_FIELDS}.items()
-        if os.environ.get(env, "").strip()
-    }
-    return ProfileDataResource(
-        providers=settings.providers("profile"),
-        concurrency=settings.concurrency,
-        retry_base_s=settings.retry_base_s,
-        rate_limits=settings.rate_limits,
-        min_success_rate=settings.min_success_rate,
-        **credentials,
-    )
+    return market_data("profile", settings, ProfileDataResource)
 
 
 def _stocks(warehouse: Warehouse, only: list[str]) -> list[str]:

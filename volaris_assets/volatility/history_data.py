@@ -9,12 +9,10 @@ Polygon, or the simulated market, which replays any day. Its chains are asked th
 
 from __future__ import annotations
 
-import os
 from typing import Literal
 
-import dagster as dg
-
-from volaris_assets.resources.market_data import SECRET_FIELDS, SETTING_FIELDS, MarketDataResource
+from volaris_assets.resources.definitions import market_data
+from volaris_assets.resources.market_data import MarketDataResource
 from volaris_assets.settings import Settings
 
 
@@ -27,16 +25,4 @@ class HistoryDataResource(MarketDataResource):
 
 def history_data(settings: Settings) -> HistoryDataResource:
     """The resource as the environment configures it (unset keys bind nothing)."""
-    credentials = {
-        name: dg.EnvVar(env)
-        for name, env in {**SECRET_FIELDS, **SETTING_FIELDS}.items()
-        if os.environ.get(env, "").strip()
-    }
-    return HistoryDataResource(
-        providers=settings.history_providers,
-        concurrency=settings.concurrency,
-        retry_base_s=settings.retry_base_s,
-        rate_limits=settings.rate_limits,
-        min_success_rate=settings.min_success_rate,
-        **credentials,
-    )
+    return market_data("history", settings, HistoryDataResource)
