@@ -47,11 +47,11 @@ from volaris_assets.warehouse.store import Warehouse, utc_now
 def stored_close_chain(
     warehouse: Warehouse, symbol: str, session: calendar.Session, store: ColdStore | None = None
 ) -> pd.DataFrame:
-    """The session's last stored snapshot for `symbol`: from the hot table, else from `store`'s
-    cold tier once compaction has moved the session there (the hot window is the current session
-    by default, so re-measuring yesterday reads its Parquet file); empty if none was taken."""
+    """The session's last stored snapshot for `symbol`: from the hot table, else from `store`, the
+    cold tier holding the session's compacted file (the hot window is the current session by
+    default, so re-measuring yesterday reads its Parquet file); empty if none was taken."""
     hot = _hot_close_chain(warehouse, symbol, session)
-    if not hot.empty or store is None or not store.manifests(session.day, session.day):
+    if not hot.empty or store is None:
         return hot
     with open_history(
         warehouse, store, symbols=[symbol], first=session.day, last=session.day
@@ -83,7 +83,7 @@ async def session_chain(
     symbol: str,
     session: calendar.Session,
     latest: calendar.Session,
-    store: ColdStore,
+    store: ColdStore | None,
 ) -> tuple[pd.DataFrame, str, int, datetime]:
     """The chain to measure a session by: its last stored snapshot (either tier), else the
     provider's at close.
@@ -140,6 +140,10 @@ def iv_metrics(
     sessions = session_range(context)
     latest = calendar.last_completed_session(datetime.now(calendar.UTC))
     store = history.store()
+    # Listed once: an object store answers each listing over the network.
+    compacted = {
+        manifest.session for manifest in store.manifests(sessions[0].day, sessions[-1].day)
+    }
     with warehouse.open() as wh:
         symbols = universe_symbols(wh, "in_sp500", config.symbols)
 
@@ -147,7 +151,12 @@ def iv_metrics(
             rows, providers, attempts = [], set(), 0
             for session in sessions:
                 frame, provider, tries, as_of = await session_chain(
-                    chain, wh, symbol, session, latest, store
+                    chain,
+                    wh,
+                    symbol,
+                    session,
+                    latest,
+                    store if session.day.isoformat() in compacted else None,
                 )
                 attempts += tries
                 providers.add(provider)
