@@ -67,6 +67,18 @@ def test_finnhub_profiles_set_sector_and_industry(
     assert sorted(outcomes["symbol"]) == sorted(STOCKS)
     assert set(outcomes["provider"]) == {"finnhub"}
 
+    # A symbol outside the universe is a configuration error, not a silent skip.
+    refused = dg.materialize(
+        [company_profiles],
+        resources=res,
+        instance=instance,
+        run_config={"ops": {"company_profiles": {"config": {"symbols": ["ZZZZ"]}}}},
+        raise_on_error=False,
+    )
+    assert not refused.success
+    failure = next(e for e in refused.all_events if e.is_step_failure)
+    assert "ZZZZ" in failure.step_failure_data.error.message
+
 
 def test_without_a_profile_provider_nothing_changes(sqlite_warehouse_url, instance, monkeypatch):
     res = _universe(sqlite_warehouse_url, instance, monkeypatch, ProfileDataResource())

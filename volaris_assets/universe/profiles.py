@@ -17,7 +17,13 @@ import dagster as dg
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from volaris_assets.ingest.asset_support import OWNERS, IngestConfig, asset_metadata, run_fan_out
+from volaris_assets.ingest.asset_support import (
+    OWNERS,
+    IngestConfig,
+    asset_metadata,
+    run_fan_out,
+    universe_symbols,
+)
 from volaris_assets.ingest.fanout import Written
 from volaris_assets.providers.profiles import ProfileChain
 from volaris_assets.providers.resilience import FallbackChain, Fetched
@@ -48,17 +54,14 @@ def profile_data(settings: Settings) -> ProfileDataResource:
     return market_data("profile", settings, ProfileDataResource)
 
 
-def _stocks(warehouse: Warehouse, only: list[str]) -> list[str]:
-    """The S&P 500 universe's companies (not its ETFs or indices), or `only` among them."""
+def _companies(warehouse: Warehouse, symbols: list[str]) -> list[str]:
+    """`symbols` less the ETFs and indices: they have no company profile to ask for."""
     tickers = tables.tickers
     query = sa.select(tickers.c.symbol).where(
-        tickers.c.in_sp500.is_(True),
-        tickers.c.sector.not_in([ETF_SECTOR, INDEX_SECTOR]),
+        tickers.c.symbol.in_(symbols), tickers.c.sector.not_in([ETF_SECTOR, INDEX_SECTOR])
     )
-    if only:
-        query = query.where(tickers.c.symbol.in_(only))
     with warehouse.engine.connect() as conn:
-        return sorted(conn.execute(query.order_by(tickers.c.symbol)).scalars())
+        return sorted(conn.execute(query).scalars())
 
 
 def _classified(conn: Connection, symbol: str, fetched: Fetched) -> Written:
@@ -106,7 +109,7 @@ def company_profiles(
             }
         )
     with warehouse.open() as wh:
-        symbols = _stocks(wh, config.symbols)
+        symbols = _companies(wh, universe_symbols(wh, "in_sp500", config.symbols))
 
         async def fetch(chain: FallbackChain, symbol: str) -> Fetched:
             return await ProfileChain.of(chain).profile(symbol)
