@@ -7,10 +7,11 @@ import dagster as dg
 import pandas as pd
 
 from volaris_assets import settings
+from volaris_assets.resources.market_data import ProfileDataResource
 from volaris_assets.sandbox.wire.finnhub import industry
 from volaris_assets.universe.assets import sp500_constituents
 from volaris_assets.universe.constituents import UNCLASSIFIED, gics_sector
-from volaris_assets.universe.profiles import ProfileDataResource, company_profiles
+from volaris_assets.universe.profiles import company_profiles
 from volaris_assets.warehouse.store import Warehouse
 from volaris_assets_tests.pipeline_support import metadata, resources, sandbox_market
 

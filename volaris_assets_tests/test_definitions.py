@@ -6,6 +6,7 @@ import dagster as dg
 import pytest
 
 from volaris_assets.definitions import defs
+from volaris_assets.resources.definitions import resources
 
 ASSETS = {
     "sp500_constituents": "universe",
@@ -27,6 +28,16 @@ def test_assets_groups_and_metadata():
         assert node.group_name == group
         assert node.description and node.owners
         assert "dagster/column_schema" in node.metadata
+
+
+def test_one_resource_set_serves_every_asset_and_check():
+    """`materialize` and the cluster's workers bind `resources()` alone, not the location's
+    merged set: a key a domain bound for itself failed them at the first asset needing it."""
+    bound = set(resources()) | {"io_manager"}  # Dagster supplies its default
+    graph = defs.resolve_asset_graph()
+    for assets_def in graph.assets_defs:
+        assert assets_def.required_resource_keys <= bound, assets_def.keys
+    assert set(defs.resources or {}) == set(resources())
 
 
 def test_jobs_run_in_process():

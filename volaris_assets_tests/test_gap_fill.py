@@ -21,11 +21,11 @@ from volaris_assets.monitoring.gap_fill import (
 )
 from volaris_assets.options.assets import option_chains
 from volaris_assets.prices.assets import daily_bars
+from volaris_assets.resources.market_data import HistoryDataResource
 from volaris_assets.resources.warehouse import WarehouseResource
 from volaris_assets.universe.assets import sp500_constituents
 from volaris_assets.volatility.assets import iv_metrics
 from volaris_assets.volatility.bootstrap import iv_history_bootstrap
-from volaris_assets.volatility.history_data import HistoryDataResource
 from volaris_assets.warehouse import tables
 from volaris_assets.warehouse.store import Warehouse
 from volaris_assets_tests.monitoring_support import embeds, notifier_for

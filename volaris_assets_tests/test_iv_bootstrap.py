@@ -20,10 +20,10 @@ from volaris_assets.providers.past_chains import HistoryChain, near_the_money
 from volaris_assets.providers.rate_limit import RateLimit
 from volaris_assets.providers.resilience import ResilienceRegistry
 from volaris_assets.providers.simulated import SimulatedMarket
+from volaris_assets.resources.market_data import HistoryDataResource
 from volaris_assets.universe.assets import scan_universe, sp500_constituents
 from volaris_assets.volatility.assets import iv_metrics
 from volaris_assets.volatility.bootstrap import iv_history_bootstrap
-from volaris_assets.volatility.history_data import HistoryDataResource
 from volaris_assets.volatility.metrics import chain_metrics
 from volaris_assets.warehouse.store import Warehouse
 from volaris_assets_tests.pipeline_support import metadata, resources, sandbox_market

@@ -160,8 +160,10 @@ def run_logs(
 
 
 def test_materialization_logs_its_final_progress_and_stores_its_figures(
-    sqlite_warehouse_url, small_universe, instance
+    sqlite_warehouse_url, small_universe, instance, monkeypatch
 ):
+    # The memory warning depends on how far earlier tests grew this process (test_memory's own).
+    monkeypatch.setenv("VOLARIS_MEMORY_WARN_MB", "100000")
     res = resources(sqlite_warehouse_url)
     dg.materialize([sp500_constituents], resources=res, instance=instance)
     result = dg.materialize([daily_bars], partition_key=SESSION, resources=res, instance=instance)

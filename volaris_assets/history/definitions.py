@@ -9,7 +9,6 @@ from volaris_assets import calendar
 from volaris_assets import settings as settings_module
 from volaris_assets.history.assets import operational_retention, option_history
 from volaris_assets.history.checks import history_checks
-from volaris_assets.history.resource import HistoryResource
 from volaris_assets.scheduling import WEEKDAYS, KeyForTick, daily_at, market_schedule
 from volaris_assets.settings import Settings
 
@@ -56,22 +55,9 @@ def schedules(settings: Settings) -> list[dg.ScheduleDefinition]:
     ]
 
 
-def history_resource(settings: Settings) -> HistoryResource:
-    """The resource from validated settings; the URL through `EnvVar`, as a secret (settings
-    refuse credentials in it, but a bucket name is still nobody else's business)."""
-    return HistoryResource(
-        url=dg.EnvVar("VOLARIS_HISTORY_URL") if settings.history_url else None,
-        retain_results_days=settings.retain_results_days,
-        retain_rejections_days=settings.retain_rejections_days,
-        retain_intraday_days=settings.retain_intraday_days,
-    )
-
-
-_settings = settings_module.load()
 defs = dg.Definitions(
     assets=[option_history, operational_retention],
     asset_checks=history_checks,
     jobs=[option_history_job, retention_job],
-    schedules=schedules(_settings),
-    resources={"history": history_resource(_settings)},
+    schedules=schedules(settings_module.load()),
 )

@@ -14,7 +14,14 @@ from typing import TypeVar
 import dagster as dg
 
 from volaris_assets import settings as settings_module
-from volaris_assets.resources.market_data import SECRET_FIELDS, SETTING_FIELDS, MarketDataResource
+from volaris_assets.history.resource import HistoryResource
+from volaris_assets.resources.market_data import (
+    SECRET_FIELDS,
+    SETTING_FIELDS,
+    HistoryDataResource,
+    MarketDataResource,
+    ProfileDataResource,
+)
 from volaris_assets.resources.notifier import DiscordNotifier
 from volaris_assets.resources.warehouse import WarehouseResource
 from volaris_assets.settings import Settings
@@ -46,13 +53,29 @@ def market_data(capability: str, settings: Settings, kind: type[R] = MarketDataR
     )
 
 
+def history_tiers(settings: Settings) -> HistoryResource:
+    """The cold store and retention windows; the URL through `EnvVar`, as a secret (settings
+    refuse credentials in it, but a bucket name is still nobody else's business)."""
+    return HistoryResource(
+        url=dg.EnvVar("VOLARIS_HISTORY_URL") if settings.history_url else None,
+        retain_results_days=settings.retain_results_days,
+        retain_rejections_days=settings.retain_rejections_days,
+        retain_intraday_days=settings.retain_intraday_days,
+    )
+
+
 def resources(settings: Settings | None = None) -> dict[str, dg.ConfigurableResource]:
-    """Every resource, from `settings` (default: the environment, validated here)."""
+    """Every resource of the code location, from `settings` (default: the environment,
+    validated here); bound in this one place so that the UI, the headless `materialize` and the
+    cluster's workers see the same set."""
     settings = settings or settings_module.load()
     return {
         "chain_data": market_data("chain", settings),
         "intraday_data": market_data("intraday", settings),
         "daily_data": market_data("daily", settings),
+        "history_data": market_data("history", settings, HistoryDataResource),
+        "profile_data": market_data("profile", settings, ProfileDataResource),
+        "history": history_tiers(settings),
         "warehouse": WarehouseResource(
             database_url=_env("DATABASE_URL"), reconnect_window_s=settings.db_reconnect_s
         ),

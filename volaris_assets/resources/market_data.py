@@ -242,6 +242,23 @@ class MarketDataResource(dg.ConfigurableResource):
         ]
 
 
+class HistoryDataResource(MarketDataResource):
+    """Providers of past sessions' option chains (`VOLARIS_HISTORY_PROVIDERS`: Databento,
+    Polygon, or the simulated market, which replays any day), asked through
+    `providers.past_chains.HistoryChain`. A market-data resource in every respect, so every
+    request of a bootstrap takes its turn in the shared provider budget with everyone else's."""
+
+    capability: Literal["history"] = "history"  # type: ignore[assignment]
+
+
+class ProfileDataResource(MarketDataResource):
+    """Company-profile providers (`VOLARIS_PROFILE_PROVIDERS`); none configured is allowed:
+    `company_profiles` then keeps the shipped sectors and says so."""
+
+    capability: Literal["profile"] = "profile"  # type: ignore[assignment]
+    providers: str = ""
+
+
 @functools.cache
 def _market(seed: int) -> SimulatedMarket:
     return SimulatedMarket(seed)

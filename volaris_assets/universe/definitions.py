@@ -4,7 +4,7 @@ from volaris_assets import settings as settings_module
 from volaris_assets.settings import Settings
 from volaris_assets.universe.assets import scan_universe, sp500_constituents
 from volaris_assets.universe.checks import universe_checks
-from volaris_assets.universe.profiles import company_profiles, profile_data
+from volaris_assets.universe.profiles import company_profiles
 
 universe_job = dg.define_asset_job(
     "universe_job",
@@ -30,11 +30,9 @@ def schedules(settings: Settings) -> list[dg.ScheduleDefinition]:
     ]
 
 
-_settings = settings_module.load()
 defs = dg.Definitions(
     assets=[sp500_constituents, scan_universe, company_profiles],
     asset_checks=universe_checks,
     jobs=[universe_job],
-    schedules=schedules(_settings),
-    resources={"profile_data": profile_data(_settings)},
+    schedules=schedules(settings_module.load()),
 )

@@ -11,8 +11,6 @@ becomes `sub_industry` and its GICS sector (the same keyword rules as the shippe
 companies and are not asked. Without a provider the asset writes nothing and says so.
 """
 
-from typing import Literal
-
 import dagster as dg
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -27,10 +25,8 @@ from volaris_assets.ingest.asset_support import (
 from volaris_assets.ingest.fanout import Written
 from volaris_assets.providers.profiles import ProfileChain
 from volaris_assets.providers.resilience import FallbackChain, Fetched
-from volaris_assets.resources.definitions import market_data
-from volaris_assets.resources.market_data import MarketDataResource
+from volaris_assets.resources.market_data import ProfileDataResource
 from volaris_assets.resources.warehouse import WarehouseResource
-from volaris_assets.settings import Settings
 from volaris_assets.universe.assets import sp500_constituents
 from volaris_assets.universe.constituents import (
     ETF_SECTOR,
@@ -40,18 +36,6 @@ from volaris_assets.universe.constituents import (
 )
 from volaris_assets.warehouse import tables
 from volaris_assets.warehouse.store import Warehouse, utc_now
-
-
-class ProfileDataResource(MarketDataResource):
-    """Company-profile providers (`profile` capability); none configured is allowed."""
-
-    capability: Literal["profile"] = "profile"  # type: ignore[assignment]
-    providers: str = ""
-
-
-def profile_data(settings: Settings) -> ProfileDataResource:
-    """The resource as the environment configures it (unset keys bind nothing)."""
-    return market_data("profile", settings, ProfileDataResource)
 
 
 def _companies(warehouse: Warehouse, symbols: list[str]) -> list[str]:

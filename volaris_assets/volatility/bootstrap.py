@@ -48,10 +48,10 @@ from volaris_assets.prices.assets import session_range
 from volaris_assets.providers.base import CHAIN_COLUMNS, ProviderError
 from volaris_assets.providers.past_chains import HistoryChain, near_the_money
 from volaris_assets.providers.resilience import FallbackChain
+from volaris_assets.resources.market_data import HistoryDataResource
 from volaris_assets.resources.warehouse import WarehouseResource
 from volaris_assets.universe.assets import sp500_constituents
 from volaris_assets.volatility.assets import _with_rank
-from volaris_assets.volatility.history_data import HistoryDataResource
 from volaris_assets.volatility.metrics import chain_metrics
 from volaris_assets.warehouse import tables
 from volaris_assets.warehouse.store import Warehouse

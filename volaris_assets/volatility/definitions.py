@@ -11,7 +11,6 @@ from volaris_assets.settings import Settings
 from volaris_assets.volatility.assets import iv_metrics, iv_metrics_intraday
 from volaris_assets.volatility.bootstrap import iv_history_bootstrap
 from volaris_assets.volatility.checks import volatility_checks
-from volaris_assets.volatility.history_data import history_data
 
 iv_metrics_job = dg.define_asset_job(
     "iv_metrics_job", selection=[iv_metrics], tags={"volaris/capability": "chain"}
@@ -60,5 +59,4 @@ defs = dg.Definitions(
     asset_checks=volatility_checks,
     jobs=[iv_metrics_job, iv_metrics_intraday_job, iv_history_bootstrap_job],
     schedules=schedules(settings_module.load()),
-    resources={"history_data": history_data(settings_module.load())},
 )
