@@ -28,6 +28,13 @@ TRADING_HOURS = "9-16"
 # Snapshot-partitioned jobs: the last window of a regular session starts at 15:45.
 SNAPSHOT_HOURS = "9-15"
 WEEKDAYS = "1-5"
+# A run in one of these states has not finished: a refresh requested now would queue behind it.
+IN_FLIGHT = [
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
 
 
 def market_schedule(
@@ -38,11 +45,14 @@ def market_schedule(
     description: str,
     *,
     partitioned: bool = True,
+    skip_while_running: bool = False,
 ) -> dg.ScheduleDefinition:
     """A RUNNING-by-default schedule whose ticks map to partition keys via `key_for`.
 
     An unpartitioned job (`partitioned=False`) still skips the ticks `key_for` refuses; the key
-    then only names the run.
+    then only names the run. `skip_while_running` is for refreshes of the latest state (quotes):
+    while this schedule's previous run is unfinished a new one would only queue behind it and
+    fetch the same moment twice, so the tick is skipped and the next one catches up.
     """
 
     @dg.schedule(
@@ -58,9 +68,21 @@ def market_schedule(
         key = key_for(tick.astimezone(calendar.UTC))
         if key is None:
             return dg.SkipReason(f"market closed at {tick.isoformat()}")
+        if skip_while_running and (running := _unfinished_run(context.instance, name)):
+            return dg.SkipReason(
+                f"the previous run ({running}) is still in flight; the next tick refreshes"
+            )
         return dg.RunRequest(run_key=f"{name}:{key}", partition_key=key if partitioned else None)
 
     return _schedule
+
+
+def _unfinished_run(instance: dg.DagsterInstance, schedule_name: str) -> str | None:
+    """The id of a run this schedule requested that has not finished, if there is one."""
+    records = instance.get_run_records(
+        dg.RunsFilter(tags={"dagster/schedule_name": schedule_name}, statuses=IN_FLIGHT), limit=1
+    )
+    return records[0].dagster_run.run_id if records else None
 
 
 def snapshot_key_in_session(tick: datetime) -> str | None:
@@ -97,6 +119,7 @@ def every(
     hours: str = TRADING_HOURS,
     offset_minutes: int = 0,
     partitioned: bool = True,
+    skip_while_running: bool = False,
 ) -> dg.ScheduleDefinition:
     """A market schedule ticking every `seconds` (validated by `interval_seconds` or
     `interval_minutes`) on weekdays within `hours`, `offset_minutes` into each interval.
@@ -105,7 +128,15 @@ def every(
     """
     cron = interval_cron(seconds, hours=hours, offset_minutes=offset_minutes)
     description = f"{what} Every {_duration(seconds)} ({variable}={_value(variable, seconds)})."
-    return market_schedule(name, job, cron, key_for, description, partitioned=partitioned)
+    return market_schedule(
+        name,
+        job,
+        cron,
+        key_for,
+        description,
+        partitioned=partitioned,
+        skip_while_running=skip_while_running,
+    )
 
 
 def daily_at(

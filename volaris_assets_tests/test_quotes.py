@@ -18,6 +18,7 @@ import pytest
 
 from volaris_assets.alerts.rules import MINUTE_BAR, QUOTE, Price, add_price_alert, latest_prices
 from volaris_assets.alerts.sensors import ALERT_INTERVAL_S, price_alerts_sensor
+from volaris_assets.definitions import defs
 from volaris_assets.ingest.validation import validate_quotes
 from volaris_assets.providers import alpaca, polygon, schwab
 from volaris_assets.quotes.assets import quotes, rejections, write_batch
@@ -261,15 +262,37 @@ def test_alerts_read_the_newer_of_the_quote_and_the_last_minute_bar(warehouse):
     )
 
 
-def test_the_quote_schedule_runs_in_market_hours_only():
+def test_the_quote_schedule_runs_in_market_hours_only(instance):
     [schedule] = schedules(Settings())
     open_tick = datetime(2026, 3, 11, 15, 0, tzinfo=UTC)  # 11:00 ET, a Wednesday
-    request = schedule(dg.build_schedule_context(scheduled_execution_time=open_tick))
+
+    def evaluate(tick: datetime) -> dg.RunRequest | dg.SkipReason:
+        return schedule(dg.build_schedule_context(instance=instance, scheduled_execution_time=tick))
+
+    request = evaluate(open_tick)
     assert isinstance(request, dg.RunRequest) and request.partition_key is None
     assert request.run_key == "quotes_schedule:2026-03-11T15:00"
     for closed in (open_tick.replace(hour=13), datetime(2026, 11, 26, 15, tzinfo=UTC)):
-        outcome = schedule(dg.build_schedule_context(scheduled_execution_time=closed))
-        assert isinstance(outcome, dg.SkipReason)  # before the open; Thanksgiving
+        assert isinstance(evaluate(closed), dg.SkipReason)  # before the open; Thanksgiving
+
+
+def test_the_quote_schedule_skips_a_tick_while_its_previous_run_is_in_flight():
+    [schedule] = schedules(Settings())
+    tick = datetime(2026, 3, 11, 15, 0, tzinfo=UTC)
+    job = defs.resolve_job_def(quotes_job.name)
+    with dg.instance_for_test() as instance:
+        launched = {"dagster/schedule_name": "quotes_schedule"}
+        run = instance.create_run_for_job(job, status=dg.DagsterRunStatus.STARTED, tags=launched)
+        instance.create_run_for_job(job, status=dg.DagsterRunStatus.STARTED)  # e.g. by hand
+
+        def evaluate() -> dg.RunRequest | dg.SkipReason:
+            context = dg.build_schedule_context(instance=instance, scheduled_execution_time=tick)
+            return schedule(context)
+
+        skipped = evaluate()
+        assert isinstance(skipped, dg.SkipReason) and run.run_id in skipped.skip_message
+        instance.report_run_failed(run)  # finished: the next tick refreshes
+        assert isinstance(evaluate(), dg.RunRequest)
 
 
 def crossing(market, symbol: str) -> tuple[datetime, str, float]:
@@ -298,7 +321,7 @@ def test_a_price_cross_reaches_discord_within_90_s(
         **quote_resources(warehouse_url, clean_sandbox),
         "notifier": notifier_for(receiver, tmp_path),
     }
-    defs = dg.Definitions(assets=[quotes], jobs=[quotes_job], resources=res)
+    location = dg.Definitions(assets=[quotes], jobs=[quotes_job], resources=res)
     [schedule] = schedules(Settings())
     moved_at, direction, threshold = crossing(market, "AAPL")
     # No universe loaded: the alert alone puts AAPL among the symbols quoted.
@@ -309,9 +332,11 @@ def test_a_price_cross_reaches_discord_within_90_s(
             price_alerts_sensor.evaluate_tick(context)
 
     def scheduled_refresh(tick: datetime) -> None:
-        request = schedule(dg.build_schedule_context(scheduled_execution_time=tick))
+        request = schedule(
+            dg.build_schedule_context(instance=instance, scheduled_execution_time=tick)
+        )
         assert isinstance(request, dg.RunRequest)
-        job = defs.resolve_job_def(quotes_job.name)
+        job = location.resolve_job_def(quotes_job.name)
         assert job.execute_in_process(instance=instance, tags=request.tags).success
 
     try:

@@ -31,8 +31,9 @@ def schedules(settings: Settings) -> list[dg.ScheduleDefinition]:
             "REALTIME_JOB_INTERVAL_SECONDS",
             minute_in_session,
             "Latest quotes of the S&P 500, the ETFs and every symbol with a price alert while "
-            "the market is open.",
+            "the market is open; a tick is skipped while the previous refresh is in flight.",
             partitioned=False,
+            skip_while_running=True,
         )
     ]
 
