@@ -106,6 +106,29 @@ def test_batch_quotes_match_the_market(clean_sandbox, market, provider):
     assert clean_sandbox.stats.count(provider, QUOTE_PATHS[provider]) == 1
 
 
+# Where each provider quotes an index: Schwab in the same call ($SPX), Polygon in its indices
+# snapshot (I:SPX), beside the stocks snapshot, which knows no index.
+INDEX_QUOTE_PATHS = {"schwab": QUOTE_PATHS["schwab"], "polygon": "/v3/snapshot/indices"}
+
+
+@pytest.mark.parametrize("provider", sorted(INDEX_QUOTE_PATHS))
+def test_index_quotes_have_a_value_and_no_bid_or_ask(clean_sandbox, market, provider):
+    got = asyncio.run(
+        fetch_quotes(provider, clean_sandbox.settings(), ["SPX", "AAPL", "NDX", "XSP"])
+    )
+    assert sorted(got["symbol"]) == ["AAPL", "NDX", "SPX", "XSP"]
+    for row in got.itertuples():
+        expected = market.quote(row.symbol, SANDBOX_AS_OF)
+        assert row.last == pytest.approx(expected.last)
+        assert row.prev_close == pytest.approx(expected.prev_close)
+        assert row.quote_ts == pd.Timestamp(SANDBOX_AS_OF)
+    indices = got[got["symbol"] != "AAPL"]
+    if provider == "polygon":  # its snapshot has no quote for an index, Schwab's has
+        assert indices[["bid", "ask", "volume"]].isna().all().all()
+    assert clean_sandbox.stats.count(provider, INDEX_QUOTE_PATHS[provider]) == 1
+    assert clean_sandbox.stats.count(provider, QUOTE_PATHS[provider]) == 1  # AAPL's
+
+
 @pytest.mark.parametrize("provider", ["polygon", "alpaca"])
 def test_520_symbols_in_a_few_requests_from_each_batch_provider(
     clean_sandbox, symbols_520, provider

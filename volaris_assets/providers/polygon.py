@@ -59,7 +59,7 @@ from volaris_assets.providers.http import (
     same_origin,
 )
 from volaris_assets.providers.past_chains import near_the_money, quotes_only
-from volaris_assets.symbols import to_provider
+from volaris_assets.symbols import INDEX_SYMBOLS, to_provider
 
 NAME = "polygon"
 DEFAULT_BASE = "https://api.polygon.io"
@@ -131,6 +131,18 @@ class PolygonClient(HttpSource):
         return parse_snapshot(results, symbol)
 
     async def quotes(self, symbols: Sequence[str], as_of: datetime) -> pd.DataFrame:
+        """Stocks and ETFs from the stocks snapshot; indices (SPX, NDX...), which that endpoint
+        does not know, from the indices snapshot: one request per kind present."""
+        indices = [symbol for symbol in symbols if symbol in INDEX_SYMBOLS]
+        stocks = [symbol for symbol in symbols if symbol not in INDEX_SYMBOLS]
+        frames = []
+        if stocks:
+            frames.append(await self._stock_quotes(stocks))
+        if indices:
+            frames.append(await self._index_quotes(indices))
+        return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+    async def _stock_quotes(self, symbols: Sequence[str]) -> pd.DataFrame:
         tickers = ",".join(to_provider(symbol, NAME) for symbol in symbols)
         payload = _checked(
             await self._get_json(
@@ -143,6 +155,18 @@ class PolygonClient(HttpSource):
         if not isinstance(items, list):
             raise bad_data(NAME, "tickers is not a list")
         return parse_tickers_snapshot([item for item in items if isinstance(item, dict)])
+
+    async def _index_quotes(self, symbols: Sequence[str]) -> pd.DataFrame:
+        tickers = ",".join(to_provider(symbol, NAME) for symbol in symbols)
+        payload = _checked(
+            await self._get_json(
+                f"{self.base_url}/v3/snapshot/indices",
+                params={"ticker.any_of": tickers, "limit": str(QUOTE_BATCH)},
+                headers=self._headers,
+            )
+        )
+        items = [item for item in _results(payload) if isinstance(item, dict)]
+        return parse_indices_snapshot(items)
 
     async def bars(
         self, symbol: str, timeframe: str, start: datetime, end: datetime
@@ -304,6 +328,28 @@ def parse_tickers_snapshot(items: list[dict[str, Any]]) -> pd.DataFrame:
             "quote_ts": updated.where(
                 updated.notna(), epoch_to_utc(_nested(raw, "lastTrade", "t"), "ns")
             ),
+            "provider": NAME,
+        }
+    )
+    return canonical(frame, QUOTE_COLUMNS)
+
+
+def parse_indices_snapshot(items: list[dict[str, Any]]) -> pd.DataFrame:
+    """Canonical quotes from the indices snapshot's `results`: an index has a value, no bid,
+    ask or volume. An unknown ticker comes back as an item with an `error` and no value; it is
+    left out, as the stocks snapshot leaves out tickers it does not know."""
+    known = [item for item in items if "error" not in item]
+    raw = pd.DataFrame.from_records(known, columns=["ticker"] if not known else None)
+    missing = pd.Series(float("nan"), index=raw.index)
+    frame = pd.DataFrame(
+        {
+            "symbol": [quote_symbol(ticker) for ticker in field(raw, "ticker")],
+            "last": numeric(field(raw, "value")),
+            "bid": missing,
+            "ask": missing,
+            "volume": missing,
+            "prev_close": numeric(_nested(raw, "session", "previous_close")),
+            "quote_ts": epoch_to_utc(field(raw, "last_updated"), "ns"),
             "provider": NAME,
         }
     )

@@ -35,7 +35,7 @@ from volaris_assets.sandbox.protocol import (
     whole,
 )
 from volaris_assets.sandbox.quotes import epoch_ms, listed_quotes, requested
-from volaris_assets.symbols import occ_symbol
+from volaris_assets.symbols import INDEX_SYMBOLS, InvalidSymbol, normalize_symbol, occ_symbol
 
 NAME = "polygon"
 MAX_LIMIT = 250
@@ -224,11 +224,57 @@ def _tickers_snapshot(request: Request, match: Any, ctx: Context) -> Reply:
     raw_symbols = requested(request.query.get("tickers", ""))
     if not raw_symbols:
         return _error(400, "the sandbox needs tickers=")
-    items = [_ticker(raw, quote) for raw, quote in listed_quotes(raw_symbols, ctx)]
+    stocks = [raw for raw in raw_symbols if not _names_an_index(raw)]
+    items = [_ticker(raw, quote) for raw, quote in listed_quotes(stocks, ctx)]
     if ctx.fault == "malformed":
         malform(items, ctx.rng, ctx.row_fraction)
     payload = {"status": "OK", "request_id": uuid.uuid4().hex, "count": len(items)}
     return json_reply({**payload, "tickers": items}, cacheable=ctx.fault is None)
+
+
+def _names_an_index(raw: str) -> bool:
+    try:
+        return normalize_symbol(raw) in INDEX_SYMBOLS
+    except InvalidSymbol:
+        return False
+
+
+def _indices_snapshot(request: Request, match: Any, ctx: Context) -> Reply:
+    """The indices snapshot for `ticker.any_of=I:SPX,I:NDX`: a value per index, and an item
+    with an `error` for a ticker it does not know (the stocks snapshot serves no index)."""
+    raw_symbols = requested(request.query.get("ticker.any_of", ""))
+    if not raw_symbols:
+        return _error(400, "the sandbox needs ticker.any_of=")
+    quoted = dict(listed_quotes(raw_symbols, ctx, spelled_for="polygon"))
+    items = [
+        _index(raw, quoted[raw])
+        if raw in quoted
+        else {"ticker": raw, "error": "NOT_FOUND", "message": "Ticker not found."}
+        for raw in raw_symbols
+    ]
+    if ctx.fault == "malformed":
+        malform(items, ctx.rng, ctx.row_fraction)
+    payload = {"status": "OK", "request_id": uuid.uuid4().hex}
+    return json_reply({**payload, "results": items}, cacheable=ctx.fault is None)
+
+
+def _index(raw: str, quote: SimulatedQuote) -> dict[str, Any]:
+    change = quote.last - quote.prev_close
+    return {
+        "ticker": raw,
+        "name": raw,
+        "type": "indices",
+        "market_status": "open",
+        "timeframe": "REAL-TIME",
+        "value": quote.last,
+        "last_updated": epoch_ms(quote) * 1_000_000,
+        "session": {
+            "change": round(change, 4),
+            "change_percent": round(100.0 * change / quote.prev_close, 4),
+            "close": quote.last,
+            "previous_close": quote.prev_close,
+        },
+    }
 
 
 def _ticker(raw: str, quote: SimulatedQuote) -> dict[str, Any]:
@@ -357,6 +403,7 @@ ROUTES = [
         _option_aggregates,
     ),
     route("GET", r"^/v2/snapshot/locale/us/markets/stocks/tickers$", "data", _tickers_snapshot),
+    route("GET", r"^/v3/snapshot/indices$", "data", _indices_snapshot),
     route(
         "GET",
         r"^/v2/aggs/ticker/(?P<ticker>[^/]+)/range/(?P<multiplier>\d+)/(?P<timespan>[a-z]+)"
