@@ -143,3 +143,27 @@ def test_daily_bars_over_a_range_equal_each_sessions_minutes(market):
         assert (bar.open, bar.close) == (minutes["open"].iloc[0], minutes["close"].iloc[-1])
         assert (bar.high, bar.low) == (minutes["high"].max(), minutes["low"].min())
         assert bar.volume == minutes["volume"].sum()
+
+
+def test_history_reaches_back_to_1990_without_moving_a_number_after_2015(market):
+    """The deep history runs backward from the 2015 epoch, so a 2000-01-03 backfill has data
+    offline; every close from the epoch on is what it was before (two pinned closes)."""
+
+    def closes(first: date, last: date):
+        end = datetime.combine(last + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+        start = datetime.combine(first, datetime.min.time(), tzinfo=UTC)
+        return market.bars("AAPL", "1d", start, end)
+
+    assert closes(date(2026, 11, 24), date(2026, 11, 24))["close"].tolist() == [440.9571]
+    assert closes(date(2016, 5, 3), date(2016, 5, 3))["close"].tolist() == [523.6094]
+    deep = closes(date(2000, 1, 3), date(2015, 2, 27))
+    sessions = calendar.sessions_between(date(2000, 1, 3), date(2015, 2, 27))
+    assert [ts.date() for ts in deep["ts"]] == [s.day for s in sessions]
+    assert (deep[["open", "high", "low", "close"]] > 0).all().all()
+    # Each session opens near the previous close, up to the epoch and across it (2015-01-02
+    # -> 01-05). (After it, the forward path jumps where its 256-weekday blocks meet.)
+    epoch = [ts.date() for ts in deep["ts"]].index(date(2015, 1, 5))
+    gaps = np.abs(np.log(deep["open"].to_numpy()[1:] / deep["close"].to_numpy()[:-1]))
+    assert np.median(gaps) < 0.01 and gaps[:epoch].max() < 0.15
+    # The calendar's table, and so the history, starts on 1990-01-02.
+    assert closes(date(1989, 12, 1), date(1990, 1, 5))["ts"].iloc[0].date() == date(1990, 1, 2)

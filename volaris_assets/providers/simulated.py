@@ -4,7 +4,7 @@ Everything is a pure function of (seed, symbol, time), so two runs, two processe
 and the test that checks it all see the same numbers. It is built to make the downstream maths
 meaningful, not to look random:
 - a daily close path per symbol (a random walk over weekdays whose variance follows the symbol's
-  implied-volatility state), and 1-minute bars that bridge each session's open to its close, so
+  implied-volatility state, from 1990, as deep as the calendar), and 1-minute bars that bridge each session's open to its close, so
   daily bars are exactly the aggregate of the minute bars;
 - a volatility surface whose level mean-reverts from day to day (so IV rank and percentile move),
   with a term structure that inverts when volatility is high and a put skew;
@@ -43,8 +43,14 @@ from volaris_assets.symbols import occ_symbol
 
 PROVIDER = "simulated"
 RISK_FREE_RATE = 0.04
-# Weekday ordinals count from this Monday; the path is defined for every weekday after it.
+# Weekday ordinals count from this Monday (ordinal 0). The path runs forward from it; the
+# history before it (`_past`) runs backward from it, so that adding the deep history left every
+# number after the epoch as it was. The calendar's table starts in 1990.
 _EPOCH = date(2015, 1, 5)
+_FIRST_DAY = date(1990, 1, 2)
+_COUNT_FROM = date(1990, 1, 1)  # a Monday
+# Weekdays a cached path covers: a day's path is the one of its block's horizon.
+_BLOCK = 256
 _VOL_MEAN_REVERSION = 0.96
 _VOL_OF_VOL = 0.07
 _PRICE_MEAN_REVERSION = 0.9986
@@ -75,7 +81,10 @@ def _stable_key(symbol: str) -> int:
 
 def _weekday_ordinals(days: list[date]) -> np.ndarray:
     """Weekdays between the epoch and each day (a weekend day maps to the Friday before)."""
-    return np.busday_count(_EPOCH, [day + timedelta(days=1) for day in days]) - 1
+    # Counted from a Monday before the first day, since numpy counts a backward span
+    # differently (end-inclusive); the epoch's count is then subtracted.
+    after = [day + timedelta(days=1) for day in days]
+    return np.busday_count(_COUNT_FROM, after) - 1 - np.busday_count(_COUNT_FROM, _EPOCH)
 
 
 @dataclass(frozen=True)
@@ -84,6 +93,37 @@ class _Path:
 
     closes: np.ndarray
     vol_levels: np.ndarray
+
+
+def _minute_seed(seed: int, key: int, ordinal: int) -> list[int]:
+    """A session's own generator (seeds are non-negative: days before the epoch get a stream
+    of their own)."""
+    return [seed, key, 2, ordinal] if ordinal >= 0 else [seed, key, 5, -ordinal]
+
+
+def _walk(
+    profile: SymbolProfile,
+    vol_state: float,
+    price_state: float,
+    vol_shocks: list[float],
+    price_shocks: list[float],
+) -> _Path:
+    """Closes and volatility levels after each pair of shocks, from the given log-states.
+
+    AR(1) recursions have no vectorised form worth it; on Python floats (not numpy scalars) the
+    loop costs a third. The price wanders around its base (half-life ~2 years) so that decades
+    of simulated history keep plausible prices."""
+    log_vol, log_level = [], []
+    for vol_shock, price_shock in zip(vol_shocks, price_shocks, strict=True):
+        vol_state = _VOL_MEAN_REVERSION * vol_state + _VOL_OF_VOL * vol_shock
+        log_vol.append(vol_state)
+        daily_sigma = 0.85 * profile.base_vol * math.exp(vol_state) / math.sqrt(252.0)
+        price_state = _PRICE_MEAN_REVERSION * price_state + daily_sigma * price_shock
+        log_level.append(price_state)
+    return _Path(
+        closes=profile.base_price * np.exp(np.array(log_level)),
+        vol_levels=profile.base_vol * np.exp(np.array(log_vol)),
+    )
 
 
 @dataclass(frozen=True)
@@ -115,6 +155,7 @@ class SimulatedMarket:
     def __init__(self, seed: int = 7) -> None:
         self.seed = seed
         self._path = functools.lru_cache(maxsize=256)(self._build_path)
+        self._past = functools.lru_cache(maxsize=256)(self._build_past)
         self._profile = functools.lru_cache(maxsize=1024)(self._build_profile)
         # A session's minute closes and running volume per symbol: quotes of the whole universe
         # every minute read it instead of rebuilding paths (their cache holds 256 symbols).
@@ -139,23 +180,28 @@ class SimulatedMarket:
         )
 
     def _build_path(self, symbol: str, horizon: int) -> _Path:
+        """Weekdays 0..horizon from the epoch on."""
         profile = self.profile(symbol)
         rng = np.random.default_rng([self.seed, profile.key, 1])
         vol_shocks, price_shocks = rng.standard_normal((2, horizon + 1)).tolist()
-        log_vol, log_level = [], []
-        vol_state = price_state = 0.0
-        # AR(1) recursions have no vectorised form worth it; on Python floats (not numpy
-        # scalars) the loop costs a third. The price wanders around its base (half-life ~2
-        # years) so that a decade of simulated history keeps plausible prices.
-        for vol_shock, price_shock in zip(vol_shocks, price_shocks, strict=True):
-            vol_state = _VOL_MEAN_REVERSION * vol_state + _VOL_OF_VOL * vol_shock
-            log_vol.append(vol_state)
-            daily_sigma = 0.85 * profile.base_vol * math.exp(vol_state) / math.sqrt(252.0)
-            price_state = _PRICE_MEAN_REVERSION * price_state + daily_sigma * price_shock
-            log_level.append(price_state)
-        vol_levels = profile.base_vol * np.exp(np.array(log_vol))
-        closes = profile.base_price * np.exp(np.array(log_level))
-        return _Path(closes=closes, vol_levels=vol_levels)
+        return _walk(profile, 0.0, 0.0, vol_shocks, price_shocks)
+
+    def _build_past(self, symbol: str, horizon: int) -> _Path:
+        """Weekdays 0..horizon back from the epoch (index j is ordinal -j): the same process
+        run backward from the epoch's state, on shocks of its own."""
+        profile = self.profile(symbol)
+        anchor = self._path(symbol, _BLOCK)
+        vol_state = math.log(anchor.vol_levels[0] / profile.base_vol)
+        price_state = math.log(anchor.closes[0] / profile.base_price)
+        rng = np.random.default_rng([self.seed, profile.key, 4])
+        # Drawn in pairs, so a longer horizon extends a shorter one's path instead of
+        # replacing it (the forward path's (2, n) draw jumps where its blocks meet).
+        vol_shocks, price_shocks = rng.standard_normal((horizon, 2)).T.tolist()
+        back = _walk(profile, vol_state, price_state, vol_shocks, price_shocks)
+        return _Path(
+            closes=np.concatenate([anchor.closes[:1], back.closes]),
+            vol_levels=np.concatenate([anchor.vol_levels[:1], back.vol_levels]),
+        )
 
     def _day_state(self, symbol: str, day: date) -> tuple[float, float, float]:
         """(previous close, close, volatility level) for the weekday `day`."""
@@ -166,21 +212,28 @@ class SimulatedMarket:
         self, symbol: str, days: list[date]
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(previous closes, closes, volatility levels) for the weekdays `days`."""
-        ordinals = _weekday_ordinals(days)
-        if ordinals.min() < 1:
+        if min(days) < _FIRST_DAY:
             raise ProviderError(
-                ErrorCategory.NO_DATA, f"no simulated history before {_EPOCH}", provider=PROVIDER
+                ErrorCategory.NO_DATA,
+                f"no simulated history before {_FIRST_DAY}",
+                provider=PROVIDER,
             )
-        # A day's path is the one of its 256-weekday block's horizon (its shocks are drawn for
-        # the whole horizon), so days of different blocks read different cached paths.
-        horizons = (ordinals // 256 + 1) * 256
+        ordinals = _weekday_ordinals(days)
         previous_closes, closes, levels = (np.empty(len(days)) for _ in range(3))
-        for horizon in np.unique(horizons).tolist():
-            rows = horizons == horizon
-            path = self._path(symbol, horizon)
-            previous_closes[rows] = path.closes[ordinals[rows] - 1]
-            closes[rows] = path.closes[ordinals[rows]]
-            levels[rows] = path.vol_levels[ordinals[rows]]
+        # A day and its previous close are read from one path: forward from the epoch for
+        # ordinals >= 1, backward (index -ordinal, the previous day one further back) for the
+        # others.
+        for direction, path_of in ((1, self._path), (-1, self._past)):
+            rows = np.flatnonzero(ordinals >= 1 if direction == 1 else ordinals < 1)
+            at = direction * ordinals[rows]
+            before = at - direction
+            horizons = (np.maximum(at, before) // _BLOCK + 1) * _BLOCK
+            for horizon in np.unique(horizons).tolist():
+                block = horizons == horizon
+                path = path_of(symbol, horizon)
+                previous_closes[rows[block]] = path.closes[before[block]]
+                closes[rows[block]] = path.closes[at[block]]
+                levels[rows[block]] = path.vol_levels[at[block]]
         return previous_closes, closes, levels
 
     # ----------------------------------------------------------------- bars
@@ -226,7 +279,7 @@ class SimulatedMarket:
         weight_draws, day_volumes = np.empty((count, n)), np.empty(count)
         minute_sigma = 0.85 * levels / math.sqrt(252.0 * 390.0)
         for row, ordinal in enumerate(_weekday_ordinals(days).tolist()):
-            rng = np.random.default_rng([self.seed, profile.key, 2, ordinal])
+            rng = np.random.default_rng(_minute_seed(self.seed, profile.key, ordinal))
             # The day's gap, its n steps and its 2n wicks, in the order drawn: one call.
             normals = rng.standard_normal(1 + 3 * n)
             gap = 0.25 * float(levels[row]) / math.sqrt(252.0) * normals[0]
