@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from volaris_assets import calendar
-from volaris_assets.providers.base import BAR_COLUMNS, CHAIN_COLUMNS
+from volaris_assets.providers.base import BAR_COLUMNS, CHAIN_COLUMNS, ChainFilter
 from volaris_assets.providers.simulated import (
     _SESSIONS_PER_BLOCK,
     RISK_FREE_RATE,
@@ -167,3 +167,18 @@ def test_history_reaches_back_to_1990_without_moving_a_number_after_2015(market)
     assert np.median(gaps) < 0.01 and gaps[:epoch].max() < 0.15
     # The calendar's table, and so the history, starts on 1990-01-02.
     assert closes(date(1989, 12, 1), date(1990, 1, 5))["ts"].iloc[0].date() == date(1990, 1, 2)
+
+
+@pytest.mark.parametrize(
+    "only",
+    [
+        ChainFilter(expires_from=date(2026, 11, 24), expires_to=date(2027, 3, 24)),
+        ChainFilter(right="P", expires_from=date(2026, 12, 4), expires_to=date(2027, 1, 15)),
+        ChainFilter(expires_from=date(2030, 1, 1)),  # nothing listed that far out
+    ],
+)
+def test_a_filtered_chain_is_the_whole_chains_rows(market, only):
+    """The market prices only the expirations asked for (the IV bootstrap asks for 120 days);
+    a contract's numbers must not depend on which others were priced with it."""
+    part = only.apply(market.option_chain("AAPL", AS_OF, only))
+    pd.testing.assert_frame_equal(part, only.apply(market.option_chain("AAPL", AS_OF)))

@@ -18,20 +18,23 @@ full chain is cut to them before it is solved: the same number for a tenth of th
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
 
 from volaris_assets import calendar
-from volaris_assets.providers.base import CHAIN_COLUMNS, ChainSource
+from volaris_assets.providers.base import CHAIN_COLUMNS, ChainFilter, ChainSource
 from volaris_assets.providers.resilience import FallbackChain, Fetched
 
 # What a historical chain leaves for the solver to work out.
 SOLVED_COLUMNS: tuple[str, ...] = ("implied_volatility", "delta", "gamma", "theta", "vega")
 # The constant maturity the history is of (`volatility.metrics`' `atm_iv_30d`).
 TARGET_DAYS = 30
+# How far out a past chain is asked for: the 30-day point needs the expiration after it, and
+# monthly cycles leave up to ~35 days between expirations.
+HORIZON_DAYS = 120
 
 
 @runtime_checkable
@@ -99,7 +102,10 @@ class ReplayedHistory:
         self.name = source.name
 
     async def session_close_chain(self, symbol: str, day: date) -> pd.DataFrame:
-        return quotes_only(await self.source.option_chain(symbol, close_of(day)), day)
+        """The closing chain's expirations within HORIZON_DAYS: all `near_the_money` reads,
+        a third of the simulated chain's work."""
+        window = ChainFilter(expires_from=day, expires_to=day + timedelta(days=HORIZON_DAYS))
+        return quotes_only(await self.source.option_chain(symbol, close_of(day), window), day)
 
     async def aclose(self) -> None:
         await self.source.aclose()

@@ -58,7 +58,7 @@ from volaris_assets.providers.http import (
     numeric,
     same_origin,
 )
-from volaris_assets.providers.past_chains import near_the_money, quotes_only
+from volaris_assets.providers.past_chains import HORIZON_DAYS, near_the_money, quotes_only
 from volaris_assets.symbols import INDEX_SYMBOLS, to_provider
 
 NAME = "polygon"
@@ -71,8 +71,6 @@ QUOTE_BATCH = 250
 
 SNAPSHOT_PAGE_LIMIT = 250  # the documented maximum
 CONTRACTS_PAGE_LIMIT = 1000  # the documented maximum of /v3/reference/options/contracts
-# Past chains: how far out to list contracts (the 30-day point needs the expiration after it).
-HISTORY_HORIZON_DAYS = 120
 AGGS_LIMIT = 50000
 # A chain of 250-contract pages this long would be ~50k contracts: a cursor loop, not a chain.
 MAX_PAGES = 200
@@ -200,7 +198,7 @@ class PolygonClient(HttpSource):
                 "underlying_ticker": symbol,
                 "as_of": day.isoformat(),
                 "expiration_date.gt": day.isoformat(),
-                "expiration_date.lte": (day + timedelta(days=HISTORY_HORIZON_DAYS)).isoformat(),
+                "expiration_date.lte": (day + timedelta(days=HORIZON_DAYS)).isoformat(),
                 "limit": str(CONTRACTS_PAGE_LIMIT),
             },
         )

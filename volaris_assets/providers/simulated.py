@@ -4,8 +4,8 @@ Everything is a pure function of (seed, symbol, time), so two runs, two processe
 and the test that checks it all see the same numbers. It is built to make the downstream maths
 meaningful, not to look random:
 - a daily close path per symbol (a random walk over weekdays whose variance follows the symbol's
-  implied-volatility state, from 1990, as deep as the calendar), and 1-minute bars that bridge each session's open to its close, so
-  daily bars are exactly the aggregate of the minute bars;
+  implied-volatility state, from 1990, as deep as the calendar), and 1-minute bars that bridge
+  each session's open to its close, so daily bars are exactly the aggregate of the minute bars;
 - a volatility surface whose level mean-reverts from day to day (so IV rank and percentile move),
   with a term structure that inverts when volatility is high and a put skew;
 - option chains priced with Black-Scholes from that surface, on real expiration cycles (weekly
@@ -458,12 +458,18 @@ class SimulatedMarket:
         close_today = datetime.combine(today, time(16, 0), calendar.NY)
         return sorted(d for d in out if d > today or (d == today and as_of < close_today))
 
-    def option_chain(self, symbol: str, as_of: datetime) -> pd.DataFrame:
-        """Every listed contract for `symbol` at `as_of`, priced from the surface."""
+    def option_chain(
+        self, symbol: str, as_of: datetime, only: ChainFilter = WHOLE_CHAIN
+    ) -> pd.DataFrame:
+        """Every listed contract for `symbol` at `as_of` (of the expirations `only` covers),
+        priced from the surface. A contract's numbers do not depend on which others are
+        priced with it, so a filtered chain is the whole chain's rows, for less work."""
         spot = self.spot(symbol, as_of)
         profile = self.profile(symbol)
         day = _latest_weekday(as_of.astimezone(calendar.NY).date())
-        expiries = self.expirations(as_of)
+        expiries = [expiry for expiry in self.expirations(as_of) if only.covers(expiry)]
+        if not expiries:  # no rows, with the whole chain's column types
+            return self.option_chain(symbol, as_of)[:0]
         step = _strike_step(spot)
         atm_strike = round(spot / step) * step
         offsets = np.arange(-_STRIKES_PER_SIDE, _STRIKES_PER_SIDE + 1)
@@ -565,7 +571,7 @@ class SimulatedProvider:
     async def option_chain(
         self, symbol: str, as_of: datetime, only: ChainFilter = WHOLE_CHAIN
     ) -> pd.DataFrame:
-        return only.apply(self.market.option_chain(symbol, as_of))
+        return only.apply(self.market.option_chain(symbol, as_of, only))
 
     async def bars(
         self, symbol: str, timeframe: str, start: datetime, end: datetime
