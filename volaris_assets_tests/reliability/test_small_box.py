@@ -144,7 +144,17 @@ def test_killed_worker_is_failed_by_monitoring_and_retried(small_box):
         runs = instance.get_runs(dg.RunsFilter(tags={"dagster/parent_run_id": run.run_id}))
         return runs[0] if runs else None
 
-    retried = wait_for(retry, 60, "run_retries to start the run again")
+    try:
+        # The daemon's event-log consumer polls every 5 s; 120 s, as for the other waits here,
+        # leaves room for a loaded machine (60 s timed out once in a clean-clone CI run).
+        retried = wait_for(retry, 120, "run_retries to start the run again")
+    except TimeoutError as error:
+        tags = instance.get_run_by_id(run.run_id).tags
+        retry_tags = {k: v for k, v in tags.items() if "retry" in k}
+        log = (Path(env["workdir"]) / "daemon.log").read_text().splitlines()[-40:]
+        raise AssertionError(
+            f"{error}; the run's retry tags: {retry_tags}; daemon.log:\n" + "\n".join(log)
+        ) from error
     assert finished(instance, retried.run_id).status == dg.DagsterRunStatus.SUCCESS
 
 
