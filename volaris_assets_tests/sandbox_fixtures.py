@@ -23,7 +23,7 @@ from volaris_assets.sandbox.server import Sandbox, start_sandbox
 SANDBOX_AS_OF = datetime(2026, 3, 11, 15, 0, tzinfo=UTC)
 SANDBOX_SEED = 7
 # Small pages so that every pagination path runs in a contract test.
-SANDBOX_PAGE_SIZES = {"polygon": 40, "alpaca": 300}
+SANDBOX_PAGE_SIZES = {"polygon": 40, "alpaca": 300, "robinhood": 12}
 # Hangs outlast the short client timeouts tests use (see `FAST_TIMEOUT_S`). The timeout must
 # also outlast an uncached render on a slow, busy machine: at 0.4 s a clean sandbox's first
 # 1-minute bars timed out once in a full CI run.
@@ -56,6 +56,20 @@ def clean_sandbox(sandbox: Sandbox) -> Sandbox:
 @pytest.fixture(scope="module")
 def market() -> SimulatedMarket:
     return SimulatedMarket(seed=SANDBOX_SEED)
+
+
+# What a chain client makes of each injected fault (a 429's handling differs per provider and
+# is tested on its own): the category it raises, or "ok" where validation deals with the rows.
+CHAIN_FAULT_OUTCOMES = [
+    ("server_error", "server_error"),
+    ("timeout", "timeout"),
+    ("reset", "server_error"),
+    ("truncated", "bad_data"),
+    ("empty_chain", "no_data"),
+    ("malformed", "ok"),
+    ("bad_greeks", "ok"),
+    ("crossed", "ok"),
+]
 
 
 def faults(kind: str, rate: float = 1.0) -> dict[str, float]:

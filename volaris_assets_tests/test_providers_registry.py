@@ -70,11 +70,11 @@ def test_capabilities_unknown_names_and_bad_settings_are_skipped():
         "SCHWAB_REFRESH_TOKEN_ISSUED_AT": "last tuesday",
     }
     sources, skipped = build_sources(
-        ["finnhub", "robinhood", "schwab", "simulated"], settings, "chain", SimulatedProvider
+        ["finnhub", "etrade", "schwab", "simulated"], settings, "chain", SimulatedProvider
     )
     reasons = {s.provider: s.reason for s in skipped}
     assert reasons["finnhub"] == "does not provide chain data"
-    assert reasons["robinhood"].startswith("unknown provider")
+    assert reasons["etrade"].startswith("unknown provider")
     assert reasons["schwab"] == "invalid settings (ValueError)"
     assert [s.name for s in sources] == ["simulated"]
     assert SECRET not in repr(skipped)
@@ -94,6 +94,12 @@ def test_sandbox_settings_build_every_provider():
     settings = unstarted.settings()
     unstarted.stop()
     sources, skipped = build_sources(list(PROVIDER_MODULES), settings, "daily", SimulatedProvider)
-    assert skipped == [Skipped("finnhub", "does not provide daily data")]
+    assert skipped == [
+        Skipped("finnhub", "does not provide daily data"),
+        Skipped("robinhood", "does not provide daily data"),
+    ]
     assert isinstance(sources[0], SchwabClient) and len(sources) == 6
+    chains, skipped = build_sources(list(PROVIDER_MODULES), settings, "chain", SimulatedProvider)
+    assert [s.name for s in chains][-1] == "robinhood" and len(skipped) == 4
+    _close(chains)
     _close(sources)

@@ -171,6 +171,7 @@ def test_default_budgets_cover_every_provider_with_the_documented_figures() -> N
         "finnhub",
         "databento",
         "yahoo",
+        "robinhood",
     }
     assert math.isinf(DEFAULT_RATE_LIMITS["simulated"].per_second)
     per_minute = {name: limit.per_second * 60 for name, limit in DEFAULT_RATE_LIMITS.items()}
@@ -178,6 +179,7 @@ def test_default_budgets_cover_every_provider_with_the_documented_figures() -> N
     assert per_minute["polygon"] == pytest.approx(5)
     assert per_minute["alpaca"] == pytest.approx(200)
     assert per_minute["finnhub"] == pytest.approx(60)
+    assert per_minute["robinhood"] == pytest.approx(60)
     assert DEFAULT_RATE_LIMITS["tiingo"].per_second * 3600 == pytest.approx(50)
     assert DEFAULT_RATE_LIMITS["databento"].per_second == pytest.approx(100)
     for limit in DEFAULT_RATE_LIMITS.values():

@@ -55,6 +55,8 @@ BAD_VALUES = [
     ("SCHWAB_REFRESH_TOKEN_ISSUED_AT", "2999-01-01T00:00:00", "in the future"),
     ("ALPACA_FEED", "nasdaq", "not an Alpaca feed"),
     ("DATABENTO_DATASET", "nasdaq", "dataset code"),
+    ("ROBINHOOD_DEVICE_TOKEN", "my-laptop", "not a UUID"),
+    ("ROBINHOOD_MFA_SECRET", "123456", "not base32"),
     ("DISCORD_WEBHOOK_URL", "https://discord.com/channels/1/2", "not a webhook URL"),
     ("VOLARIS_NOTIFY_DEDUP_DB", "/nonexistent/dir/notify.db", "does not exist"),
     ("DAGSTER_HOME", "relative/home", "not an absolute path"),

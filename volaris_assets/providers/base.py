@@ -64,6 +64,7 @@ PROVIDER_NAMES: tuple[str, ...] = (
     "alpaca",
     "finnhub",
     "databento",
+    "robinhood",
 )
 
 

@@ -185,6 +185,12 @@ DEFAULT_RATE_LIMITS: dict[str, RateLimit] = {
     # Yahoo publishes no quota and throttles with 429 (notes §7). One request per second is
     # a conservative guess, not a documented figure.
     "yahoo": RateLimit.per_minute(60, burst=1),
+    # Robinhood documents no API and no quota (its API is private; notes §8) and throttles with
+    # 429. The account is a personal brokerage account, whose lock-out or forced
+    # re-verification costs far more than a slow run: one request per second is a conservative
+    # guess, not a documented figure (a chain is three requests, plus one per expiration and
+    # page of its contracts and one per 25 contracts).
+    "robinhood": RateLimit.per_minute(60, burst=1),
 }
 
 

@@ -46,6 +46,10 @@ SECRET_FIELDS: dict[str, str] = {
     "polygon_api_key": "POLYGON_API_KEY",
     "finnhub_api_key": "FINNHUB_API_KEY",
     "databento_api_key": "DATABENTO_API_KEY",
+    "robinhood_username": "ROBINHOOD_USERNAME",
+    "robinhood_password": "ROBINHOOD_PASSWORD",
+    "robinhood_device_token": "ROBINHOOD_DEVICE_TOKEN",
+    "robinhood_mfa_secret": "ROBINHOOD_MFA_SECRET",
 }
 SETTING_FIELDS: dict[str, str] = {
     "schwab_refresh_token_issued_at": "SCHWAB_REFRESH_TOKEN_ISSUED_AT",
@@ -57,6 +61,7 @@ SETTING_FIELDS: dict[str, str] = {
     "databento_api_base": "DATABENTO_API_BASE",
     "yahoo_api_base": "YAHOO_API_BASE",
     "yahoo_cookie_url": "YAHOO_COOKIE_URL",
+    "robinhood_api_base": "ROBINHOOD_API_BASE",
     "alpaca_feed": "ALPACA_FEED",
     "databento_dataset": "DATABENTO_DATASET",
     "max_response_mb": "VOLARIS_MAX_RESPONSE_MB",
@@ -117,6 +122,10 @@ class MarketDataResource(dg.ConfigurableResource):
     polygon_api_key: str | None = None
     finnhub_api_key: str | None = None
     databento_api_key: str | None = None
+    robinhood_username: str | None = None
+    robinhood_password: str | None = None
+    robinhood_device_token: str | None = None
+    robinhood_mfa_secret: str | None = None
 
     schwab_refresh_token_issued_at: str | None = None
     schwab_api_base: str | None = None
@@ -127,6 +136,7 @@ class MarketDataResource(dg.ConfigurableResource):
     databento_api_base: str | None = None
     yahoo_api_base: str | None = None
     yahoo_cookie_url: str | None = None
+    robinhood_api_base: str | None = None
     alpaca_feed: str | None = None
     databento_dataset: str | None = None
     max_response_mb: str | None = None

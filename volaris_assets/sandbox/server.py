@@ -41,6 +41,7 @@ from volaris_assets.sandbox.protocol import (
 )
 from volaris_assets.sandbox.stats import SandboxStats
 from volaris_assets.sandbox.wire import WIRES
+from volaris_assets.sandbox.wire.robinhood import RobinhoodAccount
 from volaris_assets.sandbox.wire.schwab import TokenIssuer
 from volaris_assets.sandbox.wire.yahoo import CrumbJar
 
@@ -56,9 +57,17 @@ DEFAULT_KEYS: dict[str, dict[str, str]] = {
     "finnhub": {"api_key": "sbx-finnhub-key"},
     "databento": {"api_key": "db-sbx-databento-key"},
     "yahoo": {},
+    "robinhood": {
+        "username": "sbx-robinhood-user",
+        "password": "sbx-robinhood-password",
+        "device_token": "5bd3c6a4-7e1f-4c52-9d0e-3f6a2b8c1d47",
+        # The account's authenticator-app secret (base32); "" makes an account without MFA.
+        "mfa_secret": "SBXROBINHOODMFASECRETTOTPKEY2345",
+    },
 }
-# Query parameters that carry credentials: never part of a request's identity or cache key.
-_SECRET_PARAMS = frozenset({"apiKey", "token", "crumb"})
+# Query and form parameters that carry credentials: never part of a request's identity or
+# cache key.
+_SECRET_PARAMS = frozenset({"apiKey", "token", "crumb", "password", "device_token", "mfa_code"})
 
 
 @dataclass(frozen=True)
@@ -138,6 +147,11 @@ class Sandbox:
             "DATABENTO_API_KEY": keys["databento"]["api_key"],
             "YAHOO_API_BASE": self.url("yahoo"),
             "YAHOO_COOKIE_URL": f"{self.url('yahoo')}/fc",
+            "ROBINHOOD_API_BASE": self.url("robinhood"),
+            "ROBINHOOD_USERNAME": keys["robinhood"]["username"],
+            "ROBINHOOD_PASSWORD": keys["robinhood"]["password"],
+            "ROBINHOOD_DEVICE_TOKEN": keys["robinhood"]["device_token"],
+            "ROBINHOOD_MFA_SECRET": keys["robinhood"]["mfa_secret"],
         }
 
     def start(self) -> Sandbox:
@@ -186,7 +200,7 @@ class Sandbox:
 
     def reset(self, faults: Any = "none") -> None:
         """Back to a just-started sandbox (same port and clock): faults, rate limits, issued
-        tokens and cookies, request counts and the fault draw sequence."""
+        tokens, cookies and ids, request counts and the fault draw sequence."""
         self.set_faults(faults)
         with self._lock:
             self._windows.clear()
@@ -203,6 +217,9 @@ class Sandbox:
                 rotate_refresh_token=rotate,
             ),
             "yahoo": CrumbJar(),
+            "robinhood": RobinhoodAccount(
+                refresh_tokens=set(), mfa_secret=self.keys["robinhood"]["mfa_secret"] or None
+            ),
         }
 
     def revoke_tokens(self) -> None:

@@ -157,6 +157,21 @@ def databento_dataset(text: str) -> str:
     return text
 
 
+def device_token(text: str) -> str:
+    """A UUID: Robinhood approves a device by this exact string (`providers.robinhood`)."""
+    from volaris_assets.providers import robinhood
+
+    return robinhood.device_token(text)
+
+
+def mfa_secret(text: str) -> str:
+    """An authenticator app's base32 secret, checked by decoding it as the client will."""
+    from volaris_assets.providers import robinhood
+
+    robinhood.mfa_key(text)
+    return text
+
+
 def existing_directory(text: str) -> str:
     """Dagster wants DAGSTER_HOME absolute and present; say so before Dagster does."""
     path = Path(text)

@@ -145,7 +145,7 @@ class Settings(BaseModel):
         "VOLARIS_CHAIN_PROVIDERS",
         "Providers",
         "Option-chain providers in fallback order.",
-        accepted=_PROVIDER_LIST + " (chain: simulated, schwab, polygon, yahoo)",
+        accepted=_PROVIDER_LIST + " (chain: simulated, schwab, polygon, yahoo, robinhood)",
         example="schwab,polygon,yahoo",
         default="simulated",
     )
@@ -533,6 +533,35 @@ class Settings(BaseModel):
     )
     yahoo_cookie_url: Url = base_url(
         "YAHOO_COOKIE_URL", "Yahoo", "https://fc.yahoo.com", "Where the session cookie comes from."
+    )
+    robinhood_username: Text = key(
+        "ROBINHOOD_USERNAME",
+        "Robinhood",
+        "Login e-mail of a personal Robinhood account (unofficial API, chains only, at your "
+        "own risk).",
+        "me@example.com",
+    )
+    robinhood_password: Text = key("ROBINHOOD_PASSWORD", "Robinhood", "Login password.", "password")
+    robinhood_device_token: Annotated[Text, checked(checks.device_token)] = setting(
+        "ROBINHOOD_DEVICE_TOKEN",
+        "Robinhood",
+        "The device token (a UUID) of a device the account approved by hand, e.g. the "
+        "device_token robin_stocks saves in ~/.tokens/robinhood.pickle; a run cannot approve one.",
+        accepted="a UUID",
+        example="5bd3c6a4-7e1f-4c52-9d0e-3f6a2b8c1d47",
+        secret=True,
+    )
+    robinhood_mfa_secret: Annotated[Text, checked(checks.mfa_secret)] = setting(
+        "ROBINHOOD_MFA_SECRET",
+        "Robinhood",
+        "The authenticator app's secret, for the TOTP code of each login. Unset: an account "
+        "without app-based MFA.",
+        accepted="the base32 secret shown when you set up the authenticator app",
+        example="JBSWY3DPEHPK3PXP",
+        secret=True,
+    )
+    robinhood_api_base: Url = base_url(
+        "ROBINHOOD_API_BASE", "Robinhood", "https://api.robinhood.com"
     )
     # Memory
     memory_warn_mb: int = setting(
