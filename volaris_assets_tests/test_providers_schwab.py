@@ -13,6 +13,7 @@ from volaris_assets.providers import schwab
 from volaris_assets.providers.base import ProviderError
 from volaris_assets.providers.http import build_client
 from volaris_assets_tests.sandbox_fixtures import (
+    CHAIN_FAULT_OUTCOMES,
     FAST_TIMEOUT_S,
     NEAR_PUTS,
     SANDBOX_AS_OF,
@@ -190,16 +191,7 @@ def test_rate_limit_carries_retry_after(clean_sandbox):
 
 @pytest.mark.parametrize(
     ("kind", "expected"),
-    [
-        ("server_error", "server_error"),
-        ("timeout", "timeout"),
-        ("reset", "server_error"),
-        ("truncated", "bad_data"),
-        ("empty_chain", "no_data"),
-        ("malformed", "ok"),
-        ("bad_greeks", "ok"),
-        ("crossed", "ok"),
-    ],
+    CHAIN_FAULT_OUTCOMES,
 )
 def test_each_fault_maps_to_its_category(clean_sandbox, kind, expected):
     clean_sandbox.set_faults(faults(kind))
