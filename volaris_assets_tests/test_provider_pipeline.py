@@ -18,8 +18,8 @@ SESSION = "2026-03-11"
 CATEGORIES = {c.value for c in ErrorCategory}
 
 
-def run_chain_assets(url, instance, settings, **tuning):
-    res = resources(url, **sandbox_market(settings, "schwab,polygon", **tuning))
+def run_chain_assets(url, instance, settings, providers="schwab,polygon", **tuning):
+    res = resources(url, **sandbox_market(settings, providers, **tuning))
     dg.materialize([sp500_constituents, scan_universe], resources=res, instance=instance)
     chains = dg.materialize(
         [option_chains], partition_key=SNAPSHOT, resources=res, instance=instance
@@ -52,6 +52,29 @@ def test_faulty_providers_every_symbol_accounted_for(
     meta = metadata(chains, "option_chains")
     assert meta["symbols_ok"] + meta["symbols_failed"] == len(small_universe)
     assert clean_sandbox.stats.count() > 2 * len(small_universe)  # real HTTP happened
+
+
+def test_the_seed_scan_runs_on_robinhood(
+    clean_sandbox, sqlite_warehouse_url, small_universe, instance
+):
+    """Robinhood was the seed scan's primary source: snapshots and the wheel scan through its
+    client, over HTTP to the sandbox, inside real materializations."""
+    chains, scan = run_chain_assets(
+        sqlite_warehouse_url,
+        instance,
+        clean_sandbox.settings(),
+        providers="robinhood",
+        rate_limits="robinhood=500/1",
+    )
+    assert chains.success and scan.success
+    warehouse = Warehouse(sqlite_warehouse_url)
+    outcomes = warehouse.read_frame("SELECT asset, status, provider FROM sync_stock_results")
+    assert (outcomes["status"] == "ok").all() and set(outcomes["provider"]) == {"robinhood"}
+    assert len(outcomes) == 2 * len(small_universe)
+    contracts = warehouse.read_frame("SELECT DISTINCT symbol, provider FROM option_contracts")
+    assert sorted(contracts["symbol"]) == sorted(small_universe)
+    assert set(contracts["provider"]) == {"robinhood"}
+    assert metadata(scan, "wheel_premiums")["symbols_ok"] == len(small_universe)
 
 
 def test_primary_down_falls_back_to_polygon(
