@@ -654,5 +654,5 @@ def test_registry_overrides_replace_defaults_by_name() -> None:
     registry = ResilienceRegistry({"polygon": RateLimit(per_second=100, burst=10)})
     assert registry.limiter("polygon").rate == pytest.approx(100 * PACING_HEADROOM)
     assert registry.limiter("schwab").rate == pytest.approx(2.0 * PACING_HEADROOM)
-    with pytest.raises(KeyError, match="robinhood"):
-        registry.limiter("robinhood")
+    with pytest.raises(KeyError, match="etrade"):
+        registry.limiter("etrade")
