@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import pandas as pd
 import pytest
 
 from volaris_assets.providers import polygon
@@ -135,3 +136,21 @@ def test_missing_greeks_are_nan_not_zero(clean_sandbox):
     assert (
         frame.loc[missing, ["gamma", "theta", "vega", "implied_volatility"]].isna().all(axis=None)
     )
+
+
+def test_days_to_expiry_counts_dates_across_a_daylight_saving_change():
+    """2026-03-05 to 2026-03-20 is 15 days, though 2026-03-08 has 23 hours: subtracting
+    New York midnights gave 14 days 23 hours, which `.days` floored to 14."""
+    contract = {
+        "details": {
+            "contract_type": "put",
+            "expiration_date": "2026-03-20",
+            "strike_price": 150,
+            "ticker": "O:AAPL260320P00150000",
+        },
+        "last_quote": {"bid": 1.0, "ask": 1.1, "last_updated": 1772722800000000000},
+        "underlying_asset": {"ticker": "AAPL", "price": 160.0},
+    }
+    chain = polygon.parse_snapshot([contract], "AAPL")
+    assert chain["quote_ts"].iloc[0] == pd.Timestamp("2026-03-05T15:00:00Z")
+    assert chain["dte"].tolist() == [15]

@@ -429,6 +429,15 @@ def iso_to_utc(values: Any) -> pd.Series:
     return parsed.astype("datetime64[ns, UTC]")
 
 
+def days_to_expiry(expiration: pd.Series, quote_ts: pd.Series) -> pd.Series:
+    """The canonical `dte`: calendar days from each quote's New York date to its expiration
+    date (NaN where either is unknown). Dates are compared as naive dates: subtracting
+    zone-aware midnights loses an hour across a daylight-saving change, and `.days` then
+    floors 15 days to 14."""
+    quote_day = quote_ts.dt.tz_convert("America/New_York").dt.tz_localize(None).dt.normalize()
+    return numeric((pd.to_datetime(expiration) - quote_day).dt.days)
+
+
 def session_day(values: pd.Series, tz: str) -> pd.Series:
     """Canonical daily-bar timestamps: the session date, read in the zone the provider labels
     its daily bars in, stamped at 00:00 UTC.

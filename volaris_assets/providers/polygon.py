@@ -51,6 +51,7 @@ from volaris_assets.providers.http import (
     bad_data,
     bar_frame,
     build_occ,
+    days_to_expiry,
     echoed_symbol,
     epoch_to_utc,
     field,
@@ -301,9 +302,7 @@ def parse_snapshot(results: list[dict[str, Any]], requested: str) -> pd.DataFram
     frame["quote_ts"] = quoted.where(
         quoted.notna(), epoch_to_utc(_nested(raw, "day", "last_updated"), "ns")
     )
-    quote_day = frame["quote_ts"].dt.tz_convert("America/New_York").dt.normalize()
-    expiry_day = pd.to_datetime(expiration).dt.tz_localize("America/New_York")
-    frame["dte"] = numeric((expiry_day - quote_day).dt.days)
+    frame["dte"] = days_to_expiry(expiration, frame["quote_ts"])
     frame["provider"] = NAME
     frame["occ_symbol"] = build_occ(frame)
     return canonical(frame, CHAIN_COLUMNS)

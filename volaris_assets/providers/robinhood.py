@@ -67,6 +67,7 @@ from volaris_assets.providers.http import (
     HttpSource,
     bad_data,
     build_occ,
+    days_to_expiry,
     echoed_symbol,
     field,
     iso_to_utc,
@@ -425,7 +426,7 @@ def parse_chain(
         frame[greek] = numeric(field(data, greek)).where(priced)
     frame["underlying_price"] = _last_price(quote, requested)
     frame["quote_ts"] = iso_to_utc(field(data, "updated_at"))
-    frame["dte"] = _days_to_expiry(expiration, frame["quote_ts"])
+    frame["dte"] = days_to_expiry(expiration, frame["quote_ts"])
     frame["provider"] = NAME
     frame["occ_symbol"] = build_occ(frame)
     return canonical(frame, CHAIN_COLUMNS)
@@ -439,14 +440,6 @@ def _last_price(quote: Mapping[str, Any] | None, requested: str) -> float:
     echoed_symbol(quote.get("symbol"), requested, NAME)
     price = numeric([quote.get("last_trade_price")]).iloc[0]
     return float(price) if price > 0 else float("nan")
-
-
-def _days_to_expiry(expiration: pd.Series, quote_ts: pd.Series) -> pd.Series:
-    """Calendar days from each quote's New York date to its expiration (NaN where either is
-    unknown), the canonical `dte`: dates compared as dates, so that a daylight-saving change
-    in between cannot take an hour, and with it a day, off."""
-    quote_day = quote_ts.dt.tz_convert("America/New_York").dt.tz_localize(None).dt.normalize()
-    return numeric((expiration - quote_day).dt.days)
 
 
 def create(settings: Mapping[str, str], client: httpx.AsyncClient | None = None) -> RobinhoodClient:
