@@ -17,7 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from volaris_assets.providers.budget import BudgetConfig, Limit, ProviderBudget, open_budget
+from volaris_assets.providers.budget import (
+    LATE_RESERVES,
+    BudgetConfig,
+    Limit,
+    ProviderBudget,
+    open_budget,
+)
 from volaris_assets.providers.budget.fallback import Failover, MemoryStore, Tier
 from volaris_assets.providers.budget.gcra import Cell, count, reserve, reserved_last_minute
 from volaris_assets.providers.budget.sqlite import SqliteStore
@@ -126,6 +132,72 @@ def test_budget_runs_on_fake_time_for_callers_tests():
     finally:
         budget.close()
     assert slept == pytest.approx([0.1, 0.1, 2.0])
+
+
+def late_sleeper(now: list[float], store: MemoryStore, overshoot: float, slept: list[float]):
+    """A fake sleep: the first one wakes `overshoot` late, and while it sleeps another process
+    reserves the next three slots."""
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        if len(slept) == 1:
+            for _ in range(3):
+                store.reserve("acct", Limit(10, 1), None)
+            seconds += overshoot
+        now[0] += seconds
+
+    return sleep
+
+
+@pytest.mark.parametrize(
+    ("overshoot", "sent_at", "reserves"),
+    [
+        # 0.3 s late: its slot (1000.2) is gone and 1000.5 is another process's; it queues
+        # again behind that one and goes at 1000.6.
+        (0.3, 1000.6, 1),
+        # 0.1 s late is within LATE_SEND_S: it goes as it wakes.
+        (0.1, 1000.3, 0),
+    ],
+)
+def test_a_caller_that_wakes_late_queues_again(overshoot, sent_at, reserves):
+    """A provider counts arrivals: a request sent well after its slot would land among the
+    next process's requests, so it gives the slot up instead."""
+    now, slept = [1000.0], []
+    store = MemoryStore(clock=lambda: now[0])
+    for _ in range(2):
+        store.reserve("acct", Limit(10, 1), None)  # another process is 0.2 s ahead
+    budget = ProviderBudget(
+        {"acct": Limit(10, 1)},
+        Failover([Tier(store, 1.0, True)], retry_s=1),
+        sleep=late_sleeper(now, store, overshoot, slept),
+        clock=lambda: now[0],
+    )
+    try:
+        asyncio.run(budget.acquire("acct"))
+    finally:
+        budget.close()
+    assert now[0] == pytest.approx(sent_at)
+    assert budget.late_reserves == reserves
+
+
+def test_a_caller_always_late_sends_after_a_few_tries():
+    """A store whose every answer takes a second must not keep a caller spinning."""
+    now = [1000.0]
+
+    def slow_store_clock() -> float:
+        now[0] += 1.0
+        return now[0]
+
+    budget = ProviderBudget(
+        {"acct": Limit(10, 1)},
+        Failover([Tier(MemoryStore(clock=slow_store_clock), 1.0, True)], retry_s=1),
+        clock=lambda: now[0],
+    )
+    try:
+        asyncio.run(budget.acquire("acct"))
+    finally:
+        budget.close()
+    assert budget.late_reserves == LATE_RESERVES
 
 
 # -- each store against the arithmetic ---------------------------------------------------------

@@ -155,9 +155,11 @@ PACING_HEADROOM = 0.97
 # Bursts are ours: a token bucket lets through up to `burst` more than its pace in any
 # window, and a provider may count over windows shorter than its published one (bench_day
 # measures every 10 s against the per-minute limit). With a burst of 1 a bucket pacing at
-# PACING_HEADROOM never sends more than the limit's share of any window; a larger burst only
-# lets idle start-ups go at once, which a shared budget gains little from. The odd 429 that
-# still results is retried after its Retry-After.
+# PACING_HEADROOM never sends more than the limit's share of any 10 s, provided each request
+# goes within 0.31 s of its slot (the shared budget re-queues a later one: `LATE_SEND_S` in
+# budget/__init__.py; bench_day saw 21 in 10 s of a 20 allowance before it did). A larger
+# burst only lets idle start-ups go at once, which a shared budget gains little from. The odd
+# 429 that still results is retried after its Retry-After.
 # Override per deployment by passing `rate_limits=` to `ResilienceRegistry`; entries there
 # replace these by provider name, e.g. a paid Polygon plan:
 #     ResilienceRegistry(rate_limits={"polygon": RateLimit(per_second=100, burst=10)})

@@ -48,6 +48,15 @@ drained to the slack. So:
 `try_acquire(provider)` reserves only if the request could go now, without waiting: a hedge
 spends only budget nobody is queued for.
 
+A reservation is a slot, and the provider counts arrivals, not slots: a caller that wakes late
+(its event loop was busy parsing a chain, the store's answer came back slowly) and sends anyway
+lands closer to the next slots than the pace allows. Pacing at 97% of a limit absorbs lateness
+up to W * (1/0.97 - 1) in a window of W seconds, 0.31 s over the 10 s a provider may count over;
+so a caller more than `LATE_SEND_S` (0.25 s) behind its slot gives the slot up and reserves a
+new one behind the queue. The lost slot is budget that went unused while the caller could not
+send anyway. At most `LATE_RESERVES` times in a row: a store whose every answer takes longer
+than that is a store problem, and the caller then sends rather than spin.
+
 A 429 is the provider talking: `pause(provider, seconds)` sets `paused_until = max(paused_until,
 now + seconds)` in the shared store. No reservation falls due before it, the first one after it
 starts the spacing afresh (no burst when it ends), and a caller that reserved before the pause
@@ -95,6 +104,7 @@ A limit of `math.inf` (the simulated market) never touches a store.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -117,6 +127,11 @@ __all__ = [
 
 Priority = Literal["fresh", "bulk"]
 Sleep = Callable[[float], Awaitable[None]]
+Clock = Callable[[], float]
+# How far behind its slot a request may still go, and how often in a row a late caller
+# reserves again before it sends regardless (see the module docstring).
+LATE_SEND_S = 0.25
+LATE_RESERVES = 3
 T = TypeVar("T")
 
 
@@ -143,8 +158,9 @@ class BudgetState:
 class ProviderBudget:
     """The process's handle on every provider's shared budget (see the module docstring).
 
-    `limits` are the paces to keep, by provider name. `sleep` is there for tests on fake time,
-    together with a `MemoryStore` on the same fake clock.
+    `limits` are the paces to keep, by provider name. `sleep` and `clock` are there for tests on
+    fake time, together with a `MemoryStore` on the same fake clock. `late_reserves` counts the
+    slots given up by callers that woke too late to use them.
     """
 
     def __init__(
@@ -154,11 +170,14 @@ class ProviderBudget:
         *,
         bulk_slack_s: float = 1.0,
         sleep: Sleep = asyncio.sleep,
+        clock: Clock = time.monotonic,
     ) -> None:
         self.limits = dict(limits)
         self.bulk_slack_s = bulk_slack_s
+        self.late_reserves = 0
         self._failover = failover
         self._sleep = sleep
+        self._clock = clock
         # One thread: store calls are short, and in order.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="provider-budget")
 
@@ -170,14 +189,21 @@ class ProviderBudget:
         if limit.unlimited:
             return
         max_wait = None if priority == "fresh" else self.bulk_slack_s
+        late = 0
         while True:
+            asked = self._clock()
             grant, tier = await self._reserve(provider, limit, max_wait)
             if grant.wait > 0:
                 await self._sleep(grant.wait)
-            if grant.admitted and (
-                grant.wait == 0 or not await self._paused_since(provider, grant, tier)
-            ):
+            if not grant.admitted:
+                continue
+            if grant.wait > 0 and await self._paused_since(provider, grant, tier):
+                continue
+            # `asked` is before the store's clock read: the lateness is an upper bound.
+            if self._clock() - (asked + grant.wait) <= LATE_SEND_S or late == LATE_RESERVES:
                 return
+            late += 1
+            self.late_reserves += 1
 
     async def try_acquire(self, provider: str) -> bool:
         """Reserve one request only if it may be sent now; False, reserving nothing, if not."""
