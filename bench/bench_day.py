@@ -11,17 +11,23 @@ free 200/min), with 50-150 ms latency and no injected faults, so that every 429 
 overrun of a window. The universe is the shipped default, materialized first.
 
 No time compression: Dagster's schedules tick on the wall clock, and a compressed clock would
-compress the providers' windows with it, which is the one thing this measures. So the
-benchmark runs while the NYSE is open and says when it next will be otherwise; the sandbox's
-market clock follows the wall clock (moved every minute).
+compress the providers' windows with it, which is the one thing this measures. While the NYSE
+is shut the benchmark replays the latest session instead, on every process's clock moved back
+by a constant (clock_shift.py: libfaketime); the sandbox's market clock follows that clock
+(moved every minute). Every `--inject-every` minutes (12) a price cross is injected (day_alerts.py)
+and the alert's arrival at a loopback Discord webhook timed.
 
 Reported (one JSON line): `market_minutes`; `runs` and `runs_failed` (every run, schedules and
 sensors alike); `late_ticks`, scheduled runs that had not finished when their schedule's next
-tick came (the next run's creation, or for the last one its median spacing); `overrun_429s`,
+tick came (by the schedule's own ticks, skipped ones included: a tick skipped because the
+previous run is still in flight is that run's lateness); `alert_latency_s`, the slowest
+injected cross to reach Discord, each one's in `alert_latencies_s`, and `alerts_missed`, the
+crosses never alerted; `overrun_429s`,
 429s a window issued; `max_rate_over_limit`, the busiest 10 s any provider saw over its limit
 for 10 s; `peak_rss_mb`, daemon and runs summed at each 0.5 s sample. Baseline in the same run:
 the demand the shipped cadences put on each account (requests/min at the universe's size) over
-its limit, `demand_over_limit`. Goals: 0 overruns, 0 late ticks, rate ≤ 1.0, ≤ 400 MB.
+its limit, `demand_over_limit`. Goals: 0 overruns, 0 late ticks, rate ≤ 1.0, ≤ 400 MB, an
+alert within 90 s.
 """
 
 from __future__ import annotations
@@ -29,19 +35,19 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
 import time
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import dagster as dg
 
-from bench import common
+from bench import clock_shift, common, day_alerts
 from bench.bench_db_restart import fresh_databases, scalar
 from bench.bench_footprint import SMALL_BOX, name_new
 from volaris_assets import calendar
 from volaris_assets.sandbox.limits import RateLimit
 from volaris_assets.sandbox.server import start_sandbox
+from volaris_assets_tests.webhook_receiver import WebhookReceiver
 
 # Each provider account's published window (provider-notes.md; Schwab's is TD Ameritrade's).
 WINDOWS = {"schwab": RateLimit(120, 60.0), "alpaca": RateLimit(200, 60.0)}
@@ -49,6 +55,7 @@ DATABASE = "volaris_bench_day"
 SERVER = os.environ.get("VOLARIS_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 SCHEDULE_TAG = "dagster/schedule_name"
 TICK_S = 60.0
+ALERT_BAR_S = 90.0
 # How often new processes (run workers) are named, while their command lines can be read.
 NAME_EVERY_S = 2.0
 
@@ -57,14 +64,6 @@ def minutes_left_in_session(now: datetime) -> float:
     """Market minutes from `now` to the close, 0 when the NYSE is closed."""
     session = calendar.session_at(now)
     return max((session.close - now).total_seconds() / 60, 0.0) if session else 0.0
-
-
-def next_open(now: datetime) -> datetime:
-    """When the next session opens (for the message of a run started with the market shut)."""
-    day = now.astimezone(calendar.NY).date()
-    while not calendar.is_session(day) or calendar.session(day).open <= now:
-        day += timedelta(days=1)
-    return calendar.session(day).open
 
 
 def demand_per_minute(symbols: int) -> dict[str, float]:
@@ -83,40 +82,35 @@ def run_records(home: str, since: float) -> list[dg.RunRecord]:
         ]
 
 
-def late_ticks(records: list[dg.RunRecord], ended: float) -> int:
-    """Scheduled runs still unfinished when their schedule ticked again."""
+def late_ticks(home: str, records: list[dg.RunRecord], since: float, ended: float) -> int:
+    """Scheduled runs that had not finished when their schedule's next tick came."""
+    by_id = {record.dagster_run.run_id: record for record in records}
     late = 0
-    by_schedule: dict[str, list[dg.RunRecord]] = {}
-    for record in records:
-        name = record.dagster_run.tags.get(SCHEDULE_TAG)
-        if name:
-            by_schedule.setdefault(name, []).append(record)
-    for runs in by_schedule.values():
-        runs.sort(key=lambda r: r.create_timestamp)
-        created = [r.create_timestamp.timestamp() for r in runs]
-        gaps = [b - a for a, b in zip(created, created[1:], strict=False)]
-        spacing = statistics.median(gaps) if gaps else None
-        for index, record in enumerate(runs):
-            finished = record.end_time if record.end_time is not None else ended
-            if index + 1 < len(runs):
-                next_tick = created[index + 1]
-            elif spacing is not None:
-                next_tick = created[index] + spacing
-            else:
+    with dg.DagsterInstance.from_config(home) as instance:
+        for state in instance.all_instigator_state():
+            if state.instigator_type.value != "SCHEDULE":
                 continue
-            late += finished > next_tick
+            ticks = sorted(
+                instance.get_ticks(state.instigator_origin_id, state.selector_id, after=since),
+                key=lambda tick: tick.timestamp,
+            )
+            for tick, next_tick in zip(ticks, ticks[1:], strict=False):
+                for run_id in tick.run_ids:
+                    record = by_id.get(run_id)
+                    if record is not None:
+                        finished = record.end_time if record.end_time is not None else ended
+                        late += finished > next_tick.timestamp
     return late
 
 
-def replay(minutes: float, providers: dict[str, str]) -> dict[str, object]:
+def replay(minutes: float, providers: dict[str, str], inject_every: int) -> dict[str, object]:
     now = datetime.now(UTC)
-    left = minutes_left_in_session(now)
-    if left < minutes + 2:
-        raise SystemExit(
-            f"bench_day runs in real time while the NYSE is open, for {minutes:.0f} minutes "
-            f"before the close; {left:.0f} remain now. Next open: {next_open(now).isoformat()}."
-        )
+    if minutes_left_in_session(now) < minutes + 2:
+        if clock_shift.shift_s():
+            raise SystemExit(f"the shifted clock ({now:%Y-%m-%d %H:%M}) is not in a session")
+        clock_shift.rerun_in_session(now, minutes + 3)
     sandbox = start_sandbox(faults="latency_ms=50-150", rate_limits=WINDOWS, as_of=now)
+    receiver = WebhookReceiver().start()
     context = common.workdir("day")
     work = context.__enter__()
     try:
@@ -127,6 +121,7 @@ def replay(minutes: float, providers: dict[str, str]) -> dict[str, object]:
                 VOLARIS_CHAIN_PROVIDERS=providers["chains"],
                 VOLARIS_INTRADAY_PROVIDERS=providers["intraday"],
                 VOLARIS_DAILY_PROVIDERS=providers["daily"],
+                DISCORD_WEBHOOK_URL=receiver.webhook_url(),
                 **sandbox.settings(),
             )
             universe_log = work / "universe.log"
@@ -137,10 +132,11 @@ def replay(minutes: float, providers: dict[str, str]) -> dict[str, object]:
             symbols = scalar(url, "SELECT count(*) FROM tickers WHERE in_sp500")
             sandbox.stats.reset()
             shutil.copy(SMALL_BOX / "dagster.yaml", work / "home" / "dagster.yaml")
-            figures = observe(work, env, sandbox, minutes)
+            figures = observe(work, env, sandbox, minutes, url, receiver, inject_every)
     finally:
         context.__exit__(None, None, None)
         sandbox.stop()
+        receiver.stop()
     limits = {name: window.requests / window.per_s * 60 for name, window in WINDOWS.items()}
     demand = demand_per_minute(symbols)
     by_account: dict[str, float] = {}
@@ -149,6 +145,7 @@ def replay(minutes: float, providers: dict[str, str]) -> dict[str, object]:
         by_account[account] = by_account.get(account, 0.0) + per_minute
     return {
         **figures,
+        "clock_shift_s": clock_shift.shift_s(),
         "symbols": symbols,
         "providers": providers,
         "limits_per_min": limits,
@@ -160,8 +157,17 @@ def replay(minutes: float, providers: dict[str, str]) -> dict[str, object]:
     }
 
 
-def observe(work, env: dict[str, str], sandbox, minutes: float) -> dict[str, object]:
-    """Run the daemon for `minutes`, moving the sandbox's market clock along, and measure."""
+def observe(
+    work,
+    env: dict[str, str],
+    sandbox,
+    minutes: float,
+    url: str,
+    receiver: WebhookReceiver,
+    inject_every: int,
+) -> dict[str, object]:
+    """Run the daemon for `minutes`, moving the sandbox's market clock along and injecting a
+    price cross every `--inject-every` minutes (12), and measure."""
     daemon = common.start_group(
         [common.PYTHON, "-m", "volaris_assets.small_box.daemon"], env, work / "daemon.log"
     )
@@ -169,6 +175,8 @@ def observe(work, env: dict[str, str], sandbox, minutes: float) -> dict[str, obj
     roles: dict[int, str] = {}
     started = time.time()
     next_minute = started + TICK_S
+    crosses: list[day_alerts.Cross] = []
+    used: set[str] = set()
     try:
         with common.RssSampler([daemon.pid], interval_s=0.5) as sampler:
             while (now := time.time()) - started < minutes * 60:
@@ -177,12 +185,18 @@ def observe(work, env: dict[str, str], sandbox, minutes: float) -> dict[str, obj
                     name_new(roles, sampler.samples[-1][2])
                 if now >= next_minute:
                     next_minute += TICK_S
-                    sandbox.set_as_of(datetime.now(UTC))
+                    minute = round((now - started) / TICK_S)
+                    if minute % inject_every == 0 and minutes * 60 - (now - started) > 180:
+                        cross = day_alerts.inject(sandbox, url, datetime.now(UTC), used)
+                        crosses += [cross] if cross else []
+                    else:
+                        sandbox.set_as_of(datetime.now(UTC))
                     progress(now - started, run_records(home, started), sandbox, sampler)
     finally:
         common.stop_group(daemon)
     ended = time.time()
     records = run_records(home, started)
+    alert_latencies = day_alerts.latencies(crosses, receiver)
     over = {
         provider: sandbox.stats.busiest(provider, 10.0) / (window.requests * 10.0 / window.per_s)
         for provider, window in WINDOWS.items()
@@ -197,7 +211,11 @@ def observe(work, env: dict[str, str], sandbox, minutes: float) -> dict[str, obj
         "runs": len(records),
         "runs_failed": sum(r.dagster_run.is_failure for r in records),
         "runs_by_job": dict(Counter(r.dagster_run.job_name for r in records).most_common()),
-        "late_ticks": late_ticks(records, ended),
+        "late_ticks": late_ticks(home, records, started, ended),
+        "alert_latency_s": max((s for s in alert_latencies if s is not None), default=None),
+        "alert_latencies_s": alert_latencies,
+        "alerts_missed": alert_latencies.count(None),
+        "alerts_injected": [f"{c.symbol} {c.direction} {c.threshold:g}" for c in crosses],
         "overrun_429s": sum(sandbox.stats.window_refusals(p) for p in WINDOWS),
         "requests": {p: sandbox.stats.count(p) for p in WINDOWS},
         "max_rate_over_limit": round(max(over.values()), 3),
@@ -225,9 +243,12 @@ def main() -> None:
     parser.add_argument("--chains", default="schwab", help="VOLARIS_CHAIN_PROVIDERS")
     parser.add_argument("--intraday", default="alpaca", help="VOLARIS_INTRADAY_PROVIDERS")
     parser.add_argument("--daily", default="schwab", help="VOLARIS_DAILY_PROVIDERS")
+    parser.add_argument(
+        "--inject-every", type=int, default=12, help="minutes between injected price crosses"
+    )
     args = parser.parse_args()
     providers = {"chains": args.chains, "intraday": args.intraday, "daily": args.daily}
-    figures = replay(args.minutes, providers)
+    figures = replay(args.minutes, providers, args.inject_every)
     common.emit(
         {
             "benchmark": "day",
@@ -237,6 +258,7 @@ def main() -> None:
                 "late_ticks": 0,
                 "max_rate_over_limit": 1.0,
                 "peak_rss_mb": 400,
+                "alert_latency_s": ALERT_BAR_S,
             },
         }
     )

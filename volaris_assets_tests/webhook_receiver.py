@@ -19,6 +19,7 @@ import email.policy
 import json
 import secrets
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -47,6 +48,8 @@ class RecordedRequest:
     json: Any
     parts: tuple[Part, ...]
     status: int | None
+    # When it arrived (epoch s): what an end-to-end latency is measured to.
+    received_at: float = field(default_factory=time.time)
 
     @property
     def payload(self) -> Any:
