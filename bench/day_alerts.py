@@ -4,8 +4,8 @@ A cross is made, not waited for: at an injection the sandbox's clock is about to
 last minute the warehouse has seen to now. Among the largest names, one whose price now is
 beyond everything it traded at in the last `LOOKBACK_MINUTES` gets a one-shot alert rule halfway
 between the two, so that no recent quote or 1-minute close in the warehouse (a symbol's latest
-price is at most a few minutes old) is on the far side of it; then
-the sandbox's clock moves and the new price is served. The latency is from that moment to the
+price is at most a few minutes old) is on the far side of it; then the sandbox's clock moves and
+the new price is served. The latency is from that moment to the
 alert's arrival at the webhook: the quotes schedule's wait for its next tick, the quotes run
 (and whatever run holds the box's only run slot before it), and the alert sensor's interval.
 """
@@ -45,7 +45,7 @@ class Cross:
 
 def inject(sandbox: Sandbox, warehouse_url: str, now: datetime, used: set[str]) -> Cross | None:
     """Add a rule that the move from the sandbox's clock to `now` crosses, then move the clock;
-    None (the clock moved all the same) when no unused candidate moved past its last hour."""
+    None (the clock moved all the same) when no unused candidate moved past its recent range."""
     simulated = sandbox.market.simulated
     before = sandbox.market.as_of
     found = None

@@ -115,6 +115,7 @@ from volaris_assets.providers.budget.config import BudgetConfig
 from volaris_assets.providers.budget.fallback import Failover, Tier
 from volaris_assets.providers.budget.gcra import Cell, Grant, Limit, reserve, reserved_last_minute
 from volaris_assets.providers.budget.store import Store, Stored
+from volaris_assets.providers.rate_limit import Clock
 
 __all__ = [
     "BudgetConfig",
@@ -127,7 +128,6 @@ __all__ = [
 
 Priority = Literal["fresh", "bulk"]
 Sleep = Callable[[float], Awaitable[None]]
-Clock = Callable[[], float]
 # How far behind its slot a request may still go, and how often in a row a late caller
 # reserves again before it sends regardless (see the module docstring).
 LATE_SEND_S = 0.25
