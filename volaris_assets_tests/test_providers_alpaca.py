@@ -88,3 +88,30 @@ def test_each_fault_maps_to_its_category(clean_sandbox, kind, expected):
         _with_client(clean_sandbox, lambda c: outcome(c.bars("XOM", "5m", START, SANDBOX_AS_OF)))
     )
     assert result == expected
+
+
+def test_many_symbols_share_one_paginated_request_and_each_matches_the_market(
+    clean_sandbox, market
+):
+    symbols = ["XOM", "AAPL", "NOPE", "MSFT"]  # NOPE is not listed: absent from the answer
+
+    async def action(client):
+        return await client.bars_many(symbols, "1m", START, SANDBOX_AS_OF), client.pages_fetched
+
+    frame, pages = asyncio.run(_with_client(clean_sandbox, action))
+    listed = [s for s in symbols if s != "NOPE"]
+    expected = {s: market.bars(s, "1m", START, SANDBOX_AS_OF) for s in listed}
+    total = sum(len(bars) for bars in expected.values())
+    assert pages == -(-total // SANDBOX_PAGE_SIZES["alpaca"]) > len(listed)
+    assert sorted(frame["symbol"].unique()) == sorted(listed)
+    for symbol, bars in expected.items():
+        mine = frame[frame["symbol"] == symbol].reset_index(drop=True)
+        assert_bars_match(mine, bars, provider="alpaca")
+
+
+def test_a_batch_over_the_cap_is_refused_before_sending(clean_sandbox):
+    symbols = [f"S{i}" for i in range(alpaca.BAR_BATCH + 1)]
+    with pytest.raises(ValueError, match="at most"):
+        asyncio.run(
+            _with_client(clean_sandbox, lambda c: c.bars_many(symbols, "1m", START, SANDBOX_AS_OF))
+        )

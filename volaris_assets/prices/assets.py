@@ -19,8 +19,9 @@ from volaris_assets.ingest.asset_support import (
 from volaris_assets.ingest.fanout import Written
 from volaris_assets.ingest.range_metadata import SessionRows, range_metadata
 from volaris_assets.ingest.validation import validate_bars
+from volaris_assets.prices.bar_batches import BarBatches
 from volaris_assets.providers.base import BAR_COLUMNS, aggregate_bars
-from volaris_assets.providers.resilience import FallbackChain, Fetched
+from volaris_assets.providers.resilience import Fetched
 from volaris_assets.resources.market_data import MarketDataResource
 from volaris_assets.resources.warehouse import WarehouseResource
 from volaris_assets.universe.assets import sp500_constituents
@@ -77,7 +78,7 @@ def daily_bars(
             daily_data,
             wh,
             symbols,
-            lambda chain, symbol: chain.bars(symbol, "1d", start, end),
+            BarBatches("1d", dict.fromkeys(symbols, start), end).fetch,
             lambda conn, symbol, fetched: sink(conn, symbol, fetched, wh),
             start_with=config.start_with_provider,
         )
@@ -119,8 +120,7 @@ def intraday_bars(
         opens = {s.open for s in sessions}
         incremental = sum(1 for start in starts.values() if start not in opens)
 
-        async def fetch(chain: FallbackChain, symbol: str) -> Fetched:
-            return await chain.bars(symbol, "1m", starts[symbol], window_end)
+        batches = BarBatches("1m", starts, window_end)
 
         def sink(conn: Connection, symbol: str, fetched: Fetched) -> Written:
             written = _bar_sink("1m")(conn, symbol, fetched, wh)
@@ -129,7 +129,13 @@ def intraday_bars(
             return written
 
         summary = run_fan_out(
-            context, intraday_data, wh, due, fetch, sink, start_with=config.start_with_provider
+            context,
+            intraday_data,
+            wh,
+            due,
+            batches.fetch,
+            sink,
+            start_with=config.start_with_provider,
         )
         bars = tables.price_bars
         minutes = SessionRows(bars, bars.c.ts, bars.c.timeframe.in_(["1m", "5m"]))

@@ -38,16 +38,21 @@ CAPABILITIES: frozenset[str] = frozenset({"intraday", "daily"})
 # Symbols per snapshots request: Alpaca's stock cap is not documented (notes §2.2; its options
 # snapshots take 100); 200 keeps the URL short and 520 symbols in three requests.
 QUOTE_BATCH = 200
+# Symbols per bars request: 100 five-minute windows of 1-minute bars fill a tenth of a page,
+# and a whole session of them (39,000 bars) four pages; the URL stays under 1 KB.
+BAR_BATCH = 100
 PAGE_LIMIT = 10000  # the documented maximum per page
 MAX_PAGES = 500
 _TIMEFRAME = {"1m": "1Min", "5m": "5Min", "1d": "1Day"}
 
 
 class AlpacaClient(HttpSource):
-    """`BarSource` over Alpaca's historical stock bars, `QuoteSource` over its snapshots."""
+    """`BarSource` and `BatchBarSource` over Alpaca's historical stock bars, `QuoteSource`
+    over its snapshots."""
 
     name = NAME
     max_quote_batch = QUOTE_BATCH
+    max_bar_batch = BAR_BATCH
 
     def __init__(
         self,
@@ -76,10 +81,19 @@ class AlpacaClient(HttpSource):
     async def bars(
         self, symbol: str, timeframe: str, start: datetime, end: datetime
     ) -> pd.DataFrame:
+        return await self.bars_many([symbol], timeframe, start, end)
+
+    async def bars_many(
+        self, symbols: Sequence[str], timeframe: str, start: datetime, end: datetime
+    ) -> pd.DataFrame:
+        """One paginated request for every symbol: `limit` caps bars per page across all of
+        them, so a symbol's bars may span pages and are merged by the key Alpaca echoes."""
         if timeframe not in _TIMEFRAME:
             raise ValueError(f"unsupported timeframe {timeframe!r}")
+        if len(symbols) > BAR_BATCH:
+            raise ValueError(f"{len(symbols)} symbols in one bars request, at most {BAR_BATCH}")
         params = {
-            "symbols": to_provider(symbol, NAME),
+            "symbols": ",".join(to_provider(symbol, NAME) for symbol in symbols),
             "timeframe": _TIMEFRAME[timeframe],
             "start": _rfc3339(start),
             "end": _rfc3339(end),
@@ -88,16 +102,21 @@ class AlpacaClient(HttpSource):
             "feed": self._feed,
             "sort": "asc",
         }
-        rows: list[dict[str, Any]] = []
+        rows: dict[str, list[dict[str, Any]]] = {symbol: [] for symbol in symbols}
         token: str | None = None
         for _ in range(MAX_PAGES):
             query = params if token is None else {**params, "page_token": token}
             payload = await self._get_json("/v2/stocks/bars", params=query, headers=self._headers)
             self.pages_fetched += 1
-            rows += _symbol_bars(payload, symbol)
+            _collect_bars(payload, rows)
             token = payload.get("next_page_token")
             if not token:
-                return parse_bars(rows, symbol, timeframe, start, end)
+                frames = [
+                    parse_bars(bars, symbol, timeframe, start, end)
+                    for symbol, bars in rows.items()
+                    if bars
+                ]
+                return canonical(pd.concat(frames) if frames else pd.DataFrame(), BAR_COLUMNS)
             if not isinstance(token, str):
                 raise bad_data(NAME, "next_page_token is not a string")
         raise bad_data(NAME, f"more than {MAX_PAGES} pages: pagination does not end")
@@ -107,24 +126,23 @@ def _rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _symbol_bars(payload: Any, symbol: str) -> list[dict[str, Any]]:
-    """This symbol's bars from one page, selected by the key Alpaca echoes."""
+def _collect_bars(payload: Any, rows: dict[str, list[dict[str, Any]]]) -> None:
+    """Add one page's bars to the requested symbols' lists, by the key Alpaca echoes; a key
+    that is no requested symbol is ignored."""
     if not isinstance(payload, dict):
         raise bad_data(NAME, "response is not a JSON object")
     bars = payload.get("bars")
     if bars is None:
-        return []
+        return
     if not isinstance(bars, dict):
         raise bad_data(NAME, "bars is not an object")
-    rows: list[dict[str, Any]] = []
     for key, values in bars.items():
         try:
-            matches = normalize_symbol(key) == symbol
+            symbol = normalize_symbol(key)
         except InvalidSymbol:
-            matches = False
-        if matches and isinstance(values, list):
-            rows += [bar for bar in values if isinstance(bar, dict)]
-    return rows
+            continue
+        if symbol in rows and isinstance(values, list):
+            rows[symbol] += [bar for bar in values if isinstance(bar, dict)]
 
 
 def parse_snapshots(payload: Mapping[str, Any]) -> pd.DataFrame:

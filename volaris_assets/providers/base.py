@@ -268,6 +268,24 @@ class BarSource(Protocol):
 
 
 @runtime_checkable
+class BatchBarSource(Protocol):
+    """Something that can return bars for many symbols over one window in one request."""
+
+    name: str
+    # The most symbols one request may carry (URL length, the provider's documented cap).
+    max_bar_batch: int
+
+    async def bars_many(
+        self, symbols: Sequence[str], timeframe: str, start: datetime, end: datetime
+    ) -> pd.DataFrame:
+        """`BAR_COLUMNS` bars of `symbols` (at most `max_bar_batch`) with `start <= ts < end`;
+        a symbol without bars in the window is simply absent."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
 class QuoteSource(Protocol):
     """Something that can return the latest quotes of many symbols in one request."""
 
@@ -303,6 +321,20 @@ async def batch_quotes(source: object, symbols: Sequence[str], as_of: datetime) 
             provider=str(getattr(source, "name", "")),
         )
     return await source.quotes(symbols, as_of)
+
+
+async def batch_bars(
+    source: object, symbols: Sequence[str], timeframe: str, start: datetime, end: datetime
+) -> pd.DataFrame:
+    """`source.bars_many(...)`, or `not_found` for a source without a multi-symbol bars
+    endpoint: a fallback chain then moves on without counting it against the provider's health."""
+    if not isinstance(source, BatchBarSource):
+        raise ProviderError(
+            ErrorCategory.NOT_FOUND,
+            "no multi-symbol bars endpoint",
+            provider=str(getattr(source, "name", "")),
+        )
+    return await source.bars_many(symbols, timeframe, start, end)
 
 
 def aggregate_bars(

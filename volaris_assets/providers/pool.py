@@ -82,6 +82,11 @@ class PooledChain(FallbackChain):
         pool._in_hand = self._in_hand
         return pool
 
+    @property
+    def bar_batch_size(self) -> int | None:
+        """None: a pool spreads symbols one by one over its providers' budgets."""
+        return None
+
     async def _first_answer(self, fetch: Fetch) -> Fetched:
         """The fallback chain rotated to start at the symbol's assigned provider answers."""
         provider = self._assign()

@@ -30,6 +30,7 @@ from volaris_assets.providers.base import (
     ChainSource,
     ErrorCategory,
     ProviderError,
+    batch_bars,
     batch_quotes,
 )
 from volaris_assets.providers.circuit import HEALTH_CATEGORIES, CircuitBreaker, CircuitState
@@ -422,6 +423,21 @@ class FallbackChain:
 
     async def bars(self, symbol: str, timeframe: str, start: datetime, end: datetime) -> Fetched:
         return await self._first_answer(lambda source: source.bars(symbol, timeframe, start, end))
+
+    async def bars_many(
+        self, symbols: Sequence[str], timeframe: str, start: datetime, end: datetime
+    ) -> Fetched:
+        """One multi-symbol bars request from the first provider that answers; a provider
+        without that endpoint is passed over as `not_found`."""
+        return await self._first_answer(
+            lambda source: batch_bars(source, symbols, timeframe, start, end)
+        )
+
+    @property
+    def bar_batch_size(self) -> int | None:
+        """How many symbols one bars request may carry when the primary has a multi-symbol
+        endpoint, else None: batching must not move a symbol off the provider asked first."""
+        return getattr(self._sources[0].source, "max_bar_batch", None)
 
     async def quotes(self, symbols: Sequence[str], as_of: datetime) -> Fetched:
         """One batch of quotes (one request) from the first provider that answers; a provider
