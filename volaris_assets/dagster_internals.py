@@ -6,7 +6,9 @@ over a code location loaded in-process, and start `dagster api execute_run` work
 Dagster's Docker and Kubernetes launchers do. The sensors read Dagster's clock
 (`get_current_timestamp`), not the wall clock, because that is the clock Dagster's own
 `freeze_time` moves in their tests; and two types Dagster hands us have no public name (the job
-`define_asset_job` returns; the status of an asset check's execution record).
+`define_asset_job` returns; the status of an asset check's execution record). The small box's
+light lane (`small_box/light_lane.py`) executes a run on a thread of the daemon the way
+`dagster api execute_run` does in a process of its own.
 
 A minor Dagster upgrade may move or change any of these; volaris_assets_tests/
 test_idiom_internals.py checks each name and the signature we call it with against the installed
@@ -28,10 +30,12 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
 from dagster._daemon.controller import daemon_controller_from_instance
+from dagster._grpc.impl import core_execute_run
 from dagster._grpc.types import ExecuteRunArgs
 from dagster._serdes import ConfigurableClass
 from dagster._serdes.config_class import ConfigurableClassData
 from dagster._time import get_current_datetime, get_current_timestamp
+from dagster._utils.hosted_user_process import recon_job_from_origin
 from dagster._utils.interrupts import capture_interrupts
 
 __all__ = [
@@ -48,8 +52,10 @@ __all__ = [
     "UnresolvedAssetJobDefinition",
     "WorkerStatus",
     "capture_interrupts",
+    "core_execute_run",
     "daemon_controller_from_instance",
     "get_current_datetime",
     "get_current_timestamp",
     "get_python_environment_entry_point",
+    "recon_job_from_origin",
 ]

@@ -28,6 +28,8 @@ CALLED_WITH = {
     "daemon_controller_from_instance": {"instance", "workspace_load_target", "log_level"},
     "get_python_environment_entry_point": {"executable_path"},
     "LaunchRunContext": {"dagster_run"},
+    "core_execute_run": {"recon_job", "dagster_run", "instance", "inject_env_vars"},
+    "recon_job_from_origin": {"origin"},
 }
 
 

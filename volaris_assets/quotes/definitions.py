@@ -10,9 +10,13 @@ from volaris_assets.quotes.assets import quotes
 from volaris_assets.quotes.checks import quote_checks
 from volaris_assets.scheduling import every
 from volaris_assets.settings import Settings
+from volaris_assets.small_box.light_lane import LIGHT_LANE_TAGS
 
+# Light: on the small box the refresh runs on the daemon's light lane, never behind a chain run.
 quotes_job = dg.define_asset_job(
-    "quotes_job", selection=[quotes], tags={"volaris/capability": "intraday"}
+    "quotes_job",
+    selection=[quotes],
+    tags={"volaris/capability": "intraday", **LIGHT_LANE_TAGS},
 )
 
 

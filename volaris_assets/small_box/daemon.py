@@ -29,6 +29,7 @@ from volaris_assets.dagster_internals import (
     capture_interrupts,
     daemon_controller_from_instance,
 )
+from volaris_assets.small_box import light_lane
 from volaris_assets.small_box.arenas import limit_arenas
 
 LOCATION_NAME = "volaris_assets"
@@ -54,6 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log-level", default="info", help="the daemon's log level")
     args = parser.parse_args(argv)
     limit_arenas()
+    light_lane.host_here()
     try:
         with capture_interrupts(), DagsterInstance.get() as instance:
             with daemon_controller_from_instance(

@@ -34,8 +34,9 @@ from volaris_assets.dagster_internals import (
     WorkerStatus,
     get_python_environment_entry_point,
 )
+from volaris_assets.small_box import light_lane
 
-PID_TAG = "volaris/run_worker_pid"
+PID_TAG = light_lane.PID_TAG
 
 
 def _command_line(pid: int) -> str:
@@ -69,6 +70,9 @@ class LocalProcessRunLauncher(RunLauncher, ConfigurableClass):
 
     def launch_run(self, context: LaunchRunContext) -> None:
         run = context.dagster_run
+        if light_lane.takes(run):
+            light_lane.start(self._instance, run)
+            return
         job_origin = run.job_code_origin
         if job_origin is None:
             raise ValueError(f"run {run.run_id} has no code origin: nothing to execute")
@@ -102,6 +106,13 @@ class LocalProcessRunLauncher(RunLauncher, ConfigurableClass):
         run = self._instance.get_run_by_id(run_id)
         if run is None or run.is_finished:
             return False
+        if light_lane.on_lane(run):
+            self._instance.report_engine_event(
+                "A run on the daemon's light lane cannot be stopped; it ends within seconds.",
+                run,
+                cls=type(self),
+            )
+            return False
         self._instance.report_run_canceling(run)
         if not self._worker_alive(run):
             self._instance.report_engine_event(
@@ -117,6 +128,12 @@ class LocalProcessRunLauncher(RunLauncher, ConfigurableClass):
         return True
 
     def check_run_worker_health(self, run: DagsterRun) -> CheckRunHealthResult:
+        if light_lane.on_lane(run):
+            if light_lane.in_flight(run.run_id):
+                return CheckRunHealthResult(WorkerStatus.RUNNING)
+            return CheckRunHealthResult(
+                WorkerStatus.FAILED, msg="Not running on this daemon's light lane (restarted?)."
+            )
         alive = self._worker_alive(run)
         if alive is None:
             return CheckRunHealthResult(WorkerStatus.NOT_FOUND, msg="No run worker pid on the run.")
