@@ -41,7 +41,7 @@ chromium:
 
 ## The whole test suite (needs PostgreSQL on 127.0.0.1:5432, database `test`; see README).
 test: $(STAMP) chromium
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=30
 
 lint: $(STAMP)
 	$(BIN)/ruff check volaris_assets volaris_assets_tests bench

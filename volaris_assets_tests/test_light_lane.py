@@ -5,6 +5,7 @@ queues; outside the daemon a quotes run queues like any other."""
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
@@ -37,7 +38,11 @@ TERMINAL = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.Dagster
 
 @pytest.fixture
 def instance(sqlite_warehouse_url, small_universe, monkeypatch):
+    """The small box's instance over a warehouse holding the universe. The code location binds
+    its resources from the environment when first imported, as `volaris-daemon` does at start:
+    an import left by an earlier test would point the lane's runs at another warehouse."""
     monkeypatch.setenv("DATABASE_URL", sqlite_warehouse_url)
+    monkeypatch.delitem(sys.modules, "volaris_assets.definitions", raising=False)
     dg.materialize([sp500_constituents], resources=resources(sqlite_warehouse_url))
     with dg.instance_for_test(overrides=SMALL_BOX) as test_instance:
         yield test_instance
