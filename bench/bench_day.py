@@ -24,7 +24,9 @@ previous run is still in flight is that run's lateness); `alert_latency_s`, the 
 injected cross to reach Discord, each one's in `alert_latencies_s`, and `alerts_missed`, the
 crosses never alerted; `overrun_429s`,
 429s a window issued; `max_rate_over_limit`, the busiest 10 s any provider saw over its limit
-for 10 s; `peak_rss_mb`, daemon and runs summed at each 0.5 s sample. Baseline in the same run:
+for 10 s; `peak_rss_mb`, daemon and runs summed at each 0.5 s sample, and `peak_pss_mb`, the
+same summed as PSS (a page the daemon and a run share counted once: what the box really held).
+Baseline in the same run:
 the demand the shipped cadences put on each account (requests/min at the universe's size) over
 its limit, `demand_over_limit`, at one request per symbol (the fan-out before multi-symbol bars);
 beside it what the day drew, `drawn_over_limit` (requests/min over the limit). Goals: 0
@@ -185,7 +187,7 @@ def observe(
     crosses: list[day_alerts.Cross] = []
     used: set[str] = set()
     try:
-        with common.RssSampler([daemon.pid], interval_s=0.5) as sampler:
+        with common.RssSampler([daemon.pid], interval_s=0.5, track_pss=True) as sampler:
             while (now := time.time()) - started < minutes * 60:
                 time.sleep(NAME_EVERY_S)
                 if sampler.samples:
@@ -228,6 +230,7 @@ def observe(
         "max_rate_over_limit": round(max(over.values()), 3),
         "rate_over_limit_by_provider": {p: round(v, 3) for p, v in over.items()},
         "peak_rss_mb": round(peak_total, 1),
+        "peak_pss_mb": round(sampler.pss_peak_mb, 1),
         "peak_by_process_mb": at_peak,
     }
 

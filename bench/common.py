@@ -182,6 +182,20 @@ def rss_mb(pid: int, field: str = "VmRSS") -> float | None:
     return None
 
 
+def pss_mb(pid: int) -> float | None:
+    """`pid`'s proportional set size in MB: its private pages plus its share of each page it
+    shares (a library's code, say, mapped by the daemon and a run worker alike). Summed over
+    processes each page counts once, which summed RSS does not; None once it has exited."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) / 1024
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return None
+
+
 def descendants(pid: int) -> list[int]:
     """`pid` and every process below it, from /proc/<pid>/task/*/children."""
     found, stack = [], [pid]
@@ -216,12 +230,15 @@ class RssSampler:
     Each sample is (seconds since start, MB in total, {pid: MB}); `peak_mb` is the largest
     total, and `peak_by_pid` each process's own peak. Sampling can miss a spike shorter than
     the interval: with `track_hwm`, `hwm` keeps each process's last VmHWM (the kernel's own
-    high-water mark) as well.
+    high-water mark) as well; with `track_pss`, `pss_peak_mb` is the largest summed PSS, the
+    memory the tree really held (RSS counts a shared page once per process).
     """
 
     roots: list[int]
     interval_s: float = 0.1
     track_hwm: bool = False
+    track_pss: bool = False
+    pss_peak_mb: float = 0.0
     samples: list[tuple[float, float, dict[int, float]]] = field(default_factory=list)
     hwm: dict[int, float] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -233,6 +250,7 @@ class RssSampler:
         def loop() -> None:
             while not self._stop.is_set():
                 per_pid: dict[int, float] = {}
+                pss_total = 0.0
                 for root in self.roots:
                     for pid in descendants(root):
                         value = rss_mb(pid)
@@ -240,6 +258,9 @@ class RssSampler:
                             per_pid[pid] = value
                         if self.track_hwm and (high := rss_mb(pid, "VmHWM")) is not None:
                             self.hwm[pid] = high
+                        if self.track_pss:
+                            pss_total += pss_mb(pid) or 0.0
+                self.pss_peak_mb = max(self.pss_peak_mb, pss_total)
                 self.samples.append((time.monotonic() - started, sum(per_pid.values()), per_pid))
                 self._stop.wait(self.interval_s)
 

@@ -47,3 +47,25 @@ def test_sampler_keeps_sampling_while_children_start_and_exit() -> None:
 
     assert children_seen, "no child was ever sampled"
     assert sampler.samples[-1][0] > sampler.samples[0][0]
+
+
+def test_pss_counts_a_page_two_processes_share_once() -> None:
+    """A parent holding 200 MB forks a child that only reads it: summed RSS counts the 200 MB
+    twice, summed PSS (what the day replay reports beside it) once."""
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import os, sys, time\n"
+            "held = b'x' * 200_000_000\n"
+            "if os.fork() == 0:\n"
+            "    time.sleep(1.5); os._exit(0)\n"
+            "time.sleep(1.5); os.wait()\n",
+        ]
+    )
+    with RssSampler([parent.pid], interval_s=0.05, track_pss=True) as sampler:
+        parent.wait()
+    two_processes = [total for _, total, per_pid in sampler.samples if len(per_pid) == 2]
+
+    assert two_processes and max(two_processes) > 2 * 190  # 200 MB is 191 MiB
+    assert 190 < sampler.pss_peak_mb < 0.7 * max(two_processes)
