@@ -20,7 +20,8 @@ and the alert's arrival at a loopback Discord webhook timed.
 Reported (one JSON line): `market_minutes`; `runs` and `runs_failed` (every run, schedules and
 sensors alike); `late_ticks`, scheduled runs that had not finished when their schedule's next
 tick came (by the schedule's own ticks, skipped ones included: a tick skipped because the
-previous run is still in flight is that run's lateness); `alert_latency_s`, the slowest
+previous run is still in flight is that run's lateness), by job in `late_ticks_by_job`;
+`alert_latency_s`, the slowest
 injected cross to reach Discord, each one's in `alert_latencies_s`, and `alerts_missed`, the
 crosses never alerted; `overrun_429s`,
 429s a window issued; `max_rate_over_limit`, the busiest 10 s any provider saw over its limit
@@ -86,10 +87,11 @@ def run_records(home: str, since: float) -> list[dg.RunRecord]:
         ]
 
 
-def late_ticks(home: str, records: list[dg.RunRecord], since: float, ended: float) -> int:
-    """Scheduled runs that had not finished when their schedule's next tick came."""
+def late_ticks(home: str, records: list[dg.RunRecord], since: float, ended: float) -> Counter[str]:
+    """Scheduled runs that had not finished when their schedule's next tick came, by job: which
+    schedule ran late tells whether the slot or the budget held it back."""
     by_id = {record.dagster_run.run_id: record for record in records}
-    late = 0
+    late: Counter[str] = Counter()
     with dg.DagsterInstance.from_config(home) as instance:
         for state in instance.all_instigator_state():
             if state.instigator_type.value != "SCHEDULE":
@@ -103,7 +105,8 @@ def late_ticks(home: str, records: list[dg.RunRecord], since: float, ended: floa
                     record = by_id.get(run_id)
                     if record is not None:
                         finished = record.end_time if record.end_time is not None else ended
-                        late += finished > next_tick.timestamp
+                        if finished > next_tick.timestamp:
+                            late[record.dagster_run.job_name] += 1
     return late
 
 
@@ -206,6 +209,7 @@ def observe(
     ended = time.time()
     records = run_records(home, started)
     alert_latencies = day_alerts.latencies(crosses, receiver)
+    late = late_ticks(home, records, started, ended)
     over = {
         provider: sandbox.stats.busiest(provider, 10.0) / (window.requests * 10.0 / window.per_s)
         for provider, window in WINDOWS.items()
@@ -220,7 +224,8 @@ def observe(
         "runs": len(records),
         "runs_failed": sum(r.dagster_run.is_failure for r in records),
         "runs_by_job": dict(Counter(r.dagster_run.job_name for r in records).most_common()),
-        "late_ticks": late_ticks(home, records, started, ended),
+        "late_ticks": late.total(),
+        "late_ticks_by_job": dict(late),
         "alert_latency_s": max((s for s in alert_latencies if s is not None), default=None),
         "alert_latencies_s": alert_latencies,
         "alerts_missed": alert_latencies.count(None),
