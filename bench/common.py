@@ -169,31 +169,29 @@ def stop_group(process: subprocess.Popen, timeout_s: float = 10.0) -> None:
         pass
 
 
-def rss_mb(pid: int, field: str = "VmRSS") -> float | None:
-    """`pid`'s resident set size (or its high-water mark, field="VmHWM") in MB; None once it
-    has exited."""
+def _proc_mb(path: str, name: str) -> float | None:
+    """The `name:` line of a /proc file that counts kB (status, smaps_rollup), in MB; None once
+    the process has exited."""
     try:
-        with open(f"/proc/{pid}/status", encoding="utf-8") as handle:
+        with open(path, encoding="utf-8") as handle:
             for line in handle:
-                if line.startswith(f"{field}:"):
+                if line.startswith(f"{name}:"):
                     return int(line.split()[1]) / 1024
     except (FileNotFoundError, ProcessLookupError):
         return None
     return None
+
+
+def rss_mb(pid: int, field: str = "VmRSS") -> float | None:
+    """`pid`'s resident set size (or its high-water mark, field="VmHWM") in MB."""
+    return _proc_mb(f"/proc/{pid}/status", field)
 
 
 def pss_mb(pid: int) -> float | None:
     """`pid`'s proportional set size in MB: its private pages plus its share of each page it
     shares (a library's code, say, mapped by the daemon and a run worker alike). Summed over
-    processes each page counts once, which summed RSS does not; None once it has exited."""
-    try:
-        with open(f"/proc/{pid}/smaps_rollup", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1]) / 1024
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return None
+    processes each page counts once, which summed RSS does not."""
+    return _proc_mb(f"/proc/{pid}/smaps_rollup", "Pss")
 
 
 def descendants(pid: int) -> list[int]:
