@@ -18,20 +18,18 @@ by a constant (clock_shift.py: libfaketime); the sandbox's market clock follows 
 and the alert's arrival at a loopback Discord webhook timed.
 
 Reported (one JSON line): `market_minutes`; `runs` and `runs_failed` (every run, schedules and
-sensors alike); `late_ticks`, scheduled runs that had not finished when their schedule's next
-tick came (by the schedule's own ticks, skipped ones included: a tick skipped because the
-previous run is still in flight is that run's lateness), by job in `late_ticks_by_job`;
-`alert_latency_s`, the slowest
-injected cross to reach Discord, each one's in `alert_latencies_s`, and `alerts_missed`, the
-crosses never alerted; `overrun_429s`,
-429s a window issued; `max_rate_over_limit`, the busiest 10 s any provider saw over its limit
-for 10 s; `peak_rss_mb`, daemon and runs summed at each 0.5 s sample, and `peak_pss_mb`, the
-same summed as PSS (a page the daemon and a run share counted once: what the box really held).
-Baseline in the same run:
-the demand the shipped cadences put on each account (requests/min at the universe's size) over
-its limit, `demand_over_limit`, at one request per symbol (the fan-out before multi-symbol bars);
-beside it what the day drew, `drawn_over_limit` (requests/min over the limit). Goals: 0
-overruns, 0 late ticks, rate ≤ 1.0, ≤ 400 MB, an alert within 90 s.
+sensors alike); `late_ticks`, scheduled runs that had not finished when their schedule's next tick
+came (by the schedule's own ticks, skipped ones included: a tick skipped because the previous run
+is still in flight is that run's lateness), by job in `late_ticks_by_job`; `alert_latency_s`, the
+slowest injected cross to reach Discord, each one's in `alert_latencies_s`, and `alerts_missed`,
+the crosses never alerted; `overrun_429s`, 429s a window issued; `max_rate_over_limit`, the busiest
+10 s any provider saw over its limit for 10 s; `peak_rss_mb`, daemon and runs summed at each 0.5 s
+sample, and `peak_pss_mb`, the same summed as PSS (a page the daemon and a run share counted once:
+what the box really held). Baseline in the same run: the demand the shipped cadences put on each
+account (requests/min at the universe's size) over its limit, `demand_over_limit`, at one request
+per symbol (the fan-out before multi-symbol bars); beside it what the day drew, `drawn_over_limit`
+(requests/min over the limit). Goals: 0 overruns, 0 late ticks, rate ≤ 1.0, ≤ 400 MB, an alert
+within 90 s.
 """
 
 from __future__ import annotations
