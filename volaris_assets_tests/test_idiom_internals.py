@@ -25,7 +25,17 @@ CALLED_WITH = {
     "InProcessCodeLocationOrigin": {"loadable_target_origin", "location_name"},
     "InProcessWorkspaceLoadTarget": {"origin"},
     "CheckRunHealthResult": {"status", "msg"},
-    "daemon_controller_from_instance": {"instance", "workspace_load_target", "log_level"},
+    "daemon_controller_from_instance": {
+        "instance",
+        "workspace_load_target",
+        "gen_daemons",
+        "log_level",
+    },
+    "consume_new_runs_for_automatic_reexecution": {
+        "workspace_process_context",
+        "run_records",
+        "logger",
+    },
     "get_python_environment_entry_point": {"executable_path"},
     "LaunchRunContext": {"dagster_run"},
     "core_execute_run": {"recon_job", "dagster_run", "instance", "inject_env_vars"},

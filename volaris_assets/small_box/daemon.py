@@ -31,6 +31,7 @@ from volaris_assets.dagster_internals import (
 )
 from volaris_assets.small_box import light_lane
 from volaris_assets.small_box.arenas import limit_arenas
+from volaris_assets.small_box.retries import small_box_daemons
 
 LOCATION_NAME = "volaris_assets"
 MODULE = "volaris_assets.definitions"
@@ -59,7 +60,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         with capture_interrupts(), DagsterInstance.get() as instance:
             with daemon_controller_from_instance(
-                instance, workspace_load_target=in_process_location(), log_level=args.log_level
+                instance,
+                workspace_load_target=in_process_location(),
+                gen_daemons=small_box_daemons,
+                log_level=args.log_level,
             ) as controller:
                 controller.check_daemon_loop()
     except KeyboardInterrupt:
