@@ -223,7 +223,7 @@ def test_store_applies_the_gcra(spec):
     assert paused_until - now == pytest.approx(1.0, abs=0.1)
     # After the pause: spaced from its end, no burst.
     assert [g.wait for g in after] == pytest.approx([1.0, 1.1], abs=0.05)
-    assert after[0].paused_until == paused_until
+    assert after[0].due == pytest.approx(paused_until, abs=1e-6)
     [acct] = stored
     assert (acct.provider, acct.limit, acct.cell.reserved) == ("acct", limit, 8)
 
@@ -315,6 +315,34 @@ def test_a_pause_voids_a_reservation_still_sleeping(spec):
         budget.close()
         other.close()
     assert sent >= paused_until
+
+
+def test_a_pause_keeps_the_slots_due_after_it(spec):
+    """A short pause (a window's Retry-After) costs the slots inside it, not the queue's: the
+    requests queued behind it go when they were due, not behind a new queue."""
+    budget = budget_on(spec, {"acct": Limit(5, 1)})
+    other = open_store(spec)
+
+    async def scenario() -> tuple[float, list[float]]:
+        await budget.acquire("acct")
+        start = time.time()
+
+        async def queued() -> float:
+            await budget.acquire("acct")
+            return time.time() - start
+
+        sent = [asyncio.ensure_future(queued()) for _ in range(2)]  # due in 0.2 and 0.4 s
+        await asyncio.sleep(0.05)
+        await asyncio.to_thread(other.pause, "acct", 0.1)
+        return start, list(await asyncio.gather(*sent))
+
+    try:
+        _, sent = asyncio.run(scenario())
+    finally:
+        budget.close()
+        other.close()
+    # Voided and queued again they would go at 0.6 and 0.8 s.
+    assert sent == pytest.approx([0.2, 0.4], abs=0.08)
 
 
 # -- priorities --------------------------------------------------------------------------------

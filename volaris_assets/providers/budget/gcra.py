@@ -9,7 +9,9 @@ spaced one interval apart in arrival order. Over any window of W seconds at most
 
 A pause (the provider answered 429) empties the budget at its end: no reservation falls due
 before `paused_until`, and the first one after it starts the spacing afresh instead of letting
-a burst of `burst` out the moment it ends.
+a burst of `burst` out the moment it ends. A reservation made before the pause keeps its slot if
+the slot falls due after the pause has ended; only the slots inside the pause are given up
+(`Grant.due`, and `ProviderBudget.acquire`).
 
 `max_wait` is how priority is expressed: a reservation that would have to wait longer is not
 made at all (the state is left as it was) and the caller is told when to ask again, the moment
@@ -67,13 +69,13 @@ class Grant:
     """What a reservation attempt answered.
 
     Admitted: sleep `wait` seconds, then send. Not admitted: nothing was reserved; ask again
-    in `wait` seconds. `paused_until` is the pause the backend knew of then (backend clock),
-    so that a pause set while the caller sleeps can be told apart from it.
+    in `wait` seconds. `due` is the moment `wait` ends on the backend's clock: a pause set
+    while the caller sleeps voids the grant only if it ends after `due`.
     """
 
     admitted: bool
     wait: float
-    paused_until: float
+    due: float
 
 
 @dataclass
@@ -96,10 +98,10 @@ def reserve(cell: Cell, now: float, limit: Limit, max_wait: float | None) -> Gra
     start = max(cell.tat, now, cell.paused_until + limit.head_start)
     wait = max(0.0, start - now - limit.head_start)
     if max_wait is not None and wait > max_wait:
-        return Grant(admitted=False, wait=wait - max_wait, paused_until=cell.paused_until)
+        return Grant(admitted=False, wait=wait - max_wait, due=now + wait - max_wait)
     cell.tat = start + limit.interval
     count(cell, now)
-    return Grant(admitted=True, wait=wait, paused_until=cell.paused_until)
+    return Grant(admitted=True, wait=wait, due=now + wait)
 
 
 def count(cell: Cell, now: float) -> None:

@@ -72,8 +72,10 @@ WITH locked AS (
     FROM verdict AS v
     WHERE b.provider = v.provider AND v.admitted
 )
-SELECT admitted, CASE WHEN admitted THEN wait ELSE wait - :max_wait END, paused_until
-FROM verdict
+SELECT admitted, answer, now + answer FROM (
+    SELECT admitted, now, CASE WHEN admitted THEN wait ELSE wait - :max_wait END AS answer
+    FROM verdict
+) answered
 """
 _PAUSE = """
 UPDATE {table} SET
@@ -148,8 +150,8 @@ class PostgresStore:
             "max_wait": max_wait,
         }
         row = self._on_row(provider, lambda conn: conn.execute(self._sql["reserve"], params))
-        admitted, wait, paused_until = row
-        return Grant(admitted=admitted, wait=wait, paused_until=paused_until)
+        admitted, wait, due = row
+        return Grant(admitted=admitted, wait=wait, due=due)
 
     def pause(self, provider: str, seconds: float) -> float:
         params = {"provider": provider, "seconds": seconds}

@@ -39,7 +39,7 @@ local reserved_before = tonumber(cell[5]) or 0
 local start = math.max(tat, now, paused_until + head_start)
 local wait = math.max(0, start - now - head_start)
 if max_wait and wait > max_wait then
-    return {0, number(wait - max_wait), number(paused_until)}
+    return {0, number(wait - max_wait), number(now + wait - max_wait)}
 end
 local this_minute = math.floor(now / 60)
 if this_minute ~= minute then
@@ -50,7 +50,7 @@ redis.call('HSET', KEYS[1], 'tat', number(start + interval), 'paused_until', num
            'minute', this_minute, 'reserved', reserved + 1, 'reserved_before', reserved_before,
            'rate', ARGV[4], 'burst', ARGV[5], 'updated_at', number(now))
 redis.call('SADD', KEYS[2], ARGV[6])
-return {1, number(wait), number(paused_until)}
+return {1, number(wait), number(now + wait)}
 """
 )
 # ARGV: seconds, provider.
@@ -100,8 +100,8 @@ class RedisStore:
             repr(limit.burst),
             provider,
         ]
-        admitted, wait, paused_until = self._reserve(keys=self._keys(provider), args=args)
-        return Grant(admitted=bool(admitted), wait=float(wait), paused_until=float(paused_until))
+        admitted, wait, due = self._reserve(keys=self._keys(provider), args=args)
+        return Grant(admitted=bool(admitted), wait=float(wait), due=float(due))
 
     def pause(self, provider: str, seconds: float) -> float:
         return float(self._pause(keys=self._keys(provider), args=[repr(seconds), provider]))
