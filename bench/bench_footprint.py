@@ -33,6 +33,7 @@ from pathlib import Path
 import dagster as dg
 
 from bench import common
+from volaris_assets.small_box.procfs import parent_pid
 
 SESSION = "2026-11-24"
 JOB = "wheel_scan_job"
@@ -58,7 +59,7 @@ def role(pid: int) -> str:
     command = common.command_line(pid)
     if "small_box.daemon" in command:
         depth = 0
-        while common.command_line(parent := common.parent_pid(pid)) == command:
+        while common.command_line(parent := parent_pid(pid)) == command:
             depth, pid = depth + 1, parent
         return ("daemon + code location", "fork server", "run worker")[min(depth, 2)]
     for needle, name in (

@@ -221,15 +221,6 @@ def command_line(pid: int) -> str:
     return raw.replace(b"\0", b" ").decode(errors="replace").strip()
 
 
-def parent_pid(pid: int) -> int:
-    """`pid`'s parent (0 once it is gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0
-    return int(stat[stat.rindex(")") + 2 :].split()[1])
-
-
 @dataclass
 class RssSampler:
     """Samples the summed RSS of the process trees under `roots` every `interval_s`.

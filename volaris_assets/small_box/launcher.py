@@ -23,7 +23,6 @@ import signal
 import subprocess
 import threading
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, Self
 
 from dagster import DagsterRun, serialize_value
@@ -39,21 +38,10 @@ from volaris_assets.dagster_internals import (
     get_python_environment_entry_point,
 )
 from volaris_assets.small_box import forkserver, light_lane
+from volaris_assets.small_box.procfs import started_at
 
 PID_TAG = light_lane.PID_TAG
 START_TAG = "volaris/run_worker_start"
-
-
-def started_at(pid: int) -> str | None:
-    """When the process started (clock ticks after boot, /proc/<pid>/stat), or None when it
-    is gone or a zombie: with the pid, a name for the process that no later one shares."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "; comm may hold spaces
-    state, start = fields[0], fields[19]
-    return None if state == "Z" else start
 
 
 class LocalProcessRunLauncher(RunLauncher, ConfigurableClass):

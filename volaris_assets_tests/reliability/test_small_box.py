@@ -24,6 +24,7 @@ import yaml
 from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
 
 from volaris_assets.small_box.launcher import PID_TAG, LocalProcessRunLauncher
+from volaris_assets.small_box.procfs import parent_pid
 from volaris_assets.universe.constituents import SP500, index_members
 from volaris_assets_tests.reliability.market_setup import (
     SNAPSHOT,
@@ -97,11 +98,6 @@ def finished(instance: dg.DagsterInstance, run_id: str) -> dg.DagsterRun:
     return wait_for(done, 120, f"run {run_id} to finish")
 
 
-def parent_of(pid: int) -> int:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return int(stat[stat.rindex(")") + 2 :].split()[1])
-
-
 def children_of(pid: int) -> list[int]:
     return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
@@ -126,8 +122,8 @@ def test_daemon_holds_the_code_and_runs_start_in_forked_workers(small_box):
     worker = int(run.tags[PID_TAG])
     # Forked from the fork server, itself forked from the daemon: no new interpreter, and the
     # imported code shared with the daemon instead of imported again (~175 MB).
-    server = parent_of(worker)
-    assert parent_of(server) == daemon
+    server = parent_pid(worker)
+    assert parent_pid(server) == daemon
     assert command_line(worker) == command_line(daemon)
     assert shared_mb(worker) > 60, f"the worker shares only {shared_mb(worker):.0f} MB"
 
