@@ -5,11 +5,10 @@ full-universe run.
 
 The small-box layout (deploy/small-box): `volaris-daemon`, Dagster's daemon with the code
 location loaded in-process (no code server), Dagster storage in SQLite under DAGSTER_HOME, the
-run started by the daemon's queue in a worker forked from the daemon's fork server
-(`LocalProcessRunLauncher`, `small_box/forkserver.py`), which shares the imported code with the
-daemon: summed RSS counts those shared pages once per process, PSS once. The webserver is not
-running; it is started on demand. The run is `wheel_scan_job` for one session over the whole
-scan universe (1,205 symbols, simulated market), submitted with `dagster job launch`.
+run started by the daemon's queue as a `dagster api execute_run` process of its own
+(`LocalProcessRunLauncher`). The webserver is not running; it is started on demand. The run
+is `wheel_scan_job` for one session over the whole scan universe (1,205 symbols, simulated
+market), submitted with `dagster job launch`.
 
 Every process's RSS is read from /proc every 0.2 s; the figure is the largest sum seen while the
 run was in flight, with each process's share at that moment. PSS (shared library pages split
@@ -33,7 +32,6 @@ from pathlib import Path
 import dagster as dg
 
 from bench import common
-from volaris_assets.small_box.procfs import parent_pid
 
 SESSION = "2026-11-24"
 JOB = "wheel_scan_job"
@@ -54,18 +52,13 @@ def pss_mb(pid: int) -> float | None:
 
 
 def role(pid: int) -> str:
-    """A short name for a process of the deployment, from its command line (and, for the
-    daemon's forks, which keep its command line, from how many forks down it is)."""
+    """A short name for a process of the deployment, from its command line."""
     command = common.command_line(pid)
-    if "small_box.daemon" in command:
-        depth = 0
-        while common.command_line(parent := parent_pid(pid)) == command:
-            depth, pid = depth + 1, parent
-        return ("daemon + code location", "fork server", "run worker")[min(depth, 2)]
     for needle, name in (
         ("execute_run", "run worker"),
         ("multiprocessing.spawn", "run worker"),
         ("resource_tracker", "multiprocessing resource tracker"),
+        ("small_box.daemon", "daemon + code location"),
         ("api grpc", "code server (gRPC)"),
         ("code-server start", "code-server proxy"),
         ("dagster_webserver", "webserver"),

@@ -16,7 +16,6 @@ test_idiom_internals.py checks each name and the signature we call it with again
 Dagster, so such an upgrade fails there, loudly, rather than on a box at 3 a.m.
 """
 
-from dagster._cli.api import api_cli
 from dagster._core.definitions.unresolved_asset_job_definition import (
     UnresolvedAssetJobDefinition,
 )
@@ -65,7 +64,6 @@ __all__ = [
     "UnresolvedAssetJobDefinition",
     "WILL_RETRY_TAG",
     "WorkerStatus",
-    "api_cli",
     "capture_interrupts",
     "consume_new_runs_for_automatic_reexecution",
     "core_execute_run",

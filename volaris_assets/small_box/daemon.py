@@ -29,7 +29,7 @@ from volaris_assets.dagster_internals import (
     capture_interrupts,
     daemon_controller_from_instance,
 )
-from volaris_assets.small_box import forkserver, light_lane
+from volaris_assets.small_box import light_lane
 from volaris_assets.small_box.arenas import limit_arenas
 from volaris_assets.small_box.retries import small_box_daemons
 
@@ -57,7 +57,6 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     limit_arenas()
     light_lane.host_here()
-    forkserver.host_here(MODULE)
     try:
         with capture_interrupts(), DagsterInstance.get() as instance:
             with daemon_controller_from_instance(

@@ -1,19 +1,15 @@
-"""A run launcher that starts each run in a local worker process of its own.
+"""A run launcher that starts each run as a local `dagster api execute_run` process.
 
 Dagster's `DefaultRunLauncher` asks a gRPC code server to start runs, so it needs that server
 (~190 MB of its own on this project). The small box (deploy/small-box) loads the code location
 inside the daemon instead, and launches runs the way Dagster's Docker and Kubernetes launchers
 do: `dagster api execute_run` with the run's `ExecuteRunArgs`, in a fresh process per run,
-whose memory goes back to the box when the run ends. In `volaris-daemon` the worker is forked
-from the daemon's fork server and shares the imported code with it (`forkserver.py`);
-elsewhere, or when the fork server is gone, it is a new `dagster api execute_run` process.
+whose memory goes back to the box when the run ends.
 
-The worker's pid and start time are stored on the run (`volaris/run_worker_pid`,
-`volaris/run_worker_start`), which is what lets the web UI process (which did not start the
-worker) terminate it, and the daemon's run monitoring notice a worker that died without
-reporting (the OOM killer on a 512 MB box): `check_run_worker_health` answers FAILED, and
-`run_retries` starts the run again. The start time tells the worker from a later process that
-reuses its pid.
+The worker's pid is stored on the run (`volaris/run_worker_pid`), which is what lets the web UI
+process (which did not start the worker) terminate it, and the daemon's run monitoring notice a
+worker that died without reporting (the OOM killer on a 512 MB box): `check_run_worker_health`
+answers FAILED, and `run_retries` starts the run again.
 """
 
 from __future__ import annotations
@@ -23,6 +19,7 @@ import signal
 import subprocess
 import threading
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Self
 
 from dagster import DagsterRun, serialize_value
@@ -37,11 +34,17 @@ from volaris_assets.dagster_internals import (
     WorkerStatus,
     get_python_environment_entry_point,
 )
-from volaris_assets.small_box import forkserver, light_lane
-from volaris_assets.small_box.procfs import started_at
+from volaris_assets.small_box import light_lane
 
 PID_TAG = light_lane.PID_TAG
-START_TAG = "volaris/run_worker_start"
+
+
+def _command_line(pid: int) -> str:
+    """The process's command line, or "" when it is gone or a zombie (no cmdline left)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
 
 
 class LocalProcessRunLauncher(RunLauncher, ConfigurableClass):
@@ -73,23 +76,31 @@ class LocalProcessRunLauncher(RunLauncher, ConfigurableClass):
         job_origin = run.job_code_origin
         if job_origin is None:
             raise ValueError(f"run {run.run_id} has no code origin: nothing to execute")
-        args = serialize_value(
-            ExecuteRunArgs(
-                job_origin=job_origin, run_id=run.run_id, instance_ref=self._instance.get_ref()
-            )
+        args = ExecuteRunArgs(
+            job_origin=job_origin, run_id=run.run_id, instance_ref=self._instance.get_ref()
         )
-        pid = forkserver.spawn(args) or _start_process(job_origin.executable_path, args)
-        # A worker that has already finished has no start time left; the run's own events
-        # say how it ended.
-        tags = {PID_TAG: str(pid), START_TAG: started_at(pid) or "exited"}
-        self._instance.add_run_tags(run.run_id, tags)
+        # The code location's own interpreter, as `python -m dagster`: the origin's default
+        # entry point is a bare `dagster`, which is only right where it is on PATH (containers).
+        command = [
+            *get_python_environment_entry_point(job_origin.executable_path),
+            "api",
+            "execute_run",
+            serialize_value(args),
+        ]
+        # A session of its own: a Ctrl-C or SIGTERM aimed at the daemon's process group does
+        # not reach a run in flight; the run ends on its own terms or through terminate().
+        worker = subprocess.Popen(command, start_new_session=True)
+        # Reap the worker as soon as it exits (no zombie waiting for the next health check).
+        threading.Thread(target=worker.wait, name=f"reap-{run.run_id}", daemon=True).start()
+        self._instance.add_run_tags(run.run_id, {PID_TAG: str(worker.pid)})
 
     def _worker_alive(self, run: DagsterRun) -> bool | None:
         """True/False when the run's worker is known, None when the run never had one."""
         pid = run.tags.get(PID_TAG)
         if pid is None:
             return None
-        return started_at(int(pid)) == run.tags.get(START_TAG)
+        # The run id is on the worker's command line; checking it guards against pid reuse.
+        return run.run_id in _command_line(int(pid))
 
     def terminate(self, run_id: str) -> bool:
         run = self._instance.get_run_by_id(run_id)
@@ -132,21 +143,3 @@ class LocalProcessRunLauncher(RunLauncher, ConfigurableClass):
             WorkerStatus.FAILED,
             msg=f"Run worker (pid {run.tags[PID_TAG]}) exited without finishing the run.",
         )
-
-
-def _start_process(executable_path: str | None, execute_run_args: str) -> int:
-    """Start `dagster api execute_run` for one run; its pid."""
-    # The code location's own interpreter, as `python -m dagster`: the origin's default
-    # entry point is a bare `dagster`, which is only right where it is on PATH (containers).
-    command = [
-        *get_python_environment_entry_point(executable_path),
-        "api",
-        "execute_run",
-        execute_run_args,
-    ]
-    # A session of its own: a Ctrl-C or SIGTERM aimed at the daemon's process group does not
-    # reach a run in flight; the run ends on its own terms or through terminate().
-    worker = subprocess.Popen(command, start_new_session=True)
-    # Reap the worker as soon as it exits (no zombie waiting for the next health check).
-    threading.Thread(target=worker.wait, name=f"reap-{worker.pid}", daemon=True).start()
-    return worker.pid
