@@ -30,7 +30,7 @@ from dagster._core.remote_origin import InProcessCodeLocationOrigin
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.storage.tags import AUTO_RETRY_RUN_ID_TAG, WILL_RETRY_TAG
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
-from dagster._core.workspace.context import IWorkspaceProcessContext
+from dagster._core.workspace.context import IWorkspaceProcessContext, WorkspaceProcessContext
 from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
 from dagster._daemon.auto_run_reexecution.auto_run_reexecution import (
     consume_new_runs_for_automatic_reexecution,
@@ -64,6 +64,7 @@ __all__ = [
     "UnresolvedAssetJobDefinition",
     "WILL_RETRY_TAG",
     "WorkerStatus",
+    "WorkspaceProcessContext",
     "capture_interrupts",
     "consume_new_runs_for_automatic_reexecution",
     "core_execute_run",

@@ -11,8 +11,10 @@ contending for the file, that gap is wide enough to hit: a clean-clone CI run of
 
 `CatchUpRetries` is Dagster's daemon plus a second look on every iteration: failed runs updated
 in the last `CATCH_UP_WINDOW`, tagged `will_retry=true`, that no retry names yet go through
-Dagster's own retry function. That function returns without a second run when a retry exists, so
-a run the event-log pass already retried is not started twice.
+Dagster's own retry function, once each. That function returns without a second run when a
+retry exists, so a run the event-log pass already retried is not started twice; and a run it
+declines (its backfill has ended) keeps its tag, which is why each run gets one look only:
+otherwise it would be declined, with an engine event on the run, every few seconds.
 """
 
 from __future__ import annotations
@@ -53,9 +55,18 @@ def unretried_failures(instance: dg.DagsterInstance) -> list[dg.RunRecord]:
 class CatchUpRetries(EventLogConsumerDaemon):
     """Dagster's retry daemon, which also retries the failures its event-log poll missed."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._looked_at: set[str] = set()
+
     def run_iteration(self, workspace_process_context: IWorkspaceProcessContext) -> Iterator:
         yield from super().run_iteration(workspace_process_context)
-        missed = unretried_failures(workspace_process_context.instance)
+        missed = [
+            record
+            for record in unretried_failures(workspace_process_context.instance)
+            if record.dagster_run.run_id not in self._looked_at
+        ]
+        self._looked_at.update(record.dagster_run.run_id for record in missed)
         if missed:
             self._logger.info(
                 "retrying %d failed run(s) the event-log poll passed over: %s",

@@ -15,7 +15,6 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import yaml
-from dagster._core.workspace.context import WorkspaceProcessContext
 
 from volaris_assets.dagster_internals import (
     WILL_RETRY_TAG,
@@ -23,6 +22,7 @@ from volaris_assets.dagster_internals import (
     InProcessCodeLocationOrigin,
     InProcessWorkspaceLoadTarget,
     LoadableTargetOrigin,
+    WorkspaceProcessContext,
     create_daemons_from_instance,
 )
 from volaris_assets.small_box.retries import CatchUpRetries, small_box_daemons
@@ -59,13 +59,16 @@ def workspace(tmp_path) -> Iterator[WorkspaceProcessContext]:
             yield context
 
 
-def started_run(context: WorkspaceProcessContext) -> dg.DagsterRun:
+def started_run(
+    context: WorkspaceProcessContext, tags: dict[str, str] | None = None
+) -> dg.DagsterRun:
     """A run of the location's job, as far as a worker that is then killed gets it."""
     location = context.create_request_context().get_code_location(LOCATION)
     remote_job = location.get_repository("__repository__").get_full_job("noop_job")
     return context.instance.create_run_for_job(
         defs.get_job_def("noop_job"),
         status=dg.DagsterRunStatus.STARTED,
+        tags=tags,
         remote_job_origin=remote_job.get_remote_origin(),
         job_code_origin=remote_job.get_python_origin(),
     )
@@ -133,6 +136,24 @@ def test_a_run_retried_in_the_usual_way_is_not_retried_again(workspace):
     for _ in range(3):
         list(daemon.run_iteration(workspace))
     assert len(retries_of(workspace.instance, run)) == 1
+
+
+def test_a_run_dagster_declines_to_retry_is_looked_at_once(workspace):
+    """A backfill's run whose backfill is gone keeps `will_retry=true`, and Dagster declines it
+    with an engine event each time it is asked: the event-log pass once, the second look once."""
+    daemon = CatchUpRetries()
+    list(daemon.run_iteration(workspace))
+    run = started_run(workspace, tags={"dagster/backfill": "deleted"})
+    workspace.instance.report_run_failed(run, "worker killed (SIGKILL)")
+    for _ in range(4):
+        list(daemon.run_iteration(workspace))
+    declined = [
+        record
+        for record in workspace.instance.all_logs(run.run_id)
+        if "backfill that no longer exists" in (record.message or "")
+    ]
+    assert retries_of(workspace.instance, run) == []
+    assert len(declined) == 2
 
 
 def test_the_small_box_runs_dagsters_daemons_with_only_the_retry_daemon_swapped(tmp_path):
