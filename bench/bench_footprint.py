@@ -40,17 +40,6 @@ GOAL_MB = 400
 SETTLE_S = 8.0
 
 
-def pss_mb(pid: int) -> float | None:
-    """`pid`'s proportional set size in MB; None once it has exited."""
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
 def role(pid: int) -> str:
     """A short name for a process of the deployment, from its command line."""
     command = common.command_line(pid)
@@ -142,7 +131,7 @@ def observe(
             name_new(roles, latest[2])
             seen_worker |= any(roles[pid] == "run worker" for pid in latest[2])
             if latest[1] > best[0]:
-                shares = [pss_mb(pid) for pid in latest[2]]
+                shares = [common.pss_mb(pid) for pid in latest[2]]
                 if None not in shares:  # a process that ended since the sample would drop out
                     best = (latest[1], dict(latest[2]), sum(shares))
             if done:

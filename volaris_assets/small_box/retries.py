@@ -57,19 +57,18 @@ class CatchUpRetries(EventLogConsumerDaemon):
 
     def __init__(self) -> None:
         super().__init__()
+        # The candidates of the last pass: a run leaves it with its retry or with the window,
+        # so the set never holds more than one query's rows.
         self._looked_at: set[str] = set()
 
     def run_iteration(self, workspace_process_context: IWorkspaceProcessContext) -> Iterator:
         yield from super().run_iteration(workspace_process_context)
-        missed = [
-            record
-            for record in unretried_failures(workspace_process_context.instance)
-            if record.dagster_run.run_id not in self._looked_at
-        ]
-        self._looked_at.update(record.dagster_run.run_id for record in missed)
+        candidates = unretried_failures(workspace_process_context.instance)
+        missed = [r for r in candidates if r.dagster_run.run_id not in self._looked_at]
+        self._looked_at = {r.dagster_run.run_id for r in candidates}
         if missed:
             self._logger.info(
-                "retrying %d failed run(s) the event-log poll passed over: %s",
+                "second look at %d failed run(s) marked for retry without one: %s",
                 len(missed),
                 ", ".join(r.dagster_run.run_id for r in missed),
             )
