@@ -16,8 +16,14 @@ from volaris_assets.settings import Settings
 daily_bars_job = dg.define_asset_job(
     "daily_bars_job", selection=[daily_bars], tags={"volaris/capability": "daily"}
 )
+# First in the run queue: when a 5-minute bars tick and a 15-minute chain snapshot fall due
+# together on a box with one run slot, the bars run (under a minute) goes before the chain run
+# (minutes on Schwab's budget) instead of waiting it out and missing its next tick. Dagster's
+# queue dequeues by `dagster/priority`, highest first; it never stops a run already going.
 intraday_bars_job = dg.define_asset_job(
-    "intraday_bars_job", selection=[intraday_bars], tags={"volaris/capability": "intraday"}
+    "intraday_bars_job",
+    selection=[intraday_bars],
+    tags={"volaris/capability": "intraday", "dagster/priority": "1"},
 )
 
 
