@@ -53,9 +53,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -294,24 +296,41 @@ def run_scan(work: Path, symbols: list[str], concurrency: int, **chain_env: str)
     return ScanRun(wall_s, cpu_s, meta, outcomes(work), common.shown(command))
 
 
-def scan_at(rate: int, symbols: list[str], concurrency: int, seed_subset: int, faults: str) -> dict:
-    """One sandbox at `rate`, the scan through it, then the seed loop through it."""
+@contextlib.contextmanager
+def schwab_sandbox(
+    rate: int, faults: str, symbols: list[str], seed_symbols: list[str]
+) -> Iterator[tuple[Path, dict[str, str]]]:
+    """A work dir and a sandbox enforcing `schwab=rate/1` with `faults`, its chains rendered
+    beforehand where rendering would take a good part of its core; the clients' settings."""
     with common.workdir("scan") as work:
         sandbox, settings = start_sandbox(work, {"schwab": f"{rate}/1"}, faults)
         try:
             if rate * RENDER_S > 0.3:
-                asyncio.run(warm(settings, symbols, symbols[:seed_subset], rate))
-            run = run_scan(
-                work,
-                symbols,
-                concurrency,
-                VOLARIS_CHAIN_PROVIDERS="schwab",
-                VOLARIS_RATE_LIMITS=f"schwab={rate}/1:1",
-                **settings,
-            )
-            seed = asyncio.run(seed_loop(settings, symbols[:seed_subset], work))
+                asyncio.run(warm(settings, symbols, seed_symbols, rate))
+            yield work, settings
         finally:
             common.stop_group(sandbox)
+
+
+def schwab_scan(
+    work: Path, settings: dict[str, str], rate: int, symbols: list[str], concurrency: int
+) -> ScanRun:
+    """The scan on Schwab alone, its client budget set to `rate` requests/s."""
+    return run_scan(
+        work,
+        symbols,
+        concurrency,
+        VOLARIS_CHAIN_PROVIDERS="schwab",
+        VOLARIS_RATE_LIMITS=f"schwab={rate}/1:1",
+        **settings,
+    )
+
+
+def scan_at(rate: int, symbols: list[str], concurrency: int, seed_subset: int, faults: str) -> dict:
+    """One sandbox at `rate`, the scan through it, then the seed loop through it."""
+    with schwab_sandbox(rate, faults, symbols, symbols[:seed_subset]) as (work, settings):
+        run = schwab_scan(work, settings, rate, symbols, concurrency)
+        seed = asyncio.run(seed_loop(settings, symbols[:seed_subset], work))
 
     scan, step_s, per_s, success = run.scan, run.fan_out_s, run.symbols_per_s, run.success
     ceiling_over_r = 1 - FAULT_FRACTION
@@ -378,20 +397,8 @@ def unpaced_symbols_per_s(symbols: list[str], concurrency: int, faults: str) -> 
     ceiling where this is higher; where it is not, the machine's CPU, not the budget, is
     what a run at R measures."""
     rate = UNPACED
-    with common.workdir("scan-unpaced") as work:
-        sandbox, settings = start_sandbox(work, {"schwab": f"{rate}/1"}, faults)
-        try:
-            asyncio.run(warm(settings, symbols, [], rate))
-            run = run_scan(
-                work,
-                symbols,
-                concurrency,
-                VOLARIS_CHAIN_PROVIDERS="schwab",
-                VOLARIS_RATE_LIMITS=f"schwab={rate}/1:1",
-                **settings,
-            )
-        finally:
-            common.stop_group(sandbox)
+    with schwab_sandbox(rate, faults, symbols, []) as (work, settings):
+        run = schwab_scan(work, settings, rate, symbols, concurrency)
     print(
         f"unpaced (R = {rate}, no budget reached): {run.symbols_per_s:.1f} symbols/s, "
         f"requests {run.scan['requests'] / run.fan_out_s:.1f}/s, success {run.success:.4%}, "
