@@ -20,11 +20,12 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import yaml
-from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
 
+from volaris_assets.dagster_internals import CheckRunHealthResult, WorkerStatus
 from volaris_assets.small_box.launcher import PID_TAG, LocalProcessRunLauncher
 from volaris_assets.universe.constituents import SP500, index_members
 from volaris_assets_tests.reliability.market_setup import (
+    SESSION,
     SNAPSHOT,
     materialize_universe,
     subprocess_env,
@@ -59,11 +60,10 @@ def small_box(reliability_sandbox, tmp_path_factory) -> Iterator[tuple[dg.Dagste
             yield instance, {**env, "daemon_pid": str(process.pid), "workdir": str(tmp_path)}
 
 
-def launch(instance: dg.DagsterInstance, env: dict) -> dg.DagsterRun:
-    """Queue an option_chains run the way the UI's launch button does; return it once the
-    daemon has started its worker."""
-    workdir = Path(env["workdir"])
-    before = {r.run_id for r in instance.get_runs(dg.RunsFilter(job_name="option_chains_job"))}
+def queue(instance: dg.DagsterInstance, workdir: Path, env: dict, job: str, partition: str) -> str:
+    """Queue a run of `job` for `partition` the way the UI's launch button does (`dagster job
+    launch` submits to the instance's run queue); return its run id."""
+    before = {r.run_id for r in instance.get_runs(dg.RunsFilter(job_name=job))}
     command = [
         str(BIN / "dagster"),
         "job",
@@ -71,18 +71,24 @@ def launch(instance: dg.DagsterInstance, env: dict) -> dg.DagsterRun:
         "-w",
         str(workdir / "workspace.yaml"),
         "-j",
-        "option_chains_job",
+        job,
         "--tags",
-        f'{{"dagster/partition": "{SNAPSHOT}"}}',
+        f'{{"dagster/partition": "{partition}"}}',
     ]
     process = start_group(command, env, workdir / "launch.log")
     assert process.wait(timeout=120) == 0, (workdir / "launch.log").read_text()[-3000:]
+    (new,) = {r.run_id for r in instance.get_runs(dg.RunsFilter(job_name=job))} - before
+    return new
+
+
+def launch(instance: dg.DagsterInstance, env: dict) -> dg.DagsterRun:
+    """Queue an option_chains run; return it once the daemon has started its worker."""
+    run_id = queue(instance, Path(env["workdir"]), env, "option_chains_job", SNAPSHOT)
 
     def started() -> dg.DagsterRun | None:
-        runs = instance.get_runs(dg.RunsFilter(job_name="option_chains_job"))
-        new = [r for r in runs if r.run_id not in before]
-        if new and new[0].status == dg.DagsterRunStatus.STARTED and PID_TAG in new[0].tags:
-            return new[0]
+        run = instance.get_run_by_id(run_id)
+        if run.status == dg.DagsterRunStatus.STARTED and PID_TAG in run.tags:
+            return run
         return None
 
     return wait_for(started, 120, "the daemon to start the run's worker")
@@ -180,3 +186,25 @@ def test_health_check_is_not_fooled_by_a_reused_pid():
     assert launcher.check_run_worker_health(run).status == WorkerStatus.FAILED
     untagged = dg.DagsterRun(job_name="noop")
     assert launcher.check_run_worker_health(untagged).status == WorkerStatus.NOT_FOUND
+
+
+def test_intraday_bars_go_before_a_chain_run_queued_first(reliability_sandbox, tmp_path):
+    """The one run slot goes to the 5-minute bars before a chain snapshot that fell due at the
+    same moment (`dagster/priority` on intraday_bars_job): both are queued before the daemon
+    starts, the chain run first, and the bars run starts first all the same."""
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(SMALL_BOX / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(SMALL_BOX / "workspace.yaml", tmp_path / "workspace.yaml")
+    env = subprocess_env(f"sqlite:///{tmp_path / 'warehouse.db'}", str(home), reliability_sandbox)
+    symbols = [m.symbol for m in index_members((SP500,)).members][:SYMBOL_COUNT]
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert materialize_universe(env["DATABASE_URL"], symbols, instance).success
+        chains = queue(instance, tmp_path, env, "option_chains_job", SNAPSHOT)
+        bars = queue(instance, tmp_path, env, "intraday_bars_job", SESSION)
+        daemon = [sys.executable, "-m", "volaris_assets.small_box.daemon"]
+        with running(daemon, env, tmp_path / "daemon.log", cwd=tmp_path):
+            for run_id in (bars, chains):
+                assert finished(instance, run_id).status == dg.DagsterRunStatus.SUCCESS
+        records = {r.dagster_run.run_id: r for r in instance.get_run_records()}
+        assert records[bars].end_time <= records[chains].start_time
