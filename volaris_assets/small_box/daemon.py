@@ -30,7 +30,7 @@ from volaris_assets.dagster_internals import (
     daemon_controller_from_instance,
 )
 from volaris_assets.small_box import light_lane
-from volaris_assets.small_box.arenas import limit_arenas
+from volaris_assets.small_box.malloc import tune_malloc
 from volaris_assets.small_box.retries import small_box_daemons
 
 LOCATION_NAME = "volaris_assets"
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--log-level", default="info", help="the daemon's log level")
     args = parser.parse_args(argv)
-    limit_arenas()
+    tune_malloc()
     light_lane.host_here()
     try:
         with capture_interrupts(), DagsterInstance.get() as instance:

@@ -35,6 +35,8 @@ from volaris_assets_tests.reliability.processes import BIN, running, start_group
 SMALL_BOX = Path(__file__).resolve().parents[2] / "deploy" / "small-box"
 SYMBOL_COUNT = 20
 TERMINAL = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
+# What an operator might set in the daemon's unit instead of the small box's malloc settings.
+OPERATOR_MALLOC = {"MALLOC_ARENA_MAX": "4", "MALLOC_MMAP_THRESHOLD_": "65536"}
 
 
 @pytest.fixture(scope="module")
@@ -109,8 +111,9 @@ def test_daemon_holds_the_code_and_runs_start_in_workers(small_box):
     worker = int(run.tags[PID_TAG])
     assert worker != int(env["daemon_pid"])
     assert run.run_id in Path(f"/proc/{worker}/cmdline").read_text()
-    # The daemon capped its malloc arenas and passed the cap on (see small_box/arenas.py).
-    assert "MALLOC_ARENA_MAX=2" in Path(f"/proc/{worker}/environ").read_text().split("\0")
+    # The daemon tuned its malloc and passed the settings on (see small_box/malloc.py).
+    environ = Path(f"/proc/{worker}/environ").read_text().split("\0")
+    assert {"MALLOC_ARENA_MAX=2", "MALLOC_MMAP_THRESHOLD_=131072"} <= set(environ)
 
     assert finished(instance, run.run_id).status == dg.DagsterRunStatus.SUCCESS
     # The worker is gone and reaped (no zombie left for the next launch to collect).
@@ -164,17 +167,18 @@ def test_killed_worker_is_failed_by_monitoring_and_retried(small_box):
     assert finished(instance, retried.run_id).status == dg.DagsterRunStatus.SUCCESS
 
 
-def test_an_operators_arena_setting_is_kept():
+def test_an_operators_malloc_settings_are_kept():
     probe = (
         "import os\n"
-        "from volaris_assets.small_box.arenas import limit_arenas\n"
-        "print(limit_arenas(), os.environ['MALLOC_ARENA_MAX'])"
+        "from volaris_assets.small_box.malloc import tune_malloc\n"
+        "print(sorted(tune_malloc().items()), os.environ['MALLOC_MMAP_THRESHOLD_'])"
     )
-    for preset, expected in ((None, "True 2"), ("4", "True 4")):
-        env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
-        env.update({"MALLOC_ARENA_MAX": preset} if preset else {})
+    ours = "[('MALLOC_ARENA_MAX', '2'), ('MALLOC_MMAP_THRESHOLD_', '131072')] 131072"
+    theirs = "[('MALLOC_ARENA_MAX', '4'), ('MALLOC_MMAP_THRESHOLD_', '65536')] 65536"
+    for preset, expected in (({}, ours), (OPERATOR_MALLOC, theirs)):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
         done = subprocess.run(
-            [sys.executable, "-c", probe], env=env, capture_output=True, text=True
+            [sys.executable, "-c", probe], env=env | preset, capture_output=True, text=True
         )
         assert done.stdout.strip() == expected, done.stderr
 
