@@ -16,9 +16,7 @@ workers it starts.
   bench.bench_memory --sizes 600` with two arenas, same hour: option_chains' run worker
   221.2 → 211.4 MB, an empty run 180.3 → 174.7 MB; the scan and intraday runs unchanged
   (192.0 / 196.6 → 191.9 / 195.9 MB). The scan's CPU per symbol is unchanged (15.6 → 15.4 ms,
-  `python -m bench.bench_scan --rates 100`). The small box's replayed trading hour
-  (`bench.bench_day --minutes 60`) peaked at 427 MB summed RSS / 370 MB PSS with it, against
-  469 / 415 without.
+  `python -m bench.bench_scan --rates 100`).
 
 Both are applied to this process with `mallopt` (where the C library is glibc) and exported for
 the processes it starts, whose glibc reads them at start. A value the operator set in the

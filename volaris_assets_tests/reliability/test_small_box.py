@@ -9,6 +9,7 @@ run over `SYMBOL_COUNT` symbols last long enough to reach it mid-run.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -35,8 +36,8 @@ from volaris_assets_tests.reliability.processes import BIN, running, start_group
 SMALL_BOX = Path(__file__).resolve().parents[2] / "deploy" / "small-box"
 SYMBOL_COUNT = 20
 TERMINAL = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
-# What an operator might set in the daemon's unit instead of the small box's malloc settings.
-OPERATOR_MALLOC = {"MALLOC_ARENA_MAX": "4", "MALLOC_MMAP_THRESHOLD_": "65536"}
+# The malloc settings the daemon applies and passes on (small_box/malloc.py).
+SMALL_BOX_MALLOC = {"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": "131072"}
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +114,7 @@ def test_daemon_holds_the_code_and_runs_start_in_workers(small_box):
     assert run.run_id in Path(f"/proc/{worker}/cmdline").read_text()
     # The daemon tuned its malloc and passed the settings on (see small_box/malloc.py).
     environ = Path(f"/proc/{worker}/environ").read_text().split("\0")
-    assert {"MALLOC_ARENA_MAX=2", "MALLOC_MMAP_THRESHOLD_=131072"} <= set(environ)
+    assert {f"{name}={value}" for name, value in SMALL_BOX_MALLOC.items()} <= set(environ)
 
     assert finished(instance, run.run_id).status == dg.DagsterRunStatus.SUCCESS
     # The worker is gone and reaped (no zombie left for the next launch to collect).
@@ -168,19 +169,22 @@ def test_killed_worker_is_failed_by_monitoring_and_retried(small_box):
 
 
 def test_an_operators_malloc_settings_are_kept():
+    """Unset, the small box's values are applied and exported; set (in the unit), the
+    operator's are kept, in force and in what the workers inherit."""
     probe = (
-        "import os\n"
+        "import json, os\n"
         "from volaris_assets.small_box.malloc import tune_malloc\n"
-        "print(sorted(tune_malloc().items()), os.environ['MALLOC_MMAP_THRESHOLD_'])"
+        "in_force = tune_malloc()\n"
+        "print(json.dumps([in_force, {k: os.environ[k] for k in in_force}]))"
     )
-    ours = "[('MALLOC_ARENA_MAX', '2'), ('MALLOC_MMAP_THRESHOLD_', '131072')] 131072"
-    theirs = "[('MALLOC_ARENA_MAX', '4'), ('MALLOC_MMAP_THRESHOLD_', '65536')] 65536"
-    for preset, expected in (({}, ours), (OPERATOR_MALLOC, theirs)):
+    operators = {"MALLOC_ARENA_MAX": "4", "MALLOC_MMAP_THRESHOLD_": "65536"}
+    for preset in ({}, operators):
         env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
         done = subprocess.run(
             [sys.executable, "-c", probe], env=env | preset, capture_output=True, text=True
         )
-        assert done.stdout.strip() == expected, done.stderr
+        expected = SMALL_BOX_MALLOC | preset
+        assert json.loads(done.stdout) == [expected, expected], done.stderr
 
 
 def test_health_check_is_not_fooled_by_a_reused_pid():
