@@ -150,16 +150,18 @@ def late_sleeper(now: list[float], store: MemoryStore, overshoot: float, slept: 
 
 
 @pytest.mark.parametrize(
-    ("overshoot", "sent_at", "reserves"),
+    ("overshoot", "late_send_s", "sent_at", "reserves"),
     [
         # 0.3 s late: its slot (1000.2) is gone and 1000.5 is another process's; it queues
         # again behind that one and goes at 1000.6.
-        (0.3, 1000.6, 1),
-        # 0.1 s late is within LATE_SEND_S: it goes as it wakes.
-        (0.1, 1000.3, 0),
+        (0.3, 0.25, 1000.6, 1),
+        # 0.1 s late is within what a 10-s window absorbs: it goes as it wakes.
+        (0.1, 0.25, 1000.3, 0),
+        # ... but not within what a 1-s window absorbs: it queues again.
+        (0.1, 0.025, 1000.6, 1),
     ],
 )
-def test_a_caller_that_wakes_late_queues_again(overshoot, sent_at, reserves):
+def test_a_caller_that_wakes_late_queues_again(overshoot, late_send_s, sent_at, reserves):
     """A provider counts arrivals: a request sent well after its slot would land among the
     next process's requests, so it gives the slot up instead."""
     now, slept = [1000.0], []
@@ -167,7 +169,7 @@ def test_a_caller_that_wakes_late_queues_again(overshoot, sent_at, reserves):
     for _ in range(2):
         store.reserve("acct", Limit(10, 1), None)  # another process is 0.2 s ahead
     budget = ProviderBudget(
-        {"acct": Limit(10, 1)},
+        {"acct": Limit(10, 1, late_send_s)},
         Failover([Tier(store, 1.0, True)], retry_s=1),
         sleep=late_sleeper(now, store, overshoot, slept),
         clock=lambda: now[0],

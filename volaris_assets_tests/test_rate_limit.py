@@ -8,7 +8,15 @@ import time
 
 import pytest
 
-from volaris_assets.providers.rate_limit import DEFAULT_RATE_LIMITS, RateLimit, TokenBucket
+from volaris_assets.providers.rate_limit import (
+    COUNTED_OVER_S,
+    DEFAULT_RATE_LIMITS,
+    LATE_MARGIN,
+    PACING_HEADROOM,
+    RateLimit,
+    TokenBucket,
+)
+from volaris_assets.providers.resilience import budget_limits
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -191,11 +199,33 @@ def test_parse_rate_limits():
     from volaris_assets.providers.rate_limit import parse_rate_limits
 
     limits = parse_rate_limits("Polygon=100/1, schwab=120/60:2,")
-    assert limits["polygon"].per_second == 100 and limits["polygon"].burst == 10
-    assert limits["schwab"].per_second == 2 and limits["schwab"].burst == 2
+    assert limits["polygon"] == RateLimit(per_second=100, burst=10, window_s=1)
+    assert limits["schwab"] == RateLimit(per_second=2, burst=2, window_s=COUNTED_OVER_S)
     assert parse_rate_limits("") == {}
     with pytest.raises(ValueError, match="provider=requests/seconds"):
         parse_rate_limits("polygon=fast")
+    for bad in ("polygon=100/0", "polygon=0/1", "polygon=-5/1", "polygon=inf/1"):
+        with pytest.raises(ValueError, match="positive number of requests per positive seconds"):
+            parse_rate_limits(bad)
+    with pytest.raises(ValueError, match="a burst must be at least 1"):
+        parse_rate_limits("polygon=100/1:0")
+
+
+def test_a_shorter_counting_window_allows_less_lateness():
+    """What the pacing headroom absorbs is a share of the window the provider counts over: a
+    request 0.1 s late is harmless against a per-minute quota and crowds a per-second one."""
+    per_minute, per_second = (
+        RateLimit.per_minute(120),
+        RateLimit(per_second=100, burst=1, window_s=1),
+    )
+    absorbed = 1 / PACING_HEADROOM - 1
+    assert per_minute.late_send_s == pytest.approx(COUNTED_OVER_S * absorbed * LATE_MARGIN)
+    assert 0.1 < per_minute.late_send_s < COUNTED_OVER_S * absorbed
+    assert per_second.late_send_s < 1 * absorbed < 0.1
+    assert DEFAULT_RATE_LIMITS["databento"].late_send_s == per_second.late_send_s
+    paces = budget_limits({"polygon": per_second})
+    assert paces["polygon"].late_send_s == per_second.late_send_s
+    assert paces["schwab"].late_send_s == per_minute.late_send_s
 
 
 def test_try_acquire_takes_only_a_token_nobody_is_waiting_for() -> None:

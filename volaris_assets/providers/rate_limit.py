@@ -116,12 +116,47 @@ class TokenBucket:
         return max(0.0, -self._tokens)
 
 
+# A provider counts requests when they arrive; a request granted on time here arrives a few
+# milliseconds early or late there (event-loop lag, connection reuse). Paced at exactly the
+# quota, about one request in ten then lands in a window that is already full and is refused:
+# measured against the sandbox's sliding window, 8% of requests at 10/s and 11% at 100/s drew a
+# 429, and five in a row open the circuit. At 98% of the quota none did; 97% leaves room for a
+# busier event loop.
+PACING_HEADROOM = 0.97
+# The longest window a provider is taken to count over, whatever period it states: a quota
+# stated per minute or per hour may be enforced over shorter windows (bench_day checks every
+# 10 s against the per-minute limit).
+COUNTED_OVER_S = 10.0
+# The share of what the headroom absorbs that a late request may use (`RateLimit.late_send_s`).
+LATE_MARGIN = 0.8
+
+
 @dataclass(frozen=True)
 class RateLimit:
-    """A provider's request budget: sustained requests per second plus how many may go at once."""
+    """A provider's request budget: sustained requests per second plus how many may go at once.
+
+    `window_s` is the window the provider counts over: the period it states, at most
+    COUNTED_OVER_S. It decides how late a request may still go (`late_send_s`).
+    """
 
     per_second: float
     burst: float
+    window_s: float = COUNTED_OVER_S
+
+    @property
+    def late_send_s(self) -> float:
+        """How far behind its slot a request may still be sent; a later one is re-queued.
+
+        Pacing at PACING_HEADROOM leaves (1/PACING_HEADROOM - 1) of a window's worth of
+        requests unused. A request sent L seconds late crowds L x rate requests into a window,
+        so L must stay below window_s x (1/PACING_HEADROOM - 1); LATE_MARGIN of that keeps
+        a margin. It is 0.25 s for a 10-s window, 25 ms for a 1-s one. (A single 0.25 s for
+        every window let bench_scan's R = 100 run crowd its first second past the sandbox's
+        100-per-second window in 4 runs of 4, each drawing a 429 whose whole-second
+        Retry-After paused the budget for 1 s; at 25 ms none of 5 did, while late callers
+        gave up 48-85 of ~1,360 slots.)
+        """
+        return self.window_s * (1 / PACING_HEADROOM - 1) * LATE_MARGIN
 
     @classmethod
     def per_minute(cls, requests: float, burst: float = 1.0) -> RateLimit:
@@ -141,28 +176,19 @@ class RateLimit:
         return TokenBucket(rate, self.burst, clock=clock, sleep=sleep)
 
 
-# A provider counts requests when they arrive; a request granted on time here arrives a few
-# milliseconds early or late there (event-loop lag, connection reuse). Paced at exactly the
-# quota, about one request in ten then lands in a window that is already full and is refused:
-# measured against the sandbox's sliding window, 8% of requests at 10/s and 11% at 100/s drew a
-# 429, and five in a row open the circuit. At 98% of the quota none did; 97% leaves room for a
-# busier event loop.
-PACING_HEADROOM = 0.97
-
-
 # Default budgets, keyed by `source.name`. Figures and their sources are from
 # /work/shared/reference/provider-notes.md (section numbers below) unless said otherwise.
 # Bursts are ours: a token bucket lets through up to `burst` more than its pace in any
 # window, and a provider may count over windows shorter than its published one (bench_day
 # measures every 10 s against the per-minute limit). With a burst of 1 a bucket pacing at
 # PACING_HEADROOM never sends more than the limit's share of any 10 s, provided each request
-# goes within 0.31 s of its slot (the shared budget re-queues a later one: `LATE_SEND_S` in
-# budget/__init__.py; bench_day saw 21 in 10 s of a 20 allowance before it did). A larger
+# goes within 0.31 s of its slot (the shared budget re-queues a later one:
+# `RateLimit.late_send_s`; bench_day saw 21 in 10 s of a 20 allowance before it did). A larger
 # burst only lets idle start-ups go at once, which a shared budget gains little from. The odd
 # 429 that still results is retried after its Retry-After.
 # Override per deployment by passing `rate_limits=` to `ResilienceRegistry`; entries there
 # replace these by provider name, e.g. a paid Polygon plan:
-#     ResilienceRegistry(rate_limits={"polygon": RateLimit(per_second=100, burst=10)})
+#     ResilienceRegistry(rate_limits={"polygon": RateLimit(per_second=100, burst=10, window_s=1)})
 DEFAULT_RATE_LIMITS: dict[str, RateLimit] = {
     # In-process simulated market: no quota to respect.
     "simulated": RateLimit.unlimited(),
@@ -171,7 +197,7 @@ DEFAULT_RATE_LIMITS: dict[str, RateLimit] = {
     "schwab": RateLimit.per_minute(120),
     # Free (Basic) plan: 5 calls/min (notes §4, reported; Polygon knowledge base "What is the
     # request limit for Polygon's RESTful APIs?"). Paid plans are unlimited, with a request to
-    # stay under 100 requests/s: override with RateLimit(per_second=100, burst=10).
+    # stay under 100 requests/s: override with RateLimit(per_second=100, burst=10, window_s=1).
     "polygon": RateLimit.per_minute(5, burst=1),
     # Free "Power User" plan: about 50 requests/hour and 1000/day (notes §2, reported). A bucket
     # cannot express the daily cap; a run over 20 hours would need per_hour(41).
@@ -179,11 +205,12 @@ DEFAULT_RATE_LIMITS: dict[str, RateLimit] = {
     # Basic (free) plan: 200 requests/min; Algo Trader Plus allows 10,000/min (notes §3).
     "alpaca": RateLimit.per_minute(200),
     # Free tier: 60 calls/min; every plan is also capped at 30 calls/s, so an override for a
-    # paid plan must stay at or below RateLimit(per_second=30, burst=1) (notes §5, reported).
+    # paid plan must stay at or below RateLimit(per_second=30, burst=1, window_s=1) (notes §5,
+    # reported).
     "finnhub": RateLimit.per_minute(60),
     # Historical API: 100 time-series requests/s per team (Databento docs "Rate limits",
     # databento.com/docs/api-historical/basics/rate-limits). Every request also costs money.
-    "databento": RateLimit(per_second=100, burst=10),
+    "databento": RateLimit(per_second=100, burst=10, window_s=1),
     # Yahoo publishes no quota and throttles with 429 (notes §7). One request per second is
     # a conservative guess, not a documented figure.
     "yahoo": RateLimit.per_minute(60, burst=1),
@@ -200,20 +227,31 @@ def parse_rate_limits(text: str | None) -> dict[str, RateLimit]:
     """Budgets from "polygon=100/1, schwab=120/60:2" (requests / seconds[:burst]).
 
     How an operator on a paid plan (or a test against the sandbox) replaces the defaults without
-    code; a malformed entry is a clear error, never a silent default.
+    code; a malformed entry (or a figure that is not positive) is a clear error, never a silent
+    default. The seconds are also the window the provider counts over (`RateLimit.window_s`).
     """
     limits: dict[str, RateLimit] = {}
     for part in filter(None, (p.strip() for p in (text or "").split(","))):
         try:
             name, budget = part.split("=", 1)
             budget, _, burst = budget.partition(":")
-            requests, seconds = budget.split("/", 1)
-            per_second = float(requests) / float(seconds)
-            limits[name.strip().lower()] = RateLimit(
-                per_second, float(burst) if burst else max(1.0, min(per_second, 10.0))
-            )
+            requests, seconds = (float(figure) for figure in budget.split("/", 1))
+            burst_figure = float(burst) if burst else None
         except ValueError:
             raise ValueError(
                 f"bad rate limit {part!r}: expected provider=requests/seconds[:burst]"
             ) from None
+        if not (0 < requests < math.inf and 0 < seconds < math.inf):
+            raise ValueError(
+                f"bad rate limit {part!r}: a budget must be a positive number of requests per "
+                "positive seconds"
+            )
+        if burst_figure is not None and not 1 <= burst_figure < math.inf:
+            raise ValueError(f"bad rate limit {part!r}: a burst must be at least 1")
+        per_second = requests / seconds
+        limits[name.strip().lower()] = RateLimit(
+            per_second,
+            burst_figure if burst_figure is not None else max(1.0, min(per_second, 10.0)),
+            window_s=min(seconds, COUNTED_OVER_S),
+        )
     return limits

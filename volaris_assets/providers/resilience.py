@@ -570,10 +570,10 @@ class ResilienceRegistry:
 def budget_limits(overrides: Mapping[str, RateLimit]) -> dict[str, Limit]:
     """The shared budget's paces: every provider's budget (DEFAULT_RATE_LIMITS, replaced by
     `overrides` of the same name, as `ResilienceRegistry` does) at PACING_HEADROOM, as a
-    bucket paces (see there for why not 100%)."""
+    bucket paces (see there for why not 100%), each with the lateness its window absorbs."""
     from volaris_assets.providers.budget import Limit
 
     return {
-        name: Limit(limit.per_second * PACING_HEADROOM, max(1.0, limit.burst))
+        name: Limit(limit.per_second * PACING_HEADROOM, max(1.0, limit.burst), limit.late_send_s)
         for name, limit in {**DEFAULT_RATE_LIMITS, **overrides}.items()
     }

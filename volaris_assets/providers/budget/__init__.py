@@ -51,11 +51,12 @@ spends only budget nobody is queued for.
 A reservation is a slot, and the provider counts arrivals, not slots: a caller that wakes late
 (its event loop was busy parsing a chain, the store's answer came back slowly) and sends anyway
 lands closer to the next slots than the pace allows. Pacing at 97% of a limit absorbs lateness
-up to W * (1/0.97 - 1) in a window of W seconds, 0.31 s over the 10 s a provider may count over;
-so a caller more than `LATE_SEND_S` (0.25 s) behind its slot gives the slot up and reserves a
-new one behind the queue. The lost slot is budget that went unused while the caller could not
-send anyway. At most `LATE_RESERVES` times in a row: a store whose every answer takes longer
-than that is a store problem, and the caller then sends rather than spin.
+up to W * (1/0.97 - 1) in a window of W seconds the provider counts over (0.31 s over 10 s,
+31 ms over 1 s); so a caller more than `Limit.late_send_s` behind its slot (0.8 of that:
+`rate_limit.RateLimit.late_send_s`) gives the slot up and reserves a new one behind the queue.
+The lost slot is budget that went unused while the caller could not send anyway. At most
+`LATE_RESERVES` times in a row: a store whose every answer takes longer than that is a store
+problem, and the caller then sends rather than spin.
 
 A 429 is the provider talking: `pause(provider, seconds)` sets `paused_until = max(paused_until,
 now + seconds)` in the shared store. No reservation falls due before it, the first one after it
@@ -130,9 +131,8 @@ __all__ = [
 
 Priority = Literal["fresh", "bulk"]
 Sleep = Callable[[float], Awaitable[None]]
-# How far behind its slot a request may still go, and how often in a row a late caller
-# reserves again before it sends regardless (see the module docstring).
-LATE_SEND_S = 0.25
+# How often in a row a late caller reserves again before it sends regardless (see the module
+# docstring).
 LATE_RESERVES = 3
 T = TypeVar("T")
 
@@ -202,7 +202,7 @@ class ProviderBudget:
             if grant.wait > 0 and await self._paused_over(provider, grant, tier):
                 continue
             # `asked` is before the store's clock read: the lateness is an upper bound.
-            if self._clock() - (asked + grant.wait) <= LATE_SEND_S or late == LATE_RESERVES:
+            if self._clock() - (asked + grant.wait) <= limit.late_send_s or late == LATE_RESERVES:
                 return
             late += 1
             self.late_reserves += 1

@@ -34,10 +34,13 @@ MINUTE_S = 60.0
 @dataclass(frozen=True)
 class Limit:
     """A pace: `rate` requests per second, `burst` of them at once. A rate of `math.inf`
-    disables pacing (the simulated market has no quota)."""
+    disables pacing (the simulated market has no quota). `late_send_s` is how far behind its
+    slot a request may still be sent (`rate_limit.RateLimit.late_send_s`: what the provider's
+    counting window absorbs); stores keep only the pace."""
 
     rate: float
     burst: float = 1.0
+    late_send_s: float = 0.25
 
     def __post_init__(self) -> None:
         if not self.rate > 0:
@@ -60,8 +63,9 @@ class Limit:
         return (self.burst - 1.0) / self.rate
 
     def share(self, fraction: float) -> Limit:
-        """This pace cut to `fraction` of itself (a fallback's share), at least one at once."""
-        return Limit(self.rate * fraction, max(1.0, self.burst * fraction))
+        """This pace cut to `fraction` of itself (a fallback's share), at least one at once.
+        Lateness is not cut: what a window absorbs in seconds does not depend on the rate."""
+        return Limit(self.rate * fraction, max(1.0, self.burst * fraction), self.late_send_s)
 
 
 @dataclass(frozen=True)
