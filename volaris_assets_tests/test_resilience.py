@@ -9,12 +9,20 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
+import time
 import traceback
 from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
 
+from volaris_assets.providers.answer_times import (
+    ANSWERS,
+    HEDGE_OVER_P95,
+    MIN_ANSWERS,
+    MIN_HEDGE_S,
+    AnswerTimes,
+)
 from volaris_assets.providers.base import WHOLE_CHAIN, ChainFilter, ErrorCategory, ProviderError
 from volaris_assets.providers.rate_limit import PACING_HEADROOM
 from volaris_assets.providers.resilience import (
@@ -416,13 +424,46 @@ def test_a_request_answering_in_time_is_not_hedged() -> None:
     assert len(source.calls) == 1
 
 
-def test_no_hedge_while_the_budget_has_no_token_to_spare() -> None:
-    harness = Harness(hedge_after_s=0.01, budget=RateLimit(per_second=1.0, burst=1.0))
-    harness.registry.limiter("schwab").try_acquire()  # someone else had the burst token
-    source = SlowFirst("schwab", first_s=0.1)
+def _answered_at_once(harness: Harness, provider: str) -> None:
+    """Give `provider` MIN_ANSWERS immediate answers: its hedge delay drops to MIN_HEDGE_S."""
+    for _ in range(MIN_ANSWERS):
+        assert _call(harness, ScriptedSource(provider))[1] == 1
+
+
+def test_before_the_configured_delay_a_hedge_needs_a_token_to_spare() -> None:
+    harness = Harness(hedge_after_s=5.0, budget=RateLimit(per_second=1.0, burst=1.0))
+    _answered_at_once(harness, "schwab")  # each took a token; the fake clock refills none
+    source = SlowFirst("schwab", first_s=MIN_HEDGE_S + 0.3)
     _, attempts = _call(harness, source)
     assert attempts == 1
     assert len(source.calls) == 1
+
+
+def test_from_the_configured_delay_a_hedge_takes_its_turn_in_the_queue() -> None:
+    """A run spending its whole budget never has a token to spare before its queue drains: a
+    request hung that long is hedged with a queued turn instead."""
+    harness = Harness(hedge_after_s=0.05, budget=RateLimit(per_second=1.0, burst=1.0))
+    harness.registry.limiter("schwab").try_acquire()  # someone else had the burst token
+    source = SlowFirst("schwab")  # hangs
+    frame, attempts = _call(harness, source)
+    assert frame["provider"].tolist() == ["schwab"]
+    assert attempts == 2
+    assert source.cancelled == 1
+    assert harness.waits[-1] > 0  # the hedge waited for its turn (the fake sleep returns at once)
+
+
+def test_a_request_answering_while_its_hedge_waits_in_the_queue_is_not_hedged() -> None:
+    """On real time: the request takes the one token, so the hedge's turn is a second away;
+    the request answers in 0.2 s."""
+    registry = ResilienceRegistry(
+        {"schwab": RateLimit(per_second=1.0, burst=1.0)}, hedge_after_s={"schwab": 0.05}
+    )
+    source = SlowFirst("schwab", first_s=0.2)
+    started = time.monotonic()
+    _, attempts = asyncio.run(registry.guard(source).call(lambda s: s.option_chain("AAPL", AS_OF)))
+    assert attempts == 1
+    assert len(source.calls) == 1
+    assert time.monotonic() - started < 0.9  # nobody waited for the hedge's turn
 
 
 def test_no_hedge_of_a_half_open_probe() -> None:
@@ -456,6 +497,34 @@ def test_when_the_hung_request_fails_first_the_hedge_answers() -> None:
     assert attempts == 2
     assert source.cancelled == 0
     assert harness.registry.breaker("schwab").consecutive_failures == 0  # the hedge's success
+
+
+def test_the_hedge_delay_follows_the_providers_recent_answers_within_its_bounds() -> None:
+    times = AnswerTimes()
+    for _ in range(MIN_ANSWERS - 1):
+        times.record(0.1)
+    assert times.hedge_after(2.0) == 2.0  # too few answers to go by
+    times.record(0.1)
+    assert times.hedge_after(2.0) == MIN_HEDGE_S  # twice 0.1 s is below the floor
+    for _ in range(ANSWERS):
+        times.record(0.4)
+    assert times.hedge_after(2.0) == pytest.approx(HEDGE_OVER_P95 * 0.4)
+    for _ in range(ANSWERS):
+        times.record(3.0)
+    assert times.hedge_after(2.0) == 2.0  # never later than configured
+
+
+def test_a_provider_known_to_answer_at_once_has_a_hung_request_hedged_soon() -> None:
+    """The configured delay (5 s here) is the latest a hedge goes: once the provider's answers
+    are known to come back at once, a request unanswered for MIN_HEDGE_S is taken for hung."""
+    harness = Harness(hedge_after_s=5.0)
+    _answered_at_once(harness, "schwab")
+    source = SlowFirst("schwab")  # hangs
+    started = time.monotonic()
+    frame, attempts = _call(harness, source)
+    assert frame["provider"].tolist() == ["schwab"]
+    assert attempts == 2
+    assert MIN_HEDGE_S <= time.monotonic() - started < 2.0
 
 
 def test_only_providers_billed_by_quota_alone_are_hedged_by_default() -> None:

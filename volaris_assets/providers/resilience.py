@@ -23,6 +23,7 @@ import pandas as pd
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_base
 
+from volaris_assets.providers.answer_times import AnswerTimes
 from volaris_assets.providers.base import (
     WHOLE_CHAIN,
     BarSource,
@@ -74,9 +75,10 @@ Fetch = Callable[[Any], Awaitable[pd.DataFrame]]
 Random = Callable[[], float]
 
 # Providers whose requests cost nothing but quota, and how long one may go unanswered before it
-# is hedged (see `GuardedSource._answer`): several times a chain's usual answer time (under a
-# second), far below the 10 s read timeout a hung request otherwise runs into. Databento bills
-# per request and the simulated market never hangs: neither is here.
+# is hedged (see `GuardedSource._answer`) at the latest: several times a chain's usual answer
+# time (under a second), far below the 10 s read timeout a hung request otherwise runs into;
+# sooner once the provider's own recent answers say what usual is (answer_times.py).
+# Databento bills per request and the simulated market never hangs: neither is here.
 DEFAULT_HEDGE_AFTER_S: dict[str, float] = {"schwab": 2.0}
 # How often a hung request looks for a spare token to hedge it with: at the end of a paced run
 # tokens free up all at once, and a hedge sent a quarter-second late is a quarter-second of
@@ -170,6 +172,7 @@ class GuardedSource:
         retry: RetrySettings | None = None,
         *,
         hedge_after_s: float | None = None,
+        answer_times: AnswerTimes | None = None,
         sleep: Sleep = asyncio.sleep,
         rng: Random = random.random,
     ) -> None:
@@ -180,6 +183,7 @@ class GuardedSource:
         self.breaker = breaker
         self.retry = retry or RetrySettings()
         self.hedge_after_s = hedge_after_s
+        self.answer_times = answer_times
         self._sleep = sleep
         self._rng = rng
 
@@ -233,11 +237,13 @@ class GuardedSource:
     async def _answer(self, fetch: Fetch, hedged: Callable[[], None]) -> pd.DataFrame:
         """One attempt's answer: its request, and a hedge of it when that request hangs.
 
-        A request still unanswered after `hedge_after_s` is sent once more as soon as the
-        budget has a token nobody is waiting for (`Limiter.spare`, looked at every
-        HEDGE_POLL_S) and the circuit is closed. Only budget that would go unused pays for it,
+        A request taken for hung (by the provider's recent answers, `answer_times.py`) is sent
+        once more as soon as the budget has a token nobody is waiting for (`Limiter.spare`,
+        looked at every HEDGE_POLL_S) and the circuit is closed: budget that would go unused,
         which in a paced run means its end, where a hung request (held until the HTTP read
-        timeout, 10 s) would otherwise be what the whole run waits for.
+        timeout, 10 s) would otherwise be what the whole run waits for. Still unanswered after
+        `hedge_after_s`, it takes a queued turn for its hedge instead (`_hedge_when_hung`):
+        no dearer than the retry its read timeout would bring.
 
         Once hedged, the hedge settles the attempt: the first success of either wins, and a
         failure of the hedge fails the attempt at once (the retry that follows is a fresh
@@ -250,7 +256,9 @@ class GuardedSource:
         request = asyncio.ensure_future(self._recorded(fetch))
         hedge: asyncio.Future[pd.DataFrame] | None = None
         try:
-            hedge = await self._hedge_when_hung(request, fetch, hedged, self.hedge_after_s)
+            latest_s = self.hedge_after_s
+            after_s = self.answer_times.hedge_after(latest_s) if self.answer_times else latest_s
+            hedge = await self._hedge_when_hung(request, fetch, hedged, after_s, latest_s)
             if hedge is None:
                 return await request
             done, _ = await asyncio.wait({request, hedge}, return_when=asyncio.FIRST_COMPLETED)
@@ -269,21 +277,54 @@ class GuardedSource:
         fetch: Fetch,
         hedged: Callable[[], None],
         after_s: float,
+        latest_s: float,
     ) -> asyncio.Future[pd.DataFrame] | None:
-        """The hedge of `request` once it has gone `after_s` unanswered and a spare token
-        turns up, or None when `request` answers first."""
+        """The hedge of `request`, or None when `request` answers first.
+
+        From `after_s` unanswered on, the hedge goes as soon as a spare token turns up. From
+        `latest_s` (the configured delay) on, it also takes a turn in the queue like any
+        request: a run that spends its whole budget has no spare token until its queue drains
+        at the end, and a request hung early in it would otherwise hold its symbol until then
+        (bench_scan at R = 100: hung requests of the first seconds answered 7-9 s later, with
+        the last of the queue). Either way, only while the circuit is closed.
+        """
+        loop = asyncio.get_running_loop()
+        queue_from = loop.time() + latest_s
         done, _ = await asyncio.wait({request}, timeout=after_s)
         while not done:
-            if self.breaker.state is CircuitState.CLOSED and await self.limiter.spare():
-                hedged()
-                return asyncio.ensure_future(self._recorded(fetch))
+            if self.breaker.state is CircuitState.CLOSED:
+                if await self.limiter.spare():
+                    hedged()
+                    return asyncio.ensure_future(self._recorded(fetch))
+                if loop.time() >= queue_from:
+                    return await self._hedge_in_turn(request, fetch, hedged)
             done, _ = await asyncio.wait({request}, timeout=min(after_s, HEDGE_POLL_S))
         return None
+
+    async def _hedge_in_turn(
+        self, request: asyncio.Future[pd.DataFrame], fetch: Fetch, hedged: Callable[[], None]
+    ) -> asyncio.Future[pd.DataFrame] | None:
+        """The hedge of `request` once a queued turn comes, or None when `request` answers
+        first (the turn, if already reserved, then goes unused) or the circuit has opened."""
+        turn = asyncio.ensure_future(self.limiter.acquire())
+        try:
+            await asyncio.wait({request, turn}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not turn.done():
+                turn.cancel()
+                await asyncio.gather(turn, return_exceptions=True)
+        if request.done() or turn.cancelled() or turn.exception() is not None:
+            return None
+        if self.breaker.state is not CircuitState.CLOSED:
+            return None
+        hedged()
+        return asyncio.ensure_future(self._recorded(fetch))
 
     async def _recorded(self, fetch: Fetch) -> pd.DataFrame:
         """One request, its outcome reported to the breaker; a 429 pauses the whole budget
         (every request of every process sharing it) for the advised time, since the provider
         counts the account, not this request."""
+        sent = time.monotonic()
         try:
             frame = await self._request(fetch)
         except ProviderError as error:
@@ -293,6 +334,8 @@ class GuardedSource:
                 await self.limiter.pause(DEFAULT_429_PAUSE_S if advised is None else advised)
             raise
         self.breaker.record_success()
+        if self.answer_times is not None:
+            self.answer_times.record(time.monotonic() - sent)
         return frame
 
     async def _request(self, fetch: Fetch) -> pd.DataFrame:
@@ -526,6 +569,7 @@ class ResilienceRegistry:
         self._rng = rng
         self._limiters: dict[str, TokenBucket] = {}
         self._breakers: dict[str, CircuitBreaker] = {}
+        self._answer_times: dict[str, AnswerTimes] = {}
 
     def limiter(self, provider: str, priority: Priority = "fresh") -> Limiter:
         if provider not in self.rate_limits:
@@ -554,6 +598,11 @@ class ResilienceRegistry:
             self.breaker(source.name),
             retry or self.retry,
             hedge_after_s=self.hedge_after_s.get(source.name),
+            answer_times=(
+                self._answer_times.setdefault(source.name, AnswerTimes())
+                if source.name in self.hedge_after_s
+                else None
+            ),
             sleep=self._sleep,
             rng=self._rng,
         )
