@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -180,6 +181,34 @@ def test_a_caller_that_wakes_late_queues_again(overshoot, late_send_s, sent_at, 
         budget.close()
     assert now[0] == pytest.approx(sent_at)
     assert budget.late_reserves == reserves
+
+
+def test_waiting_for_the_budgets_thread_is_not_lateness():
+    """The slot counts from the store's clock read: a call that waited 0.3 s behind other
+    calls for the budget's one thread is on time when it goes at once."""
+    now, read = [1000.0], threading.Event()
+
+    def clock() -> float:
+        read.set()
+        return now[0]
+
+    budget = ProviderBudget(
+        {"acct": Limit(10, 1)},
+        Failover([Tier(MemoryStore(clock=lambda: now[0]), 1.0, True)], retry_s=1),
+        clock=clock,
+    )
+
+    def busy_store_call() -> None:
+        read.wait(timeout=0.2)  # let the caller look at its clock first, if it does
+        now[0] += 0.3
+
+    try:
+        budget._executor.submit(busy_store_call)  # runs before the reservation
+        asyncio.run(budget.acquire("acct"))
+    finally:
+        budget.close()
+    assert budget.late_reserves == 0
+    assert now[0] == pytest.approx(1000.3)
 
 
 def test_a_caller_always_late_sends_after_a_few_tries():
