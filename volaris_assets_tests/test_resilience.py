@@ -147,13 +147,13 @@ def _failure(harness: Harness, source: ScriptedSource) -> SourceFailed:
 # --- retry -------------------------------------------------------------------------------------
 
 
-def test_backoff_waits_half_1_2_4_s_then_succeeds_on_the_fifth_attempt() -> None:
+def test_backoff_waits_0_1_0_2_0_4_0_8_s_then_succeeds_on_the_fifth_attempt() -> None:
     harness = Harness()
     source = ScriptedSource("schwab", [_error(ErrorCategory.TIMEOUT)] * 4)
     frame, attempts = _call(harness, source)
     assert attempts == 5
     assert len(source.calls) == 5
-    assert harness.waits == [0.5, 1.0, 2.0, 4.0]
+    assert harness.waits == [0.1, 0.2, 0.4, 0.8]
     assert frame["provider"].tolist() == ["schwab"]
 
 
@@ -165,24 +165,24 @@ def test_jitter_stays_within_its_bounds_and_exhaustion_reports_five_attempts() -
     assert failure.provider == "schwab"
     assert len(harness.waits) == 4
     # Up to as much again as the backoff, and never more than jitter_s (1 s).
-    for wait, backoff in zip(harness.waits, (0.5, 1.0, 2.0, 4.0), strict=True):
+    for wait, backoff in zip(harness.waits, (0.1, 0.2, 0.4, 0.8), strict=True):
         assert backoff <= wait < backoff + min(backoff, 1.0)
-    assert harness.waits != [0.5, 1.0, 2.0, 4.0]
+    assert harness.waits != [0.1, 0.2, 0.4, 0.8]
 
 
 def test_backoff_is_capped_at_max_s() -> None:
-    retry = RetrySettings(attempts=8, max_s=8.0, jitter_s=0.0)
+    retry = RetrySettings(attempts=8, max_s=0.8, jitter_s=0.0)
     harness = Harness(threshold=10, retry=retry)
     _failure(harness, ScriptedSource("schwab", [_error(ErrorCategory.TIMEOUT)] * 8))
-    assert harness.waits == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
+    assert harness.waits == [0.1, 0.2, 0.4, 0.8, 0.8, 0.8, 0.8]
 
 
 @pytest.mark.parametrize(
     ("retry_afters", "expected"),
     [
-        ([10.0], [10.0]),  # longer than the 0.5 s backoff: honoured
-        ([0.2], [0.5]),  # shorter than the backoff: the backoff wins
-        ([None, None, 30.0], [0.5, 1.0, 30.0]),
+        ([10.0], [10.0]),  # longer than the 0.1 s backoff: honoured
+        ([0.05], [0.1]),  # shorter than the backoff: the backoff wins
+        ([None, None, 30.0], [0.1, 0.2, 30.0]),
     ],
 )
 def test_retry_after_is_honoured(retry_afters: list[float | None], expected: list[float]) -> None:
@@ -240,7 +240,7 @@ def test_timeout_error_from_a_source_is_a_retryable_timeout() -> None:
     harness = Harness()
     _, attempts = _call(harness, ScriptedSource("schwab", [TimeoutError(), TimeoutError()]))
     assert attempts == 3
-    assert harness.waits == [0.5, 1.0]
+    assert harness.waits == [0.1, 0.2]
 
 
 def test_a_hung_request_is_cut_off_by_the_attempt_timeout() -> None:
@@ -272,7 +272,7 @@ def test_retries_stop_once_the_circuit_opens() -> None:
     failure = _failure(harness, source)
     assert failure.category is ErrorCategory.TIMEOUT
     assert failure.attempts == 3
-    assert harness.waits == [0.5, 1.0]
+    assert harness.waits == [0.1, 0.2]
     assert harness.registry.breaker("schwab").state is CircuitState.OPEN
 
 
@@ -570,7 +570,7 @@ def test_exhausted_retries_move_on_and_every_attempt_is_counted() -> None:
     assert fetched.provider == "yahoo"
     assert fetched.attempts == 6
     assert fetched.failures == (("schwab", ErrorCategory.TIMEOUT),)
-    assert harness.waits == [0.5, 1.0, 2.0, 4.0]
+    assert harness.waits == [0.1, 0.2, 0.4, 0.8]
 
 
 def test_an_open_circuit_moves_on_without_touching_the_primary() -> None:

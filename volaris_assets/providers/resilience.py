@@ -92,13 +92,16 @@ DEFAULT_429_PAUSE_S = 1.0
 class RetrySettings:
     """How hard to try one provider before the chain moves on.
 
-    With the defaults the waits after failures 1-4 are 0.5, 1, 2 and 4 s, each plus random
-    jitter of up to as much again (at most `jitter_s`) so that symbols failing together do not
-    retry together. The schedule is short because it only has to space out retries: the token
-    bucket already keeps every request, retries included, within the provider's budget, and a
-    provider in real trouble opens the circuit breaker, which holds everyone back for its
-    cooldown. (The seed's 2, 4, 8, 16 s made the last symbols of a paced scan wait out their
-    backoffs with the budget idle: a third of a 100 requests/s scan's wall time.) A
+    With the defaults the waits after failures 1-4 are 0.1, 0.2, 0.4 and 0.8 s, each plus
+    random jitter of up to as much again (at most `jitter_s`) so that symbols failing together
+    do not retry together. The schedule is short because it only has to space out retries: the
+    budget already keeps every request, retries included, within the provider's limit (a retry
+    sent sooner takes the same slot of the same pace, it adds no load), and a provider in real
+    trouble opens the circuit breaker, which holds everyone back for its cooldown. What a
+    longer wait does is hold the symbol: the seed's 2, 4, 8, 16 s made the last symbols of a
+    paced scan wait out their backoffs with the budget idle, a third of a 100 requests/s
+    scan's wall time; 0.5, 1, 2, 4 s still left a ~2-s tail behind one unlucky symbol of
+    bench_scan's R = 100 run (0.79-0.82 of the ceiling; 0.87 with 0.1 s). A
     `Retry-After` longer than `retry_after_cap_s` (Tiingo's hourly quota says "come back in an
     hour") ends the retries: the next provider is a better bet than a stalled run.
     `attempt_timeout_s` bounds one request end to end, as a backstop to the HTTP client's own
@@ -106,7 +109,7 @@ class RetrySettings:
     """
 
     attempts: int = 5
-    base_s: float = 0.5
+    base_s: float = 0.1
     max_s: float = 16.0
     jitter_s: float = 1.0
     retry_after_cap_s: float = 60.0
@@ -127,9 +130,9 @@ class BackoffWait(wait_base):
     """Tenacity wait: max(Retry-After, exponential backoff) plus jitter.
 
     Jitter is up to the wait itself, capped at `jitter_s`: a fixed second of jitter would
-    triple a half-second backoff. It is added on top of Retry-After too, so the wait is never
-    shorter than the provider asked for and a crowd told the same Retry-After does not come
-    back in one instant.
+    make a 0.1-s backoff up to eleven times as long. It is added on top of Retry-After too, so
+    the wait is never shorter than the provider asked for and a crowd told the same
+    Retry-After does not come back in one instant.
     """
 
     def __init__(self, settings: RetrySettings, rng: Random = random.random) -> None:

@@ -87,7 +87,7 @@ class MarketDataResource(dg.ConfigurableResource):
     simulated_seed: int = 7
     concurrency: int = Field(default=16, description="Symbols fetched at once within a run.")
     retry_attempts: int = 5
-    retry_base_s: float = 0.5
+    retry_base_s: float = 0.1
     retry_max_s: float = 16.0
     retry_jitter_s: float = 1.0
     breaker_failures: int = 5

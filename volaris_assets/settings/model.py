@@ -260,11 +260,11 @@ class Settings(BaseModel):
     retry_base_s: float = setting(
         "VOLARIS_RETRY_BASE_S",
         "Tuning",
-        "First retry wait in seconds, then x2 for 5 attempts (0.5, 1, 2, 4 s), each plus up to "
-        "as much jitter.",
+        "First retry wait in seconds, then x2 for 5 attempts (0.1, 0.2, 0.4, 0.8 s), each plus "
+        "up to as much jitter.",
         accepted="seconds, more than 0 and at most 60",
-        example="0.5",
-        default=0.5,
+        example="0.1",
+        default=0.1,
         gt=0,
         le=60,
         allow_inf_nan=False,
