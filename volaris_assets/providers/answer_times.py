@@ -8,7 +8,8 @@ in bench_scan, that is most of a 17-s run's tail. The hedge therefore goes after
 HEDGE_OVER_P95 times the 95th percentile of the provider's last ANSWERS successful answers,
 never sooner than MIN_HEDGE_S and never later than the configured delay, which stays in force
 until MIN_ANSWERS answers are in. Only answers count: a failure or a timeout says nothing about
-how long a good answer takes. A hedge still spends only budget nobody is waiting for.
+how long a good answer takes. Until the configured delay a hedge spends only budget nobody is
+waiting for; past it, a queued turn (`GuardedSource._hedge_when_hung`).
 """
 
 from __future__ import annotations

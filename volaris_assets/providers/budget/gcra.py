@@ -36,7 +36,7 @@ class Limit:
     """A pace: `rate` requests per second, `burst` of them at once. A rate of `math.inf`
     disables pacing (the simulated market has no quota). `late_send_s` is how far behind its
     slot a request may still be sent (`rate_limit.RateLimit.late_send_s`: what the provider's
-    counting window absorbs); stores keep only the pace."""
+    counting window absorbs; the default is a 10-s window's); stores keep only the pace."""
 
     rate: float
     burst: float = 1.0
