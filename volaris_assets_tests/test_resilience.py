@@ -430,6 +430,13 @@ def _answered_at_once(harness: Harness, provider: str) -> None:
         assert _call(harness, ScriptedSource(provider))[1] == 1
 
 
+def test_answer_times_are_kept_per_hedged_provider_across_guards() -> None:
+    hedged = Harness(hedge_after_s=1.0).registry
+    assert hedged.answer_times("schwab") is hedged.answer_times("schwab")
+    assert hedged.answer_times("schwab") is not hedged.answer_times("yahoo")
+    assert Harness().registry.answer_times("schwab") is None  # no hedge, nothing to time
+
+
 def test_before_the_configured_delay_a_hedge_needs_a_token_to_spare() -> None:
     harness = Harness(hedge_after_s=5.0, budget=RateLimit(per_second=1.0, burst=1.0))
     _answered_at_once(harness, "schwab")  # each took a token; the fake clock refills none

@@ -592,6 +592,14 @@ class ResilienceRegistry:
             )
         return self._breakers[provider]
 
+    def answer_times(self, provider: str) -> AnswerTimes | None:
+        """The provider's recent answer times, kept across guards, for hedged providers only."""
+        if provider not in self.hedge_after_s:
+            return None
+        if provider not in self._answer_times:
+            self._answer_times[provider] = AnswerTimes()
+        return self._answer_times[provider]
+
     def guard(
         self, source: Source, retry: RetrySettings | None = None, priority: Priority = "fresh"
     ) -> GuardedSource:
@@ -601,11 +609,7 @@ class ResilienceRegistry:
             self.breaker(source.name),
             retry or self.retry,
             hedge_after_s=self.hedge_after_s.get(source.name),
-            answer_times=(
-                self._answer_times.setdefault(source.name, AnswerTimes())
-                if source.name in self.hedge_after_s
-                else None
-            ),
+            answer_times=self.answer_times(source.name),
             sleep=self._sleep,
             rng=self._rng,
         )
