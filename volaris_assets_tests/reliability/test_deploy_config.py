@@ -15,6 +15,7 @@ from dagster._config import validate_config
 from dagster._core.workspace.config_schema import WORKSPACE_CONFIG_SCHEMA
 
 from volaris_assets.resources.market_data import SECRET_FIELDS
+from volaris_assets.small_box.malloc import SETTINGS
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "production"
 DOCKER = DEPLOY / "docker"
@@ -67,3 +68,11 @@ def test_workspace_compose_and_image_agree():
     documented = set(re.findall(r"^([A-Z_]+)=", (DOCKER / "env.example").read_text(), re.M))
     passed = set(launcher["env_vars"]) - {f"DAGSTER_PG_{k}" for k in ("HOST", "PORT")}
     assert passed <= documented, passed - documented
+
+
+def test_the_image_tunes_malloc_as_the_small_box_does():
+    """Every container of the image starts with the small box's malloc settings, whose values
+    (and measurements) live in `small_box/malloc.py`."""
+    dockerfile = (DOCKER / "Dockerfile").read_text()
+    for variable, (_, value) in SETTINGS.items():
+        assert re.search(rf"^\s*(ENV\s+)?{variable}={value}\b", dockerfile, re.M), variable
