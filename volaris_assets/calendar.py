@@ -37,6 +37,12 @@ CALENDAR_END = date(2080, 12, 31)
 DEFAULT_FIRST_PARTITION = date(2000, 1, 3)
 # Chains cannot be replayed from providers: snapshots exist only from the project's own history.
 FIRST_SNAPSHOT_SESSION = date(2026, 1, 2)
+# How many years past the current one the partitions exclude closed days for. Dagster copies the
+# exclusion list into the snapshot of every asset, check and job on the partitions, and a
+# holiday is 26 excluded ticks of the snapshot partitions: through CALENDAR_END the lists made
+# 7 of the code location's 11 MB snapshot, which the web UI and a code server (de)serialize on
+# each load. Five years outlast any daemon between restarts (a restart reloads the code).
+EXCLUSION_YEARS = 5
 
 # Opening and closing bell (ET) of every session that `nyse_hours.SHORTENED` does not list.
 REGULAR_HOURS = (time(9, 30), time(16, 0))
@@ -154,8 +160,13 @@ def snapshot_times(day: date) -> list[datetime]:
     return [current.open + i * step for i in range(count)]
 
 
+def _exclusions_end() -> date:
+    """The last day whose closures the partitions list (see EXCLUSION_YEARS)."""
+    return min(date(date.today().year + EXCLUSION_YEARS, 12, 31), CALENDAR_END)
+
+
 def _holidays(first: date) -> list[date]:
-    return sorted(day for day in nyse_hours.CLOSED if first <= day <= CALENDAR_END)
+    return sorted(day for day in nyse_hours.CLOSED if first <= day <= _exclusions_end())
 
 
 def _early_closes(first: date) -> list[tuple[date, time]]:
@@ -164,7 +175,7 @@ def _early_closes(first: date) -> list[tuple[date, time]]:
     return [
         (day, closes)
         for day, (_, closes) in sorted(nyse_hours.SHORTENED.items())
-        if day >= first and closes < REGULAR_HOURS[1]
+        if first <= day <= _exclusions_end() and closes < REGULAR_HOURS[1]
     ]
 
 
@@ -215,7 +226,8 @@ def session_partitions() -> dg.TimeWindowPartitionsDefinition:
 
     `end_offset=1` makes today's session addressable while it trades, so the intraday job and the
     after-close jobs can target it the same day; an asset that must not write a session before
-    its close (daily bars) refuses it with `require_closed`.
+    its close (daily bars) refuses it with `require_closed`. Holidays are excluded through the
+    end of the year EXCLUSION_YEARS from now.
     """
     first = first_session()
     return SessionPartitionsDefinition(
@@ -235,7 +247,8 @@ def snapshot_partitions() -> dg.TimeWindowPartitionsDefinition:
     """One partition per 15-minute window of regular trading hours, keyed YYYY-MM-DD-HH:MM (ET).
 
     The cron covers 09:00-15:45 on weekdays; the 09:00 and 09:15 ticks, every tick of a holiday and
-    every tick at or after an early close are excluded.
+    every tick at or after an early close are excluded, the last two through the end of the
+    year EXCLUSION_YEARS from now.
     """
     excluded: list[str | datetime] = ["0,15 9 * * *"]
     for holiday in _holidays(FIRST_SNAPSHOT_SESSION):

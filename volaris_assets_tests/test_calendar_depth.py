@@ -6,8 +6,10 @@ from datetime import date, datetime
 import dagster as dg
 import pytest
 from dagster._core.definitions.partitions.context import partition_loading_context
+from dagster._core.remote_representation.external_data import RepositorySnap
+from dagster._serdes import serialize_value
 
-from volaris_assets import calendar, settings
+from volaris_assets import calendar, definitions, settings
 from volaris_assets.prices import assets as price_assets
 from volaris_assets.prices.assets import daily_bars, intraday_bars
 from volaris_assets.universe.assets import sp500_constituents
@@ -35,6 +37,22 @@ def test_session_partitions_start_in_2000_and_skip_holidays_after_2030():
     assert keys[0] == "2000-01-03"
     assert "2001-09-11" not in keys and "2001-09-17" in keys
     assert "2031-01-01" not in keys and "2031-01-02" in keys
+
+
+def test_closures_are_listed_five_years_ahead_and_the_snapshot_stays_small():
+    """Dagster copies each partitions' exclusion list into the snapshot of every asset, check
+    and job on them; listing closures through 2080 made the code location's snapshot 11 MB."""
+    horizon = date(date.today().year + calendar.EXCLUSION_YEARS, 12, 31)
+    snapshot_ticks = [
+        datetime.fromtimestamp(excluded.timestamp, ET)
+        for excluded in calendar.snapshot_partitions().exclusions
+        if not isinstance(excluded, str)  # the cron exclusion of 09:00 and 09:15
+    ]
+    assert max(snapshot_ticks).date() <= horizon < date(horizon.year + 1, 12, 31)
+    last_year = [tick for tick in snapshot_ticks if tick.year == horizon.year]
+    assert len(last_year) >= 8 * 26  # the horizon's own holidays are all there
+    repository = RepositorySnap.from_def(definitions.defs.get_repository_def())
+    assert len(serialize_value(repository)) < 5_000_000
 
 
 def test_first_session_is_configurable_and_validated(monkeypatch):
