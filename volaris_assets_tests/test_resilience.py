@@ -312,6 +312,20 @@ def test_a_burst_of_429s_leaves_the_circuit_closed_for_the_rest_of_the_run() -> 
     assert len(later.calls) == 1
 
 
+def test_an_answer_the_parser_cannot_read_is_bad_data_and_leaves_the_circuit_closed() -> None:
+    """A list where a string was, a date past 2262: the provider answered, so five such
+    symbols must not switch off a healthy provider for the rest of the run."""
+    harness = Harness(threshold=3)
+    unreadable = [TypeError("unhashable type: 'list'"), OverflowError("int too large")]
+    for error in unreadable * 2:
+        failed = _failure(harness, ScriptedSource("schwab", [error]))
+        assert failed.category is ErrorCategory.BAD_DATA
+        assert failed.attempts == 1  # bad data is not retried
+    assert harness.registry.breaker("schwab").state is CircuitState.CLOSED
+    failed = _failure(harness, ScriptedSource("schwab", [RuntimeError("?")] * 5))
+    assert failed.category is ErrorCategory.UNKNOWN  # anything else still counts
+
+
 @pytest.mark.parametrize(("advised", "budget_left"), [(0.0, True), (None, False), (2.0, False)])
 def test_a_429_pauses_the_budget_for_what_it_advises(advised, budget_left) -> None:
     """ "Retry-After: 0" is the provider saying "now": pausing the default second for it would

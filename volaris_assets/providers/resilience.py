@@ -86,6 +86,9 @@ DEFAULT_HEDGE_AFTER_S: dict[str, float] = {"schwab": 2.0}
 HEDGE_POLL_S = 0.25
 # A 429 without Retry-After still means "slow down": everyone holds back this long.
 DEFAULT_429_PAUSE_S = 1.0
+# What a parser raises on an answer of an unexpected shape (a list where a string was, a date
+# past 2262, an integer past a float): the answer was bad, not the provider's health.
+UNREADABLE = (ValueError, TypeError, LookupError, ArithmeticError, AttributeError)
 
 
 @dataclass(frozen=True)
@@ -353,6 +356,15 @@ class GuardedSource:
         except TimeoutError:
             raise ProviderError(
                 ErrorCategory.TIMEOUT, "request timed out", provider=self.name
+            ) from None
+        except UNREADABLE as error:
+            # The provider answered (transport failures arrive as ProviderError), and a parser
+            # could not read it: the symbol's data is bad, and the provider's health is not in
+            # question, so it must not count towards opening the circuit.
+            raise ProviderError(
+                ErrorCategory.BAD_DATA,
+                f"unreadable answer ({type(error).__name__})",
+                provider=self.name,
             ) from None
         except Exception as error:  # noqa: BLE001 - every source failure gets a category
             raise ProviderError(
