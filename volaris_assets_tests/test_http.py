@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import httpx
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -14,10 +15,16 @@ from volaris_assets.providers.base import ErrorCategory, ProviderError
 from volaris_assets.providers.http import (
     build_client,
     category_for_status,
+    days_to_expiry,
+    epoch_to_utc,
+    floats,
+    iso_to_utc,
     json_body,
     numeric,
+    occ_symbols,
     parse_retry_after,
     retry_after_seconds,
+    same_origin,
     send,
     session_day,
 )
@@ -133,6 +140,48 @@ def test_numeric_turns_every_spelling_of_nothing_into_nan():
     values = numeric([1, "2.5", None, "NaN", "abc", -999.0, float("inf")], sentinels=(-999.0,))
     assert values.iloc[:2].tolist() == [1.0, 2.5]
     assert values.iloc[2:7].isna().all()
+
+
+def test_iso_timestamps_are_read_one_by_one_whatever_the_first_looks_like():
+    """Alpaca drops a zero fraction: a value without one after a value with one is the same
+    instant format, not a missing timestamp."""
+    read = iso_to_utc(
+        ["2026-03-03T14:59:59.123456789Z", "2026-03-03T15:00:00Z", "2026-03-03T10:00:00-05:00"]
+    )
+    assert read.tolist() == [
+        pd.Timestamp("2026-03-03T14:59:59.123456789Z"),
+        pd.Timestamp("2026-03-03T15:00:00Z"),
+        pd.Timestamp("2026-03-03T15:00:00Z"),
+    ]
+    assert str(read.dtype) == "datetime64[ns, UTC]"
+
+
+def test_timestamps_out_of_range_or_in_the_wrong_unit_become_nat_not_an_error():
+    """A unit slip must reach validation as a missing timestamp (counted), not raise for the
+    whole column (the symbol fails) or turn into 1970 (wrong data kept)."""
+    quote_ms = 1_773_241_200_000  # 2026-03-11 15:00 UTC
+    by_epoch = epoch_to_utc([quote_ms, quote_ms * 10**6, quote_ms // 1000, 1e30], "ms")
+    assert by_epoch.iloc[0] == pd.Timestamp("2026-03-11T15:00:00Z")
+    assert by_epoch.iloc[1:].isna().all()  # in ns, in s (1970-01-21), absurd
+    by_text = iso_to_utc(["9999-03-03T00:00:00Z", "1700000000", 1_700_000_000, None])
+    assert by_text.isna().all()
+    assert str(by_text.dtype) == "datetime64[ns, UTC]"
+    quoted = epoch_to_utc([quote_ms] * 3, "ms")
+    dte = days_to_expiry(pd.Series(["2026-04-17", "9999-12-31", "junk"]), quoted)
+    assert dte.iloc[0] == 37 and dte.iloc[1:].isna().all()
+
+
+def test_integers_past_a_float_and_strikes_past_an_occ_symbol_do_not_fail_the_chain():
+    assert np.isnan(floats([1.5, 10**400, "2"])).tolist() == [False, True, False]
+    expires = date(2026, 4, 17)
+    assert occ_symbols(["AAPL"] * 2, [expires] * 2, ["P", "P"], np.array([200.0, 1e306])) == [
+        "AAPL  260417P00200000",
+        None,
+    ]
+
+
+def test_an_unreadable_pagination_link_is_refused_not_raised():
+    assert not same_origin("http://[::1", "http://127.0.0.1:8000/polygon")
 
 
 def test_session_day_reads_each_provider_zone():

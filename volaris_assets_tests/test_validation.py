@@ -56,15 +56,19 @@ def test_bar_validation():
     bars.loc[0, "high"] = bars.loc[0, "low"] - 1  # inverted
     bars.loc[1, "close"] = 0.0
     bars.loc[2, "volume"] = -5
+    bars["volume"] = bars["volume"].astype("float64")  # as a parser hands it over
+    bars.loc[3, "volume"] = 1e19  # past int64: it would be stored as a negative number
     bars = pd.concat([bars, bars.iloc[[5]]], ignore_index=True)
     result = validate_bars(bars)
     assert dict(result.rejected) == {
         "inverted_range": 1,
         "nonpositive_price": 1,
         "negative_volume": 1,
+        "bad_volume": 1,
         "duplicate_key": 1,
     }
-    assert len(result.frame) == 7
+    assert len(result.frame) == 6
+    assert (result.frame["volume"] >= 0).all()
 
 
 def test_expirations_in_any_spelling_are_read_once_and_unreadable_ones_rejected():

@@ -25,6 +25,8 @@ from volaris_assets.warehouse.tables import option_snapshots, text_limits
 RISK_FREE_RATE = 0.04
 MAX_IV = 5.0
 GREEKS = ("delta", "gamma", "theta", "vega")
+# The first volume a BIGINT column cannot hold (stored bars' volume is int64).
+_INT64_END = 2.0**63
 # The chain's bounded text that the wire decides: `occ_symbol` is built from the provider's
 # strike, and an absurd one (a unit slip) makes it longer than the warehouse key. The other
 # bounded columns cannot be: `symbol` and `provider` are the platform's, `right` is C or P.
@@ -109,6 +111,7 @@ def validate_bars(frame: pd.DataFrame) -> Validated:
             (bars["high"] < prices.max(axis=1)) | (bars["low"] > prices.min(axis=1)),
         ),
         ("negative_volume", bars["volume"] < 0),
+        ("bad_volume", bars["volume"] >= _INT64_END),  # would wrap to negative in int64
         ("duplicate_key", bars.duplicated(["symbol", "timeframe", "ts"], keep="last")),
     ]
     result, _ = _split(bars, checks, key="ts")

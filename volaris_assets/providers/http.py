@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import pydantic_core
 
+from volaris_assets.calendar import FIRST_SESSION
 from volaris_assets.providers.base import (
     BAR_COLUMNS,
     PROVIDER_NAMES,
@@ -371,7 +372,11 @@ def same_origin(url: str, base: str) -> bool:
     Credentials are re-attached to pagination links, so a link to another origin is refused
     rather than followed.
     """
-    target, origin = httpx.URL(url), httpx.URL(base)
+    try:
+        target = httpx.URL(url)
+    except httpx.InvalidURL:
+        return False  # refused like a foreign link: an unreadable one points nowhere we know
+    origin = httpx.URL(base)
     return (target.scheme, target.host, target.port) == (origin.scheme, origin.host, origin.port)
 
 
@@ -412,21 +417,54 @@ def _floats(values: Any) -> np.ndarray:
         array = np.array(values, dtype="float64")
         if array.ndim == 1:
             return array
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         pass
-    coerced = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce")
+    cells = pd.Series(values, dtype=object)
+    try:
+        coerced = pd.to_numeric(cells, errors="coerce")
+    except OverflowError:  # an integer past a float's range, which "coerce" does not cover
+        return np.array([_float_or_nan(cell) for cell in cells], dtype="float64")
     return coerced.to_numpy(dtype="float64", na_value=np.nan, copy=True)
 
 
+def _float_or_nan(cell: Any) -> float:
+    try:
+        return float(cell)
+    except (TypeError, ValueError, OverflowError):
+        return math.nan
+
+
+# The timestamps a provider may send: from the calendar's first session (no market data this
+# system holds is older; an epoch in the wrong unit lands in 1970) to the end of datetime64[ns],
+# the canonical timestamp type.
+_EARLIEST = pd.Timestamp(FIRST_SESSION, tz=UTC)
+_LATEST = pd.Timestamp.max.tz_localize(UTC)
+
+
 def epoch_to_utc(values: Any, unit: str) -> pd.Series:
-    """tz-aware UTC timestamps from epoch numbers (or numeric strings) in `unit`."""
-    return pd.to_datetime(numeric(values), unit=unit, utc=True).astype("datetime64[ns, UTC]")
+    """tz-aware UTC timestamps from epoch numbers (or numeric strings) in `unit`; a value
+    out of range (an epoch in another unit) becomes NaT, for validation to count, instead of a
+    1970 timestamp or an error for the whole column."""
+    return _utc_ns(pd.to_datetime(numeric(values), unit=unit, utc=True, errors="coerce"))
 
 
 def iso_to_utc(values: Any) -> pd.Series:
-    """tz-aware UTC timestamps from ISO-8601 strings; unparseable values become NaT."""
-    parsed = pd.to_datetime(pd.Series(values, dtype=object), utc=True, errors="coerce")
-    return parsed.astype("datetime64[ns, UTC]")
+    """tz-aware UTC timestamps from ISO-8601 strings; anything else becomes NaT.
+
+    Each value is read as ISO 8601 on its own (`format="ISO8601"`): left to guess, pandas
+    takes one layout from the first value and turns a later `...15:00:00Z` after a
+    `...59.123456Z` into NaT (Alpaca drops a zero fraction). A bare number is not a date
+    here (as text it is not ISO 8601): read as nanoseconds it would be a 1970 timestamp.
+    """
+    text = pd.Series(values, dtype=object).astype(str)
+    return _utc_ns(pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601"))
+
+
+def _utc_ns(parsed: pd.Series) -> pd.Series:
+    """`parsed` as the canonical datetime64[ns, UTC], NaT outside `_EARLIEST`..`_LATEST`
+    (past the end, the cast would raise for the whole column)."""
+    inside = parsed.isna() | ((parsed >= _EARLIEST) & (parsed <= _LATEST))
+    return parsed.where(inside).astype("datetime64[ns, UTC]")
 
 
 def days_to_expiry(expiration: pd.Series, quote_ts: pd.Series) -> pd.Series:
@@ -435,7 +473,8 @@ def days_to_expiry(expiration: pd.Series, quote_ts: pd.Series) -> pd.Series:
     zone-aware midnights loses an hour across a daylight-saving change, and `.days` then
     floors 15 days to 14."""
     quote_day = quote_ts.dt.tz_convert("America/New_York").dt.tz_localize(None).dt.normalize()
-    return numeric((pd.to_datetime(expiration) - quote_day).dt.days)
+    expires = _utc_ns(pd.to_datetime(expiration, errors="coerce").dt.tz_localize(UTC))
+    return numeric((expires.dt.tz_localize(None) - quote_day).dt.days)
 
 
 def session_day(values: pd.Series, tz: str) -> pd.Series:
@@ -537,7 +576,9 @@ def occ_symbols(
     tails: dict[float, str] = {}
     out: list[str | None] = []
     for sym, exp, right, strike in zip(symbols, expirations, rights, strikes.tolist(), strict=True):
-        if not (isinstance(exp, date) and right in ("C", "P") and strike > 0):
+        # A strike whose thousandths overflow a float has no OCC symbol (validation rejects
+        # the row for it), and would otherwise fail the whole chain.
+        if not (isinstance(exp, date) and right in ("C", "P") and 0 < strike * 1000 < math.inf):
             out.append(None)
             continue
         head = heads.get((sym, exp, right))

@@ -326,7 +326,7 @@ def _numeric_columns(records: list[dict[str, Any]]) -> dict[str, np.ndarray]:
     """
     try:
         table = np.array([_NUMERIC_GETTER(r) for r in records], dtype="float64")
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):
         return {
             column: floats([r.get(wire) for r in records], sentinels=sentinels)
             for wire, column, sentinels in _NUMERIC_FIELDS
