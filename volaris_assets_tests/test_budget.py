@@ -28,6 +28,7 @@ from volaris_assets.providers.budget import (
 from volaris_assets.providers.budget.fallback import Failover, MemoryStore, Tier
 from volaris_assets.providers.budget.gcra import Cell, count, reserve, reserved_last_minute
 from volaris_assets.providers.budget.sqlite import SqliteStore
+from volaris_assets.providers.rate_limit import Paused
 from volaris_assets_tests.budget_support import (
     REDIS_URL,
     Run,
@@ -346,6 +347,37 @@ def test_a_pause_voids_a_reservation_still_sleeping(spec):
         budget.close()
         other.close()
     assert sent >= paused_until
+
+
+def test_a_long_pause_is_refused_at_once_and_a_long_queue_is_not(spec):
+    """A Retry-After of an hour (a quota) must send callers to another provider, not hold
+    them for the hour; a queue longer than the bound is no pause and is waited out."""
+    budget = budget_on(spec, {"acct": Limit(5, 1)})
+    other = open_store(spec)
+
+    async def scenario() -> tuple[float, float, float]:
+        await budget.acquire("acct", longest_pause_s=0.1)
+        started = time.monotonic()
+        await budget.acquire("acct", longest_pause_s=0.1)  # 0.2 s behind the first
+        queued = time.monotonic() - started
+        await asyncio.to_thread(other.pause, "acct", 3600.0)
+        started = time.monotonic()
+        with pytest.raises(Paused) as fresh:
+            await budget.acquire("acct", longest_pause_s=60.0)
+        with pytest.raises(Paused):
+            await budget.acquire("acct", "bulk", longest_pause_s=60.0)
+        return queued, fresh.value.seconds, time.monotonic() - started
+
+    try:
+        queued, left, refused_in = asyncio.run(scenario())
+        reserved = budget.snapshot()[0].reserved_last_60s
+    finally:
+        budget.close()
+        other.close()
+    assert 0.1 < queued < 1.0
+    assert 3500.0 < left <= 3600.0
+    assert refused_in < 1.0
+    assert reserved == 2  # the refusals reserved nothing behind the pause
 
 
 def test_a_pause_keeps_the_slots_due_after_it(spec):

@@ -26,6 +26,7 @@ from volaris_assets.providers.answer_times import (
 from volaris_assets.providers.base import WHOLE_CHAIN, ChainFilter, ErrorCategory, ProviderError
 from volaris_assets.providers.rate_limit import PACING_HEADROOM
 from volaris_assets.providers.resilience import (
+    LONGEST_PAUSE_S,
     ChainExhausted,
     CircuitState,
     FallbackChain,
@@ -333,6 +334,25 @@ def test_a_429_pauses_the_budget_for_what_it_advises(advised, budget_left) -> No
     harness = Harness(budget=RateLimit(per_second=10.0, burst=5.0))
     _call(harness, ScriptedSource("schwab", [_error(ErrorCategory.RATE_LIMITED, advised)]))
     assert asyncio.run(harness.registry.limiter("schwab").spare()) is budget_left
+
+
+@pytest.mark.parametrize("advised", [3600.0, 1e11])
+def test_a_pause_past_the_cap_sends_later_symbols_elsewhere_without_waiting(advised) -> None:
+    """Tiingo's hourly quota answers "Retry-After: 3600": the symbol that drew it moves on,
+    and so does every later one, at once, until the pause is over; an absurd Retry-After
+    pauses for a day at most."""
+    harness = Harness(budget=RateLimit(per_second=10.0, burst=1.0))
+    throttled = ScriptedSource("schwab", [_error(ErrorCategory.RATE_LIMITED, advised)])
+    chain = harness.chain(throttled, ScriptedSource("yahoo"))
+    assert asyncio.run(chain.option_chain("AAPL", AS_OF)).provider == "yahoo"
+    later = ScriptedSource("schwab")
+    fetched = asyncio.run(harness.chain(later, ScriptedSource("yahoo")).option_chain("MSFT", AS_OF))
+    assert fetched.provider == "yahoo"
+    assert fetched.failures == (("schwab", ErrorCategory.RATE_LIMITED),)
+    assert later.calls == []
+    assert max(harness.waits, default=0.0) < 60.0  # nobody slept out the pause
+    harness.now += min(advised, LONGEST_PAUSE_S)
+    assert _call(harness, ScriptedSource("schwab"))[1] == 1
 
 
 def test_an_open_circuit_refuses_without_calling_the_source() -> None:

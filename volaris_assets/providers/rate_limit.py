@@ -20,14 +20,25 @@ Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
 
+class Paused(Exception):
+    """The provider paused its budget for longer than the caller would wait (a `Retry-After`
+    of an hour on a quota, say): `seconds` of the pause are left. Raised instead of waiting, so
+    the caller can try another provider; nothing was reserved."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"paused for another {seconds:.0f} s by the provider's Retry-After")
+        self.seconds = seconds
+
+
 class Limiter(Protocol):
     """What a guarded source asks of its provider's budget: this process's `TokenBucket`, or
     the budget shared by every process (`budget.BudgetLimiter`)."""
 
     acquired: float
 
-    async def acquire(self) -> None:
-        """Wait for this request's turn."""
+    async def acquire(self, *, longest_pause_s: float | None = None) -> None:
+        """Wait for this request's turn; raise `Paused` rather than wait out a pause that has
+        more than `longest_pause_s` left."""
 
     async def spare(self) -> bool:
         """Take a turn only if nobody is waiting for it now (a hedge)."""
@@ -61,16 +72,22 @@ class TokenBucket:
         self._sleep = sleep
         self._tokens = burst
         self._updated = clock()
+        self._paused_until = -math.inf
         self.acquired = 0.0
 
     @property
     def unlimited(self) -> bool:
         return math.isinf(self.rate)
 
-    async def acquire(self, tokens: float = 1.0) -> None:
-        """Wait until `tokens` may be spent; `acquired` counts the tokens granted so far."""
+    async def acquire(self, tokens: float = 1.0, *, longest_pause_s: float | None = None) -> None:
+        """Wait until `tokens` may be spent, or raise `Paused` when a pause has more than
+        `longest_pause_s` left; `acquired` counts the tokens granted so far."""
         if not tokens > 0:
             raise ValueError(f"tokens must be > 0, got {tokens}")
+        if longest_pause_s is not None:
+            left = self._paused_until - self._clock()
+            if left > longest_pause_s:
+                raise Paused(left)
         if not self.unlimited:
             debt = self._reserve(tokens)
             if debt > 0:
@@ -106,6 +123,7 @@ class TokenBucket:
         self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
         self._updated = now
         self._tokens = min(self._tokens, 1.0 - seconds * self.rate)
+        self._paused_until = max(self._paused_until, now + seconds)
 
     def _reserve(self, tokens: float) -> float:
         """Take `tokens` now and return how many the balance is short (0 if none)."""

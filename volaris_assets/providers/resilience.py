@@ -41,6 +41,7 @@ from volaris_assets.providers.rate_limit import (
     PACING_HEADROOM,
     Clock,
     Limiter,
+    Paused,
     RateLimit,
     Sleep,
     TokenBucket,
@@ -86,6 +87,9 @@ DEFAULT_HEDGE_AFTER_S: dict[str, float] = {"schwab": 2.0}
 HEDGE_POLL_S = 0.25
 # A 429 without Retry-After still means "slow down": everyone holds back this long.
 DEFAULT_429_PAUSE_S = 1.0
+# The longest pause a Retry-After sets (a day: a daily quota's reset). A longer one (a date in
+# 9999, say) would stop the provider in every process until someone cleared the store by hand.
+LONGEST_PAUSE_S = 86_400.0
 # What a parser raises on an answer of an unexpected shape (a list where a string was, a date
 # past 2262, an integer past a float): the answer was bad, not the provider's health.
 UNREADABLE = (ValueError, TypeError, LookupError, ArithmeticError, AttributeError)
@@ -212,7 +216,15 @@ class GuardedSource:
                 raise ProviderError(
                     ErrorCategory.CIRCUIT_OPEN, "circuit open, request not sent", provider=self.name
                 )
-            await self.limiter.acquire()
+            try:
+                await self.limiter.acquire(longest_pause_s=self.retry.retry_after_cap_s)
+            except Paused as paused:
+                raise ProviderError(
+                    ErrorCategory.RATE_LIMITED,
+                    f"request not sent: {paused}",
+                    provider=self.name,
+                    retry_after=paused.seconds,
+                ) from None
             attempts += 1
             try:
                 return await self._answer(fetch, hedged)
@@ -337,7 +349,8 @@ class GuardedSource:
             self.breaker.record_failure(error.category)
             if error.category is ErrorCategory.RATE_LIMITED:
                 advised = error.retry_after
-                await self.limiter.pause(DEFAULT_429_PAUSE_S if advised is None else advised)
+                pause = DEFAULT_429_PAUSE_S if advised is None else min(advised, LONGEST_PAUSE_S)
+                await self.limiter.pause(pause)
             raise
         self.breaker.record_success()
         if self.answer_times is not None:

@@ -118,7 +118,7 @@ from volaris_assets.providers.budget.config import BudgetConfig
 from volaris_assets.providers.budget.fallback import Failover, Tier
 from volaris_assets.providers.budget.gcra import Cell, Grant, Limit, reserve, reserved_last_minute
 from volaris_assets.providers.budget.store import Store, Stored
-from volaris_assets.providers.rate_limit import Clock
+from volaris_assets.providers.rate_limit import Clock, Paused
 
 __all__ = [
     "BudgetConfig",
@@ -183,8 +183,11 @@ class ProviderBudget:
         # One thread: store calls are short, and in order.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="provider-budget")
 
-    async def acquire(self, provider: str, priority: Priority = "fresh") -> None:
-        """Wait until one request to `provider` may be sent."""
+    async def acquire(
+        self, provider: str, priority: Priority = "fresh", *, longest_pause_s: float | None = None
+    ) -> None:
+        """Wait until one request to `provider` may be sent, or raise `Paused` when a pause
+        has more than `longest_pause_s` left (the caller has other providers to try)."""
         if priority not in ("fresh", "bulk"):
             raise ValueError(f"priority must be 'fresh' or 'bulk', got {priority!r}")
         limit = self._limit(provider)
@@ -193,7 +196,9 @@ class ProviderBudget:
         max_wait = None if priority == "fresh" else self.bulk_slack_s
         late = 0
         while True:
-            grant, tier, called = await self._reserve(provider, limit, max_wait)
+            grant, tier, called = await self._reserve_unless_paused(
+                provider, limit, max_wait, longest_pause_s
+            )
             if grant.wait > 0:
                 await self._sleep(grant.wait)
             if not grant.admitted:
@@ -258,6 +263,42 @@ class ProviderBudget:
 
         grant, tier = await self._run(provider, reserve_in)
         return grant, tier, called
+
+    async def _reserve_unless_paused(
+        self, provider: str, limit: Limit, max_wait: float | None, longest_pause_s: float | None
+    ) -> tuple[Grant, Tier, float]:
+        """`_reserve`, except that a pause with more than `longest_pause_s` left raises `Paused`
+        and reserves nothing (a slot taken at the end of an hour's pause by every symbol that
+        then tried another provider would queue phantom requests behind it).
+
+        The reservation is asked with a bound first, so the usual case costs no more round
+        trips: only a wait past `longest_pause_s` asks the store how long its pause has left,
+        and a long queue that is not a pause is then reserved as asked.
+        """
+        if longest_pause_s is None:
+            return await self._reserve(provider, limit, max_wait)
+        bound = longest_pause_s if max_wait is None else min(max_wait, longest_pause_s)
+        grant, tier, called = await self._reserve(provider, limit, bound)
+        if grant.admitted or grant.wait + bound <= longest_pause_s:
+            return grant, tier, called
+        left = await self._pause_left(provider, grant, tier)
+        if left > longest_pause_s:
+            raise Paused(left)
+        if max_wait is None:
+            return await self._reserve(provider, limit, None)
+        return grant, tier, called  # bulk past its slack: asks again later, as ever
+
+    async def _pause_left(self, provider: str, refused: Grant, tier: Tier) -> float:
+        """Seconds of pause left on the store that refused `refused` (whose `due - wait` is
+        the store's clock when it answered); 0 when the store does not answer."""
+        loop = asyncio.get_running_loop()
+        try:
+            paused_until = await loop.run_in_executor(
+                self._executor, tier.store.paused_until, provider
+            )
+        except Exception:  # noqa: BLE001 - no news: the reservation finds out
+            return 0.0
+        return paused_until - (refused.due - refused.wait)
 
     async def _paused_over(self, provider: str, grant: Grant, tier: Tier) -> bool:
         """Whether a pause set while the caller slept covers `grant`'s slot (it is then void).

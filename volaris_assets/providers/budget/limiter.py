@@ -23,8 +23,8 @@ class BudgetLimiter:
     def rate(self) -> float:
         return self.budget.limits[self.provider].rate
 
-    async def acquire(self) -> None:
-        await self.budget.acquire(self.provider, self.priority)
+    async def acquire(self, *, longest_pause_s: float | None = None) -> None:
+        await self.budget.acquire(self.provider, self.priority, longest_pause_s=longest_pause_s)
         self.acquired += 1
 
     async def spare(self) -> bool:
