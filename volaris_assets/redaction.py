@@ -15,7 +15,10 @@ _lock = threading.Lock()
 _secrets: set[str] = set()
 # Credentials that travel in query strings or headers, whatever their value.
 _PATTERNS = (
-    re.compile(r"(?i)(api[_-]?key|apikey|token|access_token|refresh_token|secret)=([^&\s'\"]+)"),
+    re.compile(
+        r"(?i)(api[_-]?key|apikey|token|access_token|refresh_token|secret|password|passwd|pwd)"
+        r"=([^&\s'\"]+)"
+    ),
     re.compile(r"(?i)(authorization:\s*)(bearer|basic|token)\s+\S+"),
     re.compile(r"https://(?:discord(?:app)?\.com)/api/webhooks/\S+"),
 )

@@ -23,10 +23,10 @@ __all__ = ["Problem", "Settings", "SettingsError", "fields", "load", "problems",
 
 # A report longer than this would bury the first problem; the rest are counted.
 MAX_LINES = 16
-# user:password@ after an optional scheme://; the user part cannot hold '/', so a URL without a
-# password ("postgresql://postgres@host") does not match with "//postgres" taken as one.
-_URL_PASSWORD = re.compile(r"^((?:[a-z0-9+.-]+://)?[^:/@\s]*:)([^@/\s]*)@", re.IGNORECASE)
+# A webhook's id and token; a password passed as a query parameter.
 _WEBHOOK_TOKEN = re.compile(r"(/api/webhooks/)\S*")
+_QUERY_PASSWORD = re.compile(r"(?i)([?&](?:password|passwd|pwd)=)([^&\s]*)")
+_HTTP_PATH = re.compile(r"(?i)^(https?://[^/?#]*)(.+)$")
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,9 @@ def render(found: list[Problem]) -> str:
 def _validate(env: Mapping[str, str]) -> tuple[Settings | None, list[Problem]]:
     known = fields()
     raw = {name: str(env[name]).strip() for name in known if str(env.get(name) or "").strip()}
-    redaction.register(*(_secret_part(raw[name]) for name in raw if extra(known[name], "secret")))
+    for name in raw:
+        if extra(known[name], "secret"):
+            redaction.register(*_masked(raw[name])[1])
     try:
         settings = Settings.model_validate(raw)
     except ValidationError as error:
@@ -127,24 +129,32 @@ def _are(names: list[str]) -> str:
     return "is" if len(names) == 1 else "are"
 
 
-def _secret_part(value: str) -> str:
-    """What must never be printed: a URL's password, a webhook's id and token, or the whole
-    value when it is not a URL (an API key)."""
-    if "://" not in value and "@" not in value:
-        return value
-    password = _URL_PASSWORD.match(value)
-    token = _WEBHOOK_TOKEN.search(value)
-    if password:
-        return password.group(2)
-    return token.group(0).removeprefix("/api/webhooks/") if token else ""
-
-
 def _shown(value: str, *, secret: bool) -> str:
     """The value as it may be printed: secrets masked, but a URL keeps the parts a user needs
-    to spot a typo (scheme, host, database) with its password hidden."""
+    to spot a typo (scheme, user, host, database) with its password hidden."""
     value = value[:120]
-    if secret and ("://" in value or "@" in value):
-        value = _WEBHOOK_TOKEN.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", value))
-    elif secret:
-        return "***"
-    return redaction.redact(value)
+    return _masked(value)[0] if secret else redaction.redact(value)
+
+
+def _masked(value: str) -> tuple[str, list[str]]:
+    """(shown, hidden parts) for a secret variable's value, malformed ones included: a URL's
+    password (everything between its user's ':' and the last '@', '@'s and all) and any
+    `password=` parameter; a webhook's id and token, or the whole path of another http(s) URL
+    (a mistyped webhook); the whole value when it is not a URL (an API key)."""
+    if "://" not in value and "@" not in value:
+        return "***", [value]
+    hidden: list[str] = [password for _, password in _QUERY_PASSWORD.findall(value)]
+    shown = _QUERY_PASSWORD.sub(r"\1***", value)
+    if "@" in shown:
+        head, _, host = shown.rpartition("@")
+        scheme, separator, userinfo = head.rpartition("://")
+        user, colon, password = userinfo.partition(":")
+        hidden.append(password)
+        shown = f"{scheme}{separator}{user}{':***' if colon else ''}@{host}"
+    elif token := _WEBHOOK_TOKEN.search(shown):
+        hidden.append(token.group(0).removeprefix("/api/webhooks/"))
+        shown = _WEBHOOK_TOKEN.sub(r"\1***", shown)
+    elif path := _HTTP_PATH.match(shown):
+        hidden.append(path.group(2).lstrip("/"))
+        shown = f"{path.group(1)}/***"
+    return shown, [part for part in hidden if part]

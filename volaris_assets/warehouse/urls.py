@@ -6,6 +6,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from volaris_assets import redaction
+
 DEFAULT_SQLITE_PATH = Path("data") / "volaris.db"
 _DIALECT_NAMES = {"postgresql": "PostgreSQL"}
 
@@ -19,15 +21,18 @@ def normalize_url(url: str | None) -> str:
     """
     if not url:
         return f"sqlite:///{DEFAULT_SQLITE_PATH}"
-    for prefix in ("postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg2://" + url[len(prefix) :]
-    return url
+    scheme, separator, rest = url.partition("://")
+    scheme = scheme.lower()  # "PostgreSQL://" names no SQLAlchemy dialect
+    if scheme in ("postgresql", "postgres"):
+        return "postgresql+psycopg2://" + rest
+    return f"{scheme}{separator}{rest}"
 
 
 def redact_url(url: str) -> str:
-    """The URL with its password hidden, for logs and metadata."""
-    return sa.make_url(normalize_url(url)).render_as_string(hide_password=True)
+    """The URL with its password hidden, for logs and metadata: the password of its user
+    part, and one passed as a query parameter (`?password=`, which libpq accepts too)."""
+    shown = sa.make_url(normalize_url(url)).render_as_string(hide_password=True)
+    return redaction.redact(shown)
 
 
 def sqlite_path(url: str) -> Path | None:
