@@ -81,6 +81,8 @@ def check_settings(env: Env) -> list[Check]:
 
 def check_warehouse(env: Env) -> list[Check]:
     """Connect (without creating anything) and compare the tables with the contract."""
+    if any(problem.variable == "DATABASE_URL" for problem in settings.problems(env)):
+        return [Check("warehouse", Status.FAIL, "not checked: DATABASE_URL is invalid (above)")]
     raw_url = env.get("DATABASE_URL") or ""
     url = normalize_url(raw_url)
     shown = redact_url(raw_url)
@@ -552,17 +554,27 @@ def _span(delta: timedelta) -> str:
 def run_checks(env: Env, *, ping: bool, now: datetime | None = None) -> list[Check]:
     moment = now or datetime.now(UTC)
     redaction.register(*(env.get(name) for name in SECRET_FIELDS.values()))
-    sections: Sequence[Callable[[], list[Check]]] = (
-        lambda: check_settings(env),
-        lambda: check_warehouse(env),
-        lambda: check_providers(env, moment),
-        lambda: check_reachability(env),
-        lambda: check_budgets(env),
-        lambda: check_storage(env),
-        lambda: check_webhook(env, ping=ping),
-        lambda: check_dagster(env, moment),
+    sections: Sequence[tuple[str, Callable[[], list[Check]]]] = (
+        ("settings", lambda: check_settings(env)),
+        ("warehouse", lambda: check_warehouse(env)),
+        ("providers", lambda: check_providers(env, moment)),
+        ("reachability", lambda: check_reachability(env)),
+        ("budget", lambda: check_budgets(env)),
+        ("storage", lambda: check_storage(env)),
+        ("webhook", lambda: check_webhook(env, ping=ping)),
+        ("dagster", lambda: check_dagster(env, moment)),
     )
-    return [check for section in sections for check in section()]
+    return [check for area, section in sections for check in _guarded(area, section)]
+
+
+def _guarded(area: str, section: Callable[[], list[Check]]) -> list[Check]:
+    """A section's checks, or one failure line when the section itself breaks (a value the
+    settings line above already reports, a driver that is not installed): the rest of the
+    report is what the user came for."""
+    try:
+        return section()
+    except Exception as error:  # noqa: BLE001 - one section must not take the report down
+        return [Check(area, Status.FAIL, f"could not be checked ({type(error).__name__})")]
 
 
 def render(checks: Sequence[Check]) -> str:

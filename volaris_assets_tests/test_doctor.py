@@ -191,3 +191,27 @@ def test_a_provider_that_does_not_answer_fails_with_its_category(sandbox, receiv
     report = doctor.render(checks)
     assert_no_secret(report, receiver)
     assert "doctor-canary-tiingo-0006" not in report
+
+
+@pytest.mark.parametrize(
+    "url", ["abc", "mysql://u:pw@127.0.0.1:1/x", "postgresql://u:pw@[::1/x", "sqlite://tmp/w.db"]
+)
+def test_a_malformed_database_url_is_reported_not_a_crash(url, tmp_path):
+    """The settings line names the problem; the warehouse check does not then try the URL
+    (it used to end the report with SQLAlchemy's traceback)."""
+    checks = doctor.run_checks({"DATABASE_URL": url}, ping=False, now=NOW)
+    settings_lines = [c for c in checks if c.area == "settings"]
+    assert [c.status for c in settings_lines] == [doctor.Status.FAIL]
+    assert "DATABASE_URL" in settings_lines[0].detail
+    assert [c.detail for c in checks if c.area == "warehouse"] == [
+        "not checked: DATABASE_URL is invalid (above)"
+    ]
+
+
+def test_a_section_that_breaks_is_one_failure_line_not_the_end_of_the_report():
+    def broken() -> list[doctor.Check]:
+        raise ModuleNotFoundError("MySQLdb")
+
+    assert doctor._guarded("warehouse", broken) == [
+        doctor.Check("warehouse", doctor.Status.FAIL, "could not be checked (ModuleNotFoundError)")
+    ]

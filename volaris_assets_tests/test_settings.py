@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -88,6 +89,15 @@ BAD_VALUES = [
     ("VOLARIS_RETAIN_RESULTS_DAYS", "0", "greater than or equal to 1"),
     ("VOLARIS_RETAIN_REJECTIONS_DAYS", "ten", "valid integer"),
     ("VOLARIS_RETAIN_INTRADAY_DAYS", "4000", "less than or equal to 3650"),
+    ("DATABASE_URL", "postgresql://u:pass@word@h/db", "write an '@' in the password as %40"),
+    ("DATABASE_URL", "sqlite://tmp/w.db", "a SQLite URL has no host"),
+    ("DATABASE_URL", "postgresql://u:pw@[::1/x", "not a parseable database URL"),
+    ("REDIS_URL", "redis://127.0.0.1:abc/0", "its port is not a number"),
+    ("REDIS_URL", "redis://127.0.0.1:6379/zero", "its database (the path) is not a number"),
+    ("VOLARIS_BUDGET_FILE", "/tmp/" + "x" * 300 + ".db", "cannot be a file here"),
+    ("VOLARIS_RATE_LIMITS", "polygon=1/1e308", "between one request a day"),
+    ("VOLARIS_RATE_LIMITS", "polygon=100/1,polygon=5/60", "polygon has a budget already"),
+    ("VOLARIS_MAX_RESPONSE_MB", "1e308", "at most 4096"),
 ] + [
     (name, value, "http(s) URL")
     for name in settings.fields()
@@ -144,6 +154,38 @@ def test_secrets_never_printed_but_urls_stay_readable():
     report = settings.render(settings.problems(env))
     assert CANARY not in report
     assert "postgresq://volaris:***@db.example:5432/volaris" in report
+
+
+@pytest.mark.parametrize(
+    ("variable", "template"),
+    [
+        ("DATABASE_URL", "postgresql//u:{secret}@127.0.0.1:5432/x"),
+        ("DATABASE_URL", "postgresql:/u:{secret}@127.0.0.1/x"),
+        ("DATABASE_URL", "postgresql://u:{secret}@extra@127.0.0.1:1/x"),
+        ("DATABASE_URL", "mysql://u@127.0.0.1/x?password={secret}"),
+        ("DISCORD_WEBHOOK_URL", "https://discord.com/api/webhook/1/{secret}"),
+        ("DISCORD_WEBHOOK_URL", "https://discord.com/webhooks/1/{secret}"),
+        ("VOLARIS_CELERY_BROKER_URL", "amqp:/u:{secret}@h/v"),
+    ],
+)
+def test_a_malformed_secret_is_not_printed_either(variable, template):
+    """Masking that needs a well-formed URL to find the password shows it in full exactly
+    when the user mistyped the URL. A fresh secret per case: the redaction registry is the
+    process's, and a secret an earlier case registered would be masked for the wrong reason."""
+    secret = f"canary{uuid.uuid4().hex}"
+    report = settings.render(settings.problems({variable: template.format(secret=secret)}))
+    assert variable in report
+    assert secret not in report
+
+
+def test_an_upper_case_database_scheme_opens_like_a_lower_case_one():
+    from volaris_assets.warehouse.urls import normalize_url, redact_url
+
+    assert settings.problems({"DATABASE_URL": "PostgreSQL://u:pw@h/db"}) == []
+    assert normalize_url("PostgreSQL://u:pw@h/db") == "postgresql+psycopg2://u:pw@h/db"
+    assert normalize_url("SQLITE:///w.db") == "sqlite:///w.db"
+    shown = redact_url(f"postgresql://u@h/db?sslmode=require&password={CANARY}")
+    assert CANARY not in shown and "sslmode=require" in shown
 
 
 def test_many_problems_fit_in_twenty_lines():

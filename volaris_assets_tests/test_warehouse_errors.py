@@ -230,6 +230,17 @@ def test_an_unopenable_sqlite_path_fails_the_step_clearly(tmp_path):
             pass
 
 
+def test_a_file_that_is_not_a_database_fails_the_step_clearly(tmp_path):
+    garbage = tmp_path / "w.db"
+    garbage.write_bytes(bytes(range(256)) * 20)
+    url = f"sqlite:///{garbage}"
+    error = error_of(url, "SELECT count(*) FROM sqlite_master")
+    assert_explained(error, url, "not a database", str(garbage), "integrity_check")
+    with pytest.raises(dg.Failure, match=r"^Warehouse unavailable \(not a database\)"):
+        with WarehouseResource(database_url=url).open():
+            pass
+
+
 def test_open_gives_up_after_the_reconnect_window_on_a_refused_port(server):
     url = with_password(server, port=free_port())
     started = time.monotonic()

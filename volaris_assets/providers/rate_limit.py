@@ -241,6 +241,12 @@ DEFAULT_RATE_LIMITS: dict[str, RateLimit] = {
 }
 
 
+# Budgets outside these are typos (a period in the wrong unit): slower, a run would never end;
+# faster, no provider serves it (the sandbox's unpaced benchmarks use 100,000/s).
+SLOWEST_BUDGET_PER_S = 1 / 86_400
+FASTEST_BUDGET_PER_S = 1_000_000.0
+
+
 def parse_rate_limits(text: str | None) -> dict[str, RateLimit]:
     """Budgets from "polygon=100/1, schwab=120/60:2" (requests / seconds[:burst]).
 
@@ -267,7 +273,15 @@ def parse_rate_limits(text: str | None) -> dict[str, RateLimit]:
         if burst_figure is not None and not 1 <= burst_figure < math.inf:
             raise ValueError(f"bad rate limit {part!r}: a burst must be at least 1")
         per_second = requests / seconds
-        limits[name.strip().lower()] = RateLimit(
+        if not SLOWEST_BUDGET_PER_S <= per_second <= FASTEST_BUDGET_PER_S:
+            raise ValueError(
+                f"bad rate limit {part!r}: a budget must be between one request a day and "
+                f"{FASTEST_BUDGET_PER_S:,.0f} a second"
+            )
+        provider = name.strip().lower()
+        if provider in limits:
+            raise ValueError(f"bad rate limit {part!r}: {provider} has a budget already")
+        limits[provider] = RateLimit(
             per_second,
             burst_figure if burst_figure is not None else max(1.0, min(per_second, 10.0)),
             window_s=min(seconds, COUNTED_OVER_S),

@@ -33,14 +33,22 @@ def database_url(text: str) -> str:
         raise ValueError("not a URL (no scheme://)")
     if scheme.lower() not in DATABASE_SCHEMES:
         raise ValueError(f"unknown database scheme {scheme!r}")
+    if text.count("@") > 1:
+        raise ValueError("holds more than one '@' (write an '@' in the password as %40)")
     try:
         url = sa.make_url(text)
+        url.port  # noqa: B018 - parsed on first use, and a bad port raises then
     except (sa.exc.ArgumentError, ValueError):
         raise ValueError("not a parseable database URL") from None
     if url.get_backend_name() == "postgresql" and not (url.host and url.database):
         raise ValueError("a PostgreSQL URL needs a host and a database name")
     if url.get_backend_name() == "sqlite" and not url.database:
         raise ValueError("a SQLite URL needs a file path (sqlite:///path/to/file.db)")
+    if url.get_backend_name() == "sqlite" and url.host:
+        raise ValueError(
+            "a SQLite URL has no host: three slashes before a relative path "
+            "(sqlite:///data/w.db), four before an absolute one (sqlite:////srv/w.db)"
+        )
     return text
 
 
@@ -99,6 +107,13 @@ def redis_url(text: str) -> str:
     parts = urlsplit(text)
     if parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path):
         raise ValueError("not a redis:// URL")
+    try:
+        parts.port  # noqa: B018 - parsed on first use
+    except ValueError:
+        raise ValueError("its port is not a number") from None
+    database = parts.path.strip("/")
+    if parts.scheme != "unix" and database and not database.isdigit():
+        raise ValueError("its database (the path) is not a number")
     return text
 
 
@@ -182,8 +197,12 @@ def existing_directory(text: str) -> str:
 
 def file_path(text: str) -> str:
     path = Path(text)
-    if path.is_dir():
-        raise ValueError("is a directory, not a file")
-    if not path.parent.is_dir():
-        raise ValueError(f"its directory {path.parent} does not exist")
+    try:
+        if path.is_dir():
+            raise ValueError("is a directory, not a file")
+        if not path.parent.is_dir():
+            raise ValueError(f"its directory {path.parent} does not exist")
+    except OSError as error:  # a name longer than the file system allows, say
+        reason = error.strerror or type(error).__name__
+        raise ValueError(f"cannot be a file here ({reason})") from None
     return text

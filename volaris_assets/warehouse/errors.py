@@ -171,6 +171,16 @@ _RULES: tuple[_Rule, ...] = (
     ),
     _Rule(
         Problem(
+            "not a database",
+            "is not a SQLite database, or is damaged",
+            "Point DATABASE_URL at the warehouse file, or move the damaged file aside and "
+            "materialize again (sqlite3 <file> 'PRAGMA integrity_check' says which).",
+        ),
+        (),
+        r"file is not a database|database disk image is malformed",
+    ),
+    _Rule(
+        Problem(
             "disk I/O error",
             "reported a disk I/O error",
             "Check the disk holding that file (dmesg, free space) and the file's integrity.",
