@@ -77,6 +77,22 @@ def test_hostile_override_file(tmp_path):
     assert sum(load.rejected.values()) + len(load.members) == len(lines) - 1  # nothing lost
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("ticker\nAAPL\nMSFT\n", ["AAPL", "MSFT"]),  # a header it did not know became TICKER
+        ("Name,Tickers\nApple,AAPL\nMicrosoft,MSFT\n", ["AAPL", "MSFT"]),
+        ("AAPL\nMSFT\n", ["AAPL", "MSFT"]),  # no header at all: a list of tickers
+    ],
+)
+def test_the_ticker_column_is_found_by_its_usual_names(tmp_path, text, expected):
+    path = tmp_path / "universe.csv"
+    path.write_text(text, encoding="utf-8")
+    load = parse_override(str(path))
+    assert [m.symbol for m in load.members] == expected
+    assert not load.rejected
+
+
 def test_override_list_and_missing_file():
     assert [m.symbol for m in parse_override("msft, nvda;KO").members] == ["MSFT", "NVDA", "KO"]
     with pytest.raises(FileNotFoundError):

@@ -126,9 +126,9 @@ class Settings(BaseModel):
     universe: Annotated[Text, checked(checks.universe)] = setting(
         "VOLARIS_UNIVERSE",
         "Universe",
-        "Replaces both universes (index lists and ETF list): a CSV path (a `symbol` column) "
-        "or comma-separated symbols.",
-        accepted="a CSV file with a symbol column, or comma-separated tickers",
+        "Replaces both universes (index lists and ETF list): a CSV path (a column headed "
+        "symbol or ticker, or a bare list) or comma-separated symbols.",
+        accepted="a CSV file with a symbol or ticker column, or comma-separated tickers",
         example="AAPL,MSFT,BRK.B",
     )
     universe_extra: Annotated[Text, checked(constituents.extra_symbols)] = setting(

@@ -314,6 +314,11 @@ def _split_list(text: str) -> list[str]:
     return [part for chunk in text.replace(";", ",").splitlines() for part in chunk.split(",")]
 
 
+# Header names of the ticker column a CSV may use: a header the reader did not know was read as
+# a list of tickers and the header itself became one ("TICKER").
+SYMBOL_HEADERS = ("symbol", "symbols", "ticker", "tickers")
+
+
 def _read_csv_symbols(path: Path) -> list[str]:
     if not path.is_file():
         raise FileNotFoundError(f"the universe list points at a missing file: {path}")
@@ -322,6 +327,8 @@ def _read_csv_symbols(path: Path) -> list[str]:
     if not rows:
         return []
     header = [h.strip().lower() for h in rows[0]]
-    column = header.index("symbol") if "symbol" in header else 0
-    body = rows[1:] if "symbol" in header else rows
-    return [row[column] if len(row) > column else "" for row in body]
+    named = [index for index, name in enumerate(header) if name in SYMBOL_HEADERS]
+    if not named:  # a bare list of tickers
+        return [row[0] if row else "" for row in rows]
+    column = named[0]
+    return [row[column] if len(row) > column else "" for row in rows[1:]]
