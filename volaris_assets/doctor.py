@@ -74,9 +74,11 @@ Env = Mapping[str, str]
 def check_settings(env: Env) -> list[Check]:
     """The same validation a run does before it starts, one line per invalid variable."""
     found = settings.problems(env)
+    ignored = [Check("settings", Status.WARN, line) for line in settings.unknown(env)]
     if not found:
-        return [Check("settings", Status.OK, f"all {len(settings.fields())} variables valid")]
-    return [Check("settings", Status.FAIL, problem.line()) for problem in found]
+        valid = Check("settings", Status.OK, f"all {len(settings.fields())} variables valid")
+        return [valid, *ignored]
+    return [*(Check("settings", Status.FAIL, problem.line()) for problem in found), *ignored]
 
 
 def check_warehouse(env: Env) -> list[Check]:

@@ -287,3 +287,22 @@ def test_a_url_without_a_password_registers_no_secret():
     url = "postgresql://settings_user_only@127.0.0.1:5432/test"
     settings.load({"DATABASE_URL": url})
     assert redaction.redact(f"database {url}") == f"database {url}"
+
+
+def test_a_misspelled_variable_is_named_with_the_setting_it_resembles(caplog):
+    env = {
+        "VOLARIS_CHAIN_PROVIDER": "polygon",
+        "VOLARIS_CONCURENCY": "4",
+        "VOLARIS_NO_SUCH_THING": "1",
+        "VOLARIS_BENCH_CWD": "/tmp",  # the benchmarks' own, not a setting
+        "VOLARIS_CONCURRENCY": "8",
+    }
+    assert settings.unknown(env) == [
+        "VOLARIS_CHAIN_PROVIDER is not a setting and is ignored; "
+        "did you mean VOLARIS_CHAIN_PROVIDERS?",
+        "VOLARIS_CONCURENCY is not a setting and is ignored; did you mean VOLARIS_CONCURRENCY?",
+        "VOLARIS_NO_SUCH_THING is not a setting and is ignored",
+    ]
+    with caplog.at_level("WARNING", logger="volaris_assets.settings"):
+        assert settings.load(env).concurrency == 8  # a warning, not an error
+    assert "did you mean VOLARIS_CHAIN_PROVIDERS?" in caplog.text

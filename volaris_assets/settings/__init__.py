@@ -8,6 +8,9 @@ and the code location (so that the UI shows it) call it before they do anything 
 
 from __future__ import annotations
 
+import difflib
+import functools
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -19,10 +22,22 @@ from pydantic.fields import FieldInfo
 from volaris_assets import redaction
 from volaris_assets.settings.model import Settings, extra, fields
 
-__all__ = ["Problem", "Settings", "SettingsError", "fields", "load", "problems", "render"]
+__all__ = [
+    "Problem",
+    "Settings",
+    "SettingsError",
+    "fields",
+    "load",
+    "problems",
+    "render",
+    "unknown",
+]
 
 # A report longer than this would bury the first problem; the rest are counted.
 MAX_LINES = 16
+# Variables of the project's own tooling, read outside the model (bench/, the tests).
+_TOOLING_PREFIXES = ("VOLARIS_BENCH_", "VOLARIS_TEST_")
+logger = logging.getLogger(__name__)
 # A webhook's id and token; a password passed as a query parameter.
 _WEBHOOK_TOKEN = re.compile(r"(/api/webhooks/)\S*")
 _QUERY_PASSWORD = re.compile(r"(?i)([?&](?:password|passwd|pwd)=)([^&\s]*)")
@@ -55,11 +70,36 @@ class SettingsError(ValueError):
 
 
 def load(env: Mapping[str, str] | None = None) -> Settings:
-    """The validated settings of `env` (default: the process environment)."""
-    settings, found = _validate(os.environ if env is None else env)
+    """The validated settings of `env` (default: the process environment); a VOLARIS_*
+    variable it does not know is logged once as a warning (`unknown`)."""
+    env = os.environ if env is None else env
+    settings, found = _validate(env)
     if found or settings is None:
         raise SettingsError(found)
+    _warn_once(tuple(unknown(env)))
     return settings
+
+
+def unknown(env: Mapping[str, str] | None = None) -> list[str]:
+    """A line per VOLARIS_* variable that is no setting, with the closest one's name: a
+    misspelled variable is otherwise ignored without a word, and the run goes on with the
+    default (VOLARIS_CHAIN_PROVIDER=polygon leaves the chains on the simulated market)."""
+    env = os.environ if env is None else env
+    known = fields()
+    lines = []
+    for name in sorted(env):
+        if not name.startswith("VOLARIS_") or name in known or name.startswith(_TOOLING_PREFIXES):
+            continue
+        close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.8)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        lines.append(f"{name} is not a setting and is ignored{hint}")
+    return lines
+
+
+@functools.cache
+def _warn_once(lines: tuple[str, ...]) -> None:
+    for line in lines:
+        logger.warning(line)
 
 
 def problems(env: Mapping[str, str] | None = None) -> list[Problem]:
