@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from volaris_assets.providers.budget import (
     LATE_RESERVES,
@@ -29,6 +30,7 @@ from volaris_assets.providers.budget.fallback import Failover, MemoryStore, Tier
 from volaris_assets.providers.budget.gcra import Cell, count, reserve, reserved_last_minute
 from volaris_assets.providers.budget.sqlite import SqliteStore
 from volaris_assets.providers.rate_limit import Paused
+from volaris_assets.warehouse.urls import normalize_url
 from volaris_assets_tests.budget_support import (
     REDIS_URL,
     Run,
@@ -281,6 +283,24 @@ def test_snapshot_shows_pace_use_and_pause(spec):
     assert abs(acct.reserved_last_60s - 5) <= 1  # 5 unless a minute turned meanwhile
     assert acct.paused_until is not None and acct.wait_s == pytest.approx(30, abs=1)
     assert states["idle"].reserved_last_60s == 0 and states["idle"].paused_until is None
+
+
+def test_reading_the_state_creates_nothing(spec):
+    """`volaris-doctor` reads the budgets and changes nothing: no table, file or key."""
+    store = open_store(spec)
+    try:
+        now, found = store.cells()
+    finally:
+        store.close()
+    assert found == [] and now > 1.7e9
+    if spec["kind"] == "sqlite":
+        assert not Path(spec["path"]).exists()
+    elif spec["kind"] == "postgresql":
+        engine = sa.create_engine(normalize_url(spec["url"]))
+        try:
+            assert not sa.inspect(engine).has_table(spec["table"])
+        finally:
+            engine.dispose()
 
 
 def test_try_acquire_takes_only_budget_nobody_waits_for(spec):

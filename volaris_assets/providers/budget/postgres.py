@@ -91,6 +91,9 @@ SELECT provider, rate, burst, tat, paused_until, minute, reserved, reserved_befo
 FROM {table}
 """
 
+_EXISTS = sa.text("SELECT to_regclass(:table)")
+_NOW = sa.text("SELECT extract(epoch FROM clock_timestamp())::float8")
+
 
 class PostgresStore:
     """The budget table `table` in the database at `url` (a DATABASE_URL; created on first use).
@@ -163,9 +166,15 @@ class PostgresStore:
         return row[0] if row else 0.0
 
     def cells(self) -> tuple[float, list[Stored]]:
-        self._create_table()
-        rows = self._run(lambda conn: conn.execute(self._sql["cells"]).all())
-        now = rows[0][-1] if rows else 0.0
+        """Reads only (the doctor changes nothing): no table yet means nothing reserved yet."""
+
+        def read(conn: Connection) -> tuple[list[sa.Row], float]:
+            if conn.execute(_EXISTS, {"table": self._table}).scalar() is None:
+                return [], conn.execute(_NOW).scalar_one()
+            rows = conn.execute(self._sql["cells"]).all()
+            return rows, rows[0][-1] if rows else conn.execute(_NOW).scalar_one()
+
+        rows, now = self._run(read)
         found = [
             Stored(provider, Limit(rate, burst) if rate is not None else None, Cell(*cell))
             for provider, rate, burst, *cell, _ in rows

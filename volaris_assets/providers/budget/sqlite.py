@@ -99,6 +99,9 @@ class SqliteStore:
         return row[0] if row else 0.0
 
     def cells(self) -> tuple[float, list[Stored]]:
+        """Reads only (the doctor changes nothing): no file yet means nothing reserved yet."""
+        if self._conn is None and not self.path.is_file():
+            return self._clock(), []
         with self._lock:
             rows = self._connection().execute("SELECT provider FROM provider_budget").fetchall()
             found = [self._read(self._connection(), provider) for (provider,) in rows]
