@@ -439,17 +439,27 @@ def _float_or_nan(cell: Any) -> float:
 
 
 # The timestamps a provider may send: from the calendar's first session (no market data this
-# system holds is older; an epoch in the wrong unit lands in 1970) to the end of datetime64[ns],
-# the canonical timestamp type.
+# system holds is older; an epoch in the wrong unit lands in 1970) to near the end of
+# datetime64[ns], the canonical timestamp type (2262-04-11).
 _EARLIEST = pd.Timestamp(FIRST_SESSION, tz=UTC)
-_LATEST = pd.Timestamp.max.tz_localize(UTC)
+_LATEST = pd.Timestamp("2262-01-01", tz=UTC)
+_NS_PER_UNIT = {"s": 1e9, "ms": 1e6, "us": 1e3, "ns": 1.0}
 
 
 def epoch_to_utc(values: Any, unit: str) -> pd.Series:
     """tz-aware UTC timestamps from epoch numbers (or numeric strings) in `unit`; a value
     out of range (an epoch in another unit) becomes NaT, for validation to count, instead of a
-    1970 timestamp or an error for the whole column."""
-    return _utc_ns(pd.to_datetime(numeric(values), unit=unit, utc=True, errors="coerce"))
+    1970 timestamp or an error for the whole column. The range is checked on the numbers, in
+    numpy: checking the parsed timestamps in pandas doubled the conversion's cost."""
+    epochs = floats(values)
+    scale = _NS_PER_UNIT[unit]
+    epochs[~((epochs >= _EARLIEST.value / scale) & (epochs <= _LATEST.value / scale))] = np.nan
+    series = pd.Series(
+        epochs,
+        index=values.index if isinstance(values, pd.Series) else None,
+        name=values.name if isinstance(values, pd.Series) else None,
+    )
+    return pd.to_datetime(series, unit=unit, utc=True).astype("datetime64[ns, UTC]")
 
 
 def iso_to_utc(values: Any) -> pd.Series:
