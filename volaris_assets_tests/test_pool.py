@@ -272,6 +272,9 @@ def test_a_pooled_option_chains_run_spreads_real_clients_and_labels_each_symbol(
         ",".join(NAMES),
         mode="pool",
         rate_limits="schwab=20/1,polygon=50/1,yahoo=10/1",
+        # "No faults, so no fallbacks" below: a request timing out on a slow, loaded host
+        # (5 s did, on a 2-core host half as fast as the Xeons) would be a fallback too.
+        request_timeout_s=20.0,
     )
     res = resources(sqlite_warehouse_url, **market)
     dg.materialize([sp500_constituents, scan_universe], resources=res, instance=instance)

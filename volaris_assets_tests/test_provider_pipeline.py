@@ -65,6 +65,10 @@ def test_the_seed_scan_runs_on_robinhood(
         clean_sandbox.settings(),
         providers="robinhood",
         rate_limits="robinhood=500/1",
+        # One Robinhood chain is a dozen requests (instruments, their pages, market data in
+        # batches), all inside one attempt's timeout, against a sandbox on this process's GIL:
+        # 5 s timed out every symbol on a 2-core host half as fast as the Xeons.
+        request_timeout_s=20.0,
     )
     assert chains.success and scan.success
     warehouse = Warehouse(sqlite_warehouse_url)
