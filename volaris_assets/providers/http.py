@@ -399,11 +399,14 @@ def numeric(values: Any, *, sentinels: tuple[float, ...] = ()) -> pd.Series:
     exactly the bad rows with a reason. Clean columns (numbers, nulls, numeric text) convert
     in one numpy call; only a column with a bad cell pays for pandas' per-cell coercion.
     """
-    return pd.Series(
-        floats(values, sentinels=sentinels),
-        index=values.index if isinstance(values, pd.Series) else None,
-        name=values.name if isinstance(values, pd.Series) else None,
-    )
+    return _series_like(values, floats(values, sentinels=sentinels))
+
+
+def _series_like(values: Any, array: np.ndarray) -> pd.Series:
+    """`array` as a Series with the index and name of `values` when it is one."""
+    if isinstance(values, pd.Series):
+        return pd.Series(array, index=values.index, name=values.name)
+    return pd.Series(array)
 
 
 def floats(values: Any, *, sentinels: tuple[float, ...] = ()) -> np.ndarray:
@@ -454,12 +457,8 @@ def epoch_to_utc(values: Any, unit: str) -> pd.Series:
     epochs = floats(values)
     scale = _NS_PER_UNIT[unit]
     epochs[~((epochs >= _EARLIEST.value / scale) & (epochs <= _LATEST.value / scale))] = np.nan
-    series = pd.Series(
-        epochs,
-        index=values.index if isinstance(values, pd.Series) else None,
-        name=values.name if isinstance(values, pd.Series) else None,
-    )
-    return pd.to_datetime(series, unit=unit, utc=True).astype("datetime64[ns, UTC]")
+    parsed = pd.to_datetime(_series_like(values, epochs), unit=unit, utc=True)
+    return parsed.astype("datetime64[ns, UTC]")
 
 
 def iso_to_utc(values: Any) -> pd.Series:
