@@ -32,10 +32,14 @@ from volaris_assets.warehouse.tables import KEYS, metadata
 from volaris_assets.warehouse.urls import DEFAULT_SQLITE_PATH as DEFAULT_SQLITE_PATH
 from volaris_assets.warehouse.urls import normalize_url, sqlite_path
 from volaris_assets.warehouse.urls import redact_url as redact_url
+from volaris_assets.warehouse.wal import use_wal
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+# How long a SQLite connection waits for another process's lock (a run writing while the bot
+# reads) before it fails.
+_SQLITE_TIMEOUT_S = 60
 # Connections a server or a proxy may close while idle are replaced before they are found dead:
 # below AWS NLB's 350 s idle timeout, and a ping to a silently dropped connection could wait for
 # TCP's own timeout. A connect that gets no answer gives up in time for another try inside the
@@ -56,7 +60,7 @@ def create_engine(url: str | None) -> Engine:
         path = sqlite_path(normalized)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(normalized, connect_args={"timeout": 60})
+        engine = sa.create_engine(normalized, connect_args={"timeout": _SQLITE_TIMEOUT_S})
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     # Settings in the URL's query win over these defaults.
@@ -66,10 +70,10 @@ def create_engine(url: str | None) -> Engine:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     """WAL lets the bot read while a run writes; busy_timeout waits instead of failing."""
+    use_wal(dbapi_connection, _SQLITE_TIMEOUT_S)
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=60000")
+    cursor.execute(f"PRAGMA busy_timeout={_SQLITE_TIMEOUT_S * 1000}")
     cursor.close()
 
 

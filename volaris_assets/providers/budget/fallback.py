@@ -19,6 +19,7 @@ from typing import TypeVar
 
 from volaris_assets.providers.budget.gcra import Cell, Grant, Limit, reserve
 from volaris_assets.providers.budget.store import Store, Stored
+from volaris_assets.redaction import redact
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ class Failover:
             except Exception as error:  # noqa: BLE001 - any failure: the next store paces
                 with self._lock:
                     tier.down_until = self._clock() + self.retry_s
-                    tier.last_error = type(error).__name__
+                    tier.last_error = _described(error)
                 continue
             return self._served(provider, tier, result)
         last = self.tiers[-1]
@@ -149,3 +150,11 @@ class Failover:
             tier.share * 100,
             self.retry_s,
         )
+
+
+def _described(error: Exception) -> str:
+    """The error's type and first line, for the warning: "OperationalError" alone does not
+    tell a locked SQLite file from a missing folder, or a refused connection from a bad
+    password. Redacted, as a driver may echo the URL it was given."""
+    first_line = (str(error).strip().splitlines() or [""])[0]
+    return redact(f"{type(error).__name__}: {first_line}"[:200]).removesuffix(": ")

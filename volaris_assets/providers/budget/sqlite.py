@@ -20,6 +20,7 @@ from typing import TypeVar
 
 from volaris_assets.providers.budget.gcra import Cell, Grant, Limit, reserve
 from volaris_assets.providers.budget.store import Stored
+from volaris_assets.warehouse.wal import use_wal
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS provider_budget (
@@ -132,7 +133,7 @@ class SqliteStore:
                 self.path, timeout=self._timeout_s, isolation_level=None, check_same_thread=False
             )
             try:
-                conn.execute("PRAGMA journal_mode=WAL")
+                use_wal(conn, self._timeout_s)
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute(_SCHEMA)
             except sqlite3.Error:
