@@ -40,8 +40,11 @@ chromium:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 ## The whole test suite (needs PostgreSQL on 127.0.0.1:5432, database `test`; see README).
+## Two pytest-xdist workers, each with its own PostgreSQL database; TEST_WORKERS=0 runs it in
+## this one process.
+TEST_WORKERS ?= 2
 test: $(STAMP) chromium
-	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=30
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=30 -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check volaris_assets volaris_assets_tests bench

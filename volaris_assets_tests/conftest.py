@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 
@@ -11,6 +12,7 @@ import sqlalchemy as sa
 
 from volaris_assets.warehouse.store import Warehouse
 from volaris_assets.warehouse.tables import metadata
+from volaris_assets.warehouse.urls import normalize_url
 
 pytest_plugins = ("volaris_assets_tests.sandbox_fixtures",)
 
@@ -19,17 +21,38 @@ SMALL_UNIVERSE = "AAPL,MSFT,NVDA,BRK.B,KO,XOM"
 
 
 def postgres_url() -> str:
-    """The test server's URL; without a server the test fails under CI and skips elsewhere."""
+    """The test server's URL; without a server the test fails under CI and skips elsewhere.
+
+    Under pytest-xdist each worker gets a database of its own beside `test` (`test_gw0`, ...):
+    `_fresh` drops every warehouse table, and two workers sharing one database would drop
+    each other's tables in the middle of a test."""
     try:
-        engine = sa.create_engine(Warehouse(PG_URL).url)
-        with engine.connect():
-            pass
-        engine.dispose()
+        return _worker_database(PG_URL, os.environ.get("PYTEST_XDIST_WORKER"))
     except Exception as error:  # noqa: BLE001
         if os.environ.get("CI"):
             pytest.fail(f"PostgreSQL required under CI but unreachable at {PG_URL}: {error}")
         pytest.skip(f"PostgreSQL unreachable at {PG_URL}")
-    return PG_URL
+
+
+@functools.cache
+def _worker_database(server_url: str, worker: str | None) -> str:
+    """`server_url`, or under xdist its database suffixed with the worker's id, created on the
+    first call (and kept, like `test` itself: `_fresh` empties it)."""
+    served = sa.make_url(server_url)
+    url = served.set(database=f"{served.database}_{worker}") if worker else served
+    admin = sa.create_engine(
+        normalize_url(server_url), isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool
+    )
+    try:
+        with admin.connect() as conn:
+            exists = conn.exec_driver_sql(
+                "SELECT 1 FROM pg_database WHERE datname = %(name)s", {"name": url.database}
+            ).first()
+            if not exists:
+                conn.exec_driver_sql(f'CREATE DATABASE "{url.database}"')
+    finally:
+        admin.dispose()
+    return url.render_as_string(hide_password=False)
 
 
 def _fresh(url: str) -> str:
