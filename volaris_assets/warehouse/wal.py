@@ -13,7 +13,7 @@ def use_wal(conn: sqlite3.Connection, timeout_s: float) -> None:
 
     SQLite answers this pragma "database is locked" at once, without calling the busy handler
     the connection's timeout sets, while another connection is converting the same new file:
-    four processes opening one fresh file together failed in 5 of 40 trials. Every other
+    four processes opening a fresh file together, 40 files, failed 5 of the 160 opens. Every other
     statement waits for the lock; this one is retried here so that it does too. Any other
     error (a read-only file, a corrupt one) is raised as it is.
     """
