@@ -30,8 +30,8 @@ def postgres_url() -> str:
         return _worker_database(PG_URL, os.environ.get("PYTEST_XDIST_WORKER"))
     except Exception as error:  # noqa: BLE001
         if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL required under CI but unreachable at {PG_URL}: {error}")
-        pytest.skip(f"PostgreSQL unreachable at {PG_URL}")
+            pytest.fail(f"PostgreSQL required under CI but not usable at {PG_URL}: {error}")
+        pytest.skip(f"PostgreSQL not usable at {PG_URL}: {error}")
 
 
 @functools.cache
