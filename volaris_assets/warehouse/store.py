@@ -69,11 +69,11 @@ def create_engine(url: str | None) -> Engine:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    """WAL lets the bot read while a run writes; busy_timeout waits instead of failing."""
+    """WAL lets the bot read while a run writes. The connection's `timeout` (create_engine)
+    is its busy timeout: a lock is waited for, not failed on."""
     use_wal(dbapi_connection, _SQLITE_TIMEOUT_S)
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute(f"PRAGMA busy_timeout={_SQLITE_TIMEOUT_S * 1000}")
     cursor.close()
 
 
