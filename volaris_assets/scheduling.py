@@ -22,6 +22,9 @@ from volaris_assets import calendar
 from volaris_assets.dagster_internals import UnresolvedAssetJobDefinition
 
 KeyForTick = Callable[[datetime], str | None]
+# Why a tick in market hours is not worth a run yet (None: it is), from the instance, the
+# partition key the tick maps to and the tick.
+Precondition = Callable[[dg.DagsterInstance, str, datetime], str | None]
 
 # Hours (ET) in which intraday ticks fall; `key_for` then keeps only the ticks in a session.
 TRADING_HOURS = "9-16"
@@ -46,6 +49,7 @@ def market_schedule(
     *,
     partitioned: bool = True,
     skip_while_running: bool = False,
+    precondition: Precondition | None = None,
 ) -> dg.ScheduleDefinition:
     """A RUNNING-by-default schedule whose ticks map to partition keys via `key_for`.
 
@@ -53,6 +57,8 @@ def market_schedule(
     then only names the run. `skip_while_running` is for refreshes of the latest state (quotes):
     while this schedule's previous run is unfinished a new one would only queue behind it and
     fetch the same moment twice, so the tick is skipped and the next one catches up.
+    `precondition` skips a tick whose run could only fail, with its reason (the data it reads
+    is not there yet).
     """
 
     @dg.schedule(
@@ -72,6 +78,8 @@ def market_schedule(
             return dg.SkipReason(
                 f"the previous run ({running}) is still in flight; the next tick refreshes"
             )
+        if precondition and (unmet := precondition(context.instance, key, tick)):
+            return dg.SkipReason(unmet)
         return dg.RunRequest(run_key=f"{name}:{key}", partition_key=key if partitioned else None)
 
     return _schedule
@@ -120,6 +128,7 @@ def every(
     offset_minutes: int = 0,
     partitioned: bool = True,
     skip_while_running: bool = False,
+    precondition: Precondition | None = None,
 ) -> dg.ScheduleDefinition:
     """A market schedule ticking every `seconds` (validated by `interval_seconds` or
     `interval_minutes`) on weekdays within `hours`, `offset_minutes` into each interval.
@@ -136,6 +145,7 @@ def every(
         description,
         partitioned=partitioned,
         skip_while_running=skip_while_running,
+        precondition=precondition,
     )
 
 

@@ -95,24 +95,46 @@ def test_the_universe_refresh_follows_its_cron():
     assert "VOLARIS_UNIVERSE_CRON" in schedule.description
 
 
-def _tick(schedule: dg.ScheduleDefinition, at: str):
+def _tick(schedule: dg.ScheduleDefinition, at: str, instance: dg.DagsterInstance):
     """Evaluate `schedule` at `at` (ET) in the code location (which holds the same job)."""
     with dg.build_schedule_context(
+        instance=instance,
         repository_def=defs.get_repository_def(),
         scheduled_execution_time=datetime.fromisoformat(at).replace(tzinfo=NY),
     ) as context:
         return schedule.evaluate_tick(context)
 
 
-def test_a_configured_intraday_iv_cadence_ticks_only_in_sessions():
+def _snapshot_stored(instance: dg.DagsterInstance, partition: str) -> None:
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(asset_key="option_chains", partition=partition)
+    )
+
+
+def test_a_configured_intraday_iv_cadence_ticks_only_in_sessions(instance):
     schedule = _schedules(volatility, {"IV_METRICS_JOB_INTERVAL_MINUTES": "15"})[
         "iv_metrics_intraday_schedule"
     ]
-    ran = _tick(schedule, "2026-11-24T10:25")
+    _snapshot_stored(instance, "2026-11-24-10:00")
+    ran = _tick(schedule, "2026-11-24T10:25", instance)
     assert [r.partition_key for r in ran.run_requests] == ["2026-11-24"]
     for closed in ("2026-11-24T09:10", "2026-11-26T10:25", "2026-11-27T13:25"):
-        skipped = _tick(schedule, closed)  # before the open, Thanksgiving, early close
+        skipped = _tick(schedule, closed, instance)  # before the open, Thanksgiving, early close
         assert not skipped.run_requests and "market closed" in skipped.skip_message
+
+
+def test_intraday_iv_waits_for_the_sessions_first_chain_snapshot(instance):
+    """A deployment started mid-session: until a snapshot of the session is stored, a run
+    could only fail on every symbol, so the tick is skipped and says why."""
+    schedule = defs.resolve_schedule_def("iv_metrics_intraday_schedule")
+    _snapshot_stored(instance, "2026-11-23-15:45")  # the session before
+    _snapshot_stored(instance, "2026-11-24-11:00")  # after the tick: not yet taken then
+    waiting = _tick(schedule, "2026-11-24T10:40", instance)
+    assert not waiting.run_requests
+    assert "no option-chain snapshot of 2026-11-24 is stored yet" in waiting.skip_message
+    _snapshot_stored(instance, "2026-11-24-10:30")
+    ran = _tick(schedule, "2026-11-24T10:40", instance)
+    assert [r.partition_key for r in ran.run_requests] == ["2026-11-24"]
 
 
 BAD = [

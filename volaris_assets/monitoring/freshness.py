@@ -84,7 +84,7 @@ def due_session(now: datetime) -> calendar.Session:
     return calendar.previous_session(today)
 
 
-def _latest_update(
+def latest_update(
     instance: dg.DagsterInstance, asset_key: dg.AssetKey, partitions: list[str] | None
 ) -> float | None:
     """Timestamp of the newest materialization (of one of `partitions`, if given)."""
@@ -98,7 +98,7 @@ def session_verdict(instance: dg.DagsterInstance, asset_key: dg.AssetKey, now: d
     """Stale when the partition of the latest session past its deadline is missing."""
     due = due_session(now)
     key = due.day.isoformat()
-    if _latest_update(instance, asset_key, [key]) is None:
+    if latest_update(instance, asset_key, [key]) is None:
         overdue = (now - deadline(due.day)).total_seconds() / 3600
         return Verdict(True, f"partition {key} is missing {overdue:.1f} h after its deadline")
     return Verdict(False, f"partition {key} present")
@@ -116,7 +116,7 @@ def intraday_verdict(
     current = calendar.session_at(now)
     if current is None:
         return Verdict(False, "market closed: not expected to update")
-    last = _latest_update(instance, asset_key, keys_for(current, now))
+    last = latest_update(instance, asset_key, keys_for(current, now))
     lag_min = (now.timestamp() - max(last or 0.0, current.open.timestamp())) / 60
     limit_min = max_lag.total_seconds() / 60
     if lag_min > limit_min:

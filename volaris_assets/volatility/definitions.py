@@ -1,6 +1,11 @@
+from datetime import datetime
+
 import dagster as dg
 
+from volaris_assets import calendar
 from volaris_assets import settings as settings_module
+from volaris_assets.monitoring.freshness import latest_update, snapshot_keys
+from volaris_assets.options.assets import option_chains
 from volaris_assets.scheduling import (
     daily_at,
     every,
@@ -30,6 +35,22 @@ iv_history_bootstrap_job = dg.define_asset_job(
 INTRADAY_IV_OFFSET_MINUTES = 10
 
 
+def chain_snapshot_stored(
+    instance: dg.DagsterInstance, session_key: str, tick: datetime
+) -> str | None:
+    """Why an intraday IV tick waits: no option-chain snapshot of its session is materialized
+    yet (None once one is). Until the session's first chain run finishes there is nothing to
+    measure, and a run would fail on every symbol, with a failure alert: a deployment started
+    in the middle of a session, or a first chain pass slower than the offset, hit this."""
+    session = calendar.session(calendar.session_day(session_key))
+    if latest_update(instance, option_chains.key, snapshot_keys(session, tick)) is not None:
+        return None
+    return (
+        f"no option-chain snapshot of {session_key} is stored yet: the session's first "
+        "option_chains run has not finished, so there is nothing to measure"
+    )
+
+
 def schedules(settings: Settings) -> list[dg.ScheduleDefinition]:
     """The IV metrics schedules at the configured cadences."""
     return [
@@ -48,8 +69,10 @@ def schedules(settings: Settings) -> list[dg.ScheduleDefinition]:
             "IV_METRICS_JOB_INTERVAL_MINUTES",
             session_key_during_session,
             f"Intraday IV metrics from each symbol's latest chain snapshot, "
-            f"{INTRADAY_IV_OFFSET_MINUTES} minutes into each interval.",
+            f"{INTRADAY_IV_OFFSET_MINUTES} minutes into each interval, once the session has "
+            "a stored snapshot.",
             offset_minutes=INTRADAY_IV_OFFSET_MINUTES,
+            precondition=chain_snapshot_stored,
         ),
     ]
 
