@@ -9,6 +9,7 @@ from end-of-day values only.
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, date, datetime, timedelta
 from urllib.parse import unquote
 
@@ -17,12 +18,13 @@ import pandas as pd
 import pytest
 
 from volaris_assets import calendar
-from volaris_assets.ingest.asset_support import IngestConfig
+from volaris_assets.ingest.asset_support import IngestConfig, progress_log
 from volaris_assets.ingest.validation import validate_chain
 from volaris_assets.options.assets import option_chains
 from volaris_assets.providers import polygon, schwab, yahoo
 from volaris_assets.providers.base import ProviderError
 from volaris_assets.providers.http import build_client
+from volaris_assets.resources.market_data import MarketDataResource
 from volaris_assets.sandbox.market import SandboxMarket
 from volaris_assets.symbols import InvalidSymbol, normalize_symbol, to_provider
 from volaris_assets.universe.assets import scan_universe, sp500_constituents
@@ -81,7 +83,7 @@ def test_extra_symbols_add_to_the_defaults(warehouse_url, instance, monkeypatch)
 
 
 def test_spy_and_qqq_get_chains_and_iv_and_intraday_iv_stays_out_of_history(
-    warehouse_url, instance, monkeypatch
+    warehouse_url, instance, monkeypatch, caplog
 ):
     """The defaults plus SPX on the simulated market: contracts and IV metrics for SPY, QQQ and
     SPX. An intraday measurement of the last snapshot equals the end-of-day value, yet only the
@@ -91,7 +93,9 @@ def test_spy_and_qqq_get_chains_and_iv_and_intraday_iv_stays_out_of_history(
     res = resources(warehouse_url)
     only = IngestConfig(symbols=SYMBOLS)
 
-    def run(assets: list[dg.AssetsDefinition], partition: str | None = None, **tags) -> None:
+    def run(
+        assets: list[dg.AssetsDefinition], partition: str | None = None, **tags
+    ) -> dg.ExecuteInProcessResult:
         config = {a.key.to_user_string(): only for a in assets}
         result = dg.materialize(
             assets,
@@ -102,6 +106,7 @@ def test_spy_and_qqq_get_chains_and_iv_and_intraday_iv_stays_out_of_history(
             tags=tags or None,
         )
         assert result.success
+        return result
 
     run([sp500_constituents])
     first, last = HISTORY[0].day.isoformat(), HISTORY[-1].day.isoformat()
@@ -110,7 +115,16 @@ def test_spy_and_qqq_get_chains_and_iv_and_intraday_iv_stays_out_of_history(
         **{"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
     )
     run([option_chains], LAST_SNAPSHOT)
-    run([iv_metrics_intraday, iv_metrics], SESSION)  # both measure the stored snapshot
+    # Both measure the stored snapshot: no provider is asked. The end-of-day step could have
+    # to ask one (a session without a snapshot), so it gives the slow-run estimate of a tiny
+    # budget; the intraday step reads the warehouse only, so it does not.
+    res["chain_data"] = MarketDataResource(capability="chain", rate_limits="simulated=1/3600")
+    with caplog.at_level(logging.INFO, logger=progress_log.name):
+        measured = run([iv_metrics_intraday, iv_metrics], SESSION)
+    for asset in ("iv_metrics_intraday", "iv_metrics"):
+        assert metadata(measured, asset)["requests_by_provider"] == {}
+    estimates = [r.message for r in caplog.records if "budget of" in r.message]
+    assert estimates and not any(m.startswith("iv_metrics_intraday") for m in estimates)
 
     contracts = _read(warehouse_url, "SELECT symbol, occ_symbol FROM option_contracts")
     assert set(contracts["symbol"]) == set(SYMBOLS)

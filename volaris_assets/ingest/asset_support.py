@@ -116,9 +116,12 @@ def run_fan_out(
     *,
     start_with: str | None = None,
     priority: Priority = "fresh",
+    sends_requests: bool = True,
 ) -> RunSummary:
     """Fetch and write every symbol of this step, logging progress; returns the outcomes rolled
-    up. `priority` is the asset's claim on the shared provider budget (see `work_priority`)."""
+    up. `priority` is the asset's claim on the shared provider budget (see `work_priority`).
+    `sends_requests=False` is for a step whose `call` reads the warehouse only: no provider's
+    budget paces it, so there is no slow-run estimate to give."""
     identity = RunIdentity(
         run_id=context.run.run_id,
         asset=context.asset_key.to_user_string(),
@@ -131,7 +134,8 @@ def run_fan_out(
         async with market.open(
             start_with=start_with, logger=context.log, priority=work_priority(context, priority)
         ) as chain:
-            _warn_if_slow(context, market, chain, label, len(symbols))
+            if sends_requests:
+                _warn_if_slow(context, market, chain, label, len(symbols))
             async with reported(progress, lambda line: announce(context, f"{label}: {line}")):
                 return await fan_out(
                     symbols,

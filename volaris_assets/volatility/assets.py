@@ -35,7 +35,7 @@ from volaris_assets.ingest.validation import validate_chain
 from volaris_assets.options.assets import option_chains
 from volaris_assets.prices.assets import session_range
 from volaris_assets.providers.base import CHAIN_COLUMNS, ErrorCategory, ProviderError
-from volaris_assets.providers.resilience import FallbackChain, Fetched
+from volaris_assets.providers.resilience import FallbackChain, Fetched, SourceFailed
 from volaris_assets.providers.simulated import PROVIDER as SIMULATED
 from volaris_assets.resources.market_data import MarketDataResource
 from volaris_assets.resources.warehouse import WarehouseResource
@@ -168,7 +168,7 @@ def iv_metrics(
                         **_measured(frame, provider, as_of),
                     }
                 )
-            return _Metrics(pd.DataFrame(rows), ",".join(sorted(providers)), max(attempts, 1))
+            return _Metrics(pd.DataFrame(rows), ",".join(sorted(providers)), attempts)
 
         def sink(conn: Connection, symbol: str, fetched: Fetched) -> Written:
             frame = _with_rank(conn, wh, symbol, fetched.frame)
@@ -211,9 +211,10 @@ def iv_metrics_intraday(
         async def fetch(_chain: FallbackChain, symbol: str) -> Fetched:
             stored = await asyncio.to_thread(stored_close_chain, wh, symbol, session)
             if stored.empty:
-                raise ProviderError(
+                missing = ProviderError(
                     ErrorCategory.NO_DATA, f"no chain snapshot stored for {session.day} yet"
                 )
+                raise SourceFailed(missing, provider="", attempts=0)  # nothing was sent
             provider, as_of = str(stored["provider"].iloc[0]), _snapshot_time(stored)
             row = {
                 "symbol": symbol,
@@ -222,13 +223,13 @@ def iv_metrics_intraday(
                 "provider": provider,
                 **_measured(stored, provider, as_of),
             }
-            return _Metrics(pd.DataFrame([row]), provider, 1)
+            return _Metrics(pd.DataFrame([row]), provider, attempts=0)  # a warehouse read
 
         def sink(conn: Connection, symbol: str, fetched: Fetched) -> Written:
             frame = _with_rank(conn, wh, symbol, fetched.frame, tables.iv_metrics_intraday)
             return Written(rows=wh.upsert(conn, "iv_metrics_intraday", frame))
 
-        summary = run_fan_out(context, chain_data, wh, symbols, fetch, sink)
+        summary = run_fan_out(context, chain_data, wh, symbols, fetch, sink, sends_requests=False)
     return dg.MaterializeResult(metadata=summary.metadata())
 
 
