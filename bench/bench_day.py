@@ -1,6 +1,6 @@
 """A trading day on real limits: every schedule and sensor of the small box, in real time.
 
-    python -m bench.bench_day [--minutes 60] [--intraday alpaca] [--chains schwab]
+    python -m bench.bench_day [--minutes 60] [--intraday alpaca] [--chains schwab] [--start HH:MM]
 
 What runs: the small-box deployment (`volaris-daemon`, deploy/small-box/dagster.yaml: one run at
 a time, Dagster storage in SQLite) with every shipped schedule and sensor at its shipped cadence,
@@ -14,8 +14,10 @@ No time compression: Dagster's schedules tick on the wall clock, and a compresse
 compress the providers' windows with it, which is the one thing this measures. While the NYSE
 is shut the benchmark replays the latest session instead, on every process's clock moved back
 by a constant (clock_shift.py: libfaketime); the sandbox's market clock follows that clock
-(moved every minute). Every `--inject-every` minutes (12) a price cross is injected (day_alerts.py)
-and the alert's arrival at a loopback Discord webhook timed.
+(moved every minute). `--start 09:20` replays from that time (ET) of the latest session instead,
+on the moved clock whatever the hour, so that the open or the close (and the after-close jobs)
+can be replayed too. Every `--inject-every` minutes (12) a price cross is injected
+(day_alerts.py) and the alert's arrival at a loopback Discord webhook timed.
 
 Reported (one JSON line): `market_minutes`; `runs` and `runs_failed` (every run, schedules and
 sensors alike); `late_ticks`, scheduled runs that had not finished when their schedule's next tick
@@ -25,7 +27,9 @@ slowest injected cross to reach Discord, each one's in `alert_latencies_s`, and 
 the crosses never alerted; `overrun_429s`, 429s a window issued; `max_rate_over_limit`, the busiest
 10 s any provider saw over its limit for 10 s; `peak_rss_mb`, daemon and runs summed at each 0.5 s
 sample, and `peak_pss_mb`, the same summed as PSS (a page the daemon and a run share counted once:
-what the box really held). Baseline in the same run: the demand the shipped cadences put on each
+what the box really held), with `jobs_at_peak` (the runs executing then) and
+`peak_rss_mb_by_job` (each job's highest `peak_rss_mb` metadata: its process's high-water mark).
+Baseline in the same run: the demand the shipped cadences put on each
 account (requests/min at the universe's size) over its limit, `demand_over_limit`, at one request
 per symbol (the fan-out before multi-symbol bars); beside it what the day drew, `drawn_over_limit`
 (requests/min over the limit). Goals: 0 overruns, 0 late ticks, rate ≤ 1.0, ≤ 400 MB, an alert
@@ -40,6 +44,7 @@ import shutil
 import time
 from collections import Counter
 from datetime import UTC, datetime
+from datetime import time as time_of_day
 
 import dagster as dg
 
@@ -108,9 +113,14 @@ def late_ticks(home: str, records: list[dg.RunRecord], since: float, ended: floa
     return late
 
 
-def replay(minutes: float, providers: dict[str, str], inject_every: int) -> dict[str, object]:
+def replay(
+    minutes: float, providers: dict[str, str], inject_every: int, start: time_of_day | None
+) -> dict[str, object]:
     now = datetime.now(UTC)
-    if minutes_left_in_session(now) < minutes + 2:
+    if start is not None:
+        if not clock_shift.shift_s():
+            clock_shift.rerun_in_session(now, minutes + 3, at=start)
+    elif minutes_left_in_session(now) < minutes + 2:
         if clock_shift.shift_s():
             raise SystemExit(f"the shifted clock ({now:%Y-%m-%d %H:%M}) is not in a session")
         clock_shift.rerun_in_session(now, minutes + 3)
@@ -212,7 +222,7 @@ def observe(
         provider: sandbox.stats.busiest(provider, 10.0) / (window.requests * 10.0 / window.per_s)
         for provider, window in WINDOWS.items()
     }
-    _, peak_total, peak_pids = max(sampler.samples, key=lambda sample: sample[1])
+    peak_s, peak_total, peak_pids = max(sampler.samples, key=lambda sample: sample[1])
     at_peak: dict[str, float] = {}
     for pid, mb in peak_pids.items():
         name = roles.get(pid, "unnamed")
@@ -235,7 +245,35 @@ def observe(
         "peak_rss_mb": round(peak_total, 1),
         "peak_pss_mb": round(sampler.pss_peak_mb, 1),
         "peak_by_process_mb": at_peak,
+        "jobs_at_peak": in_flight(records, started + peak_s),
+        "peak_rss_mb_by_job": peaks_by_job(home, records),
     }
+
+
+def in_flight(records: list[dg.RunRecord], at: float) -> list[str]:
+    """The jobs whose runs were executing at `at` (epoch s): what the peak was made of."""
+    return sorted(
+        record.dagster_run.job_name
+        for record in records
+        if record.start_time is not None
+        and record.start_time <= at <= (record.end_time or float("inf"))
+    )
+
+
+def peaks_by_job(home: str, records: list[dg.RunRecord]) -> dict[str, float]:
+    """Each job's highest `peak_rss_mb` materialization metadata: the high-water mark of the
+    process that ran it (a run worker; the daemon itself for a light-lane job)."""
+    peaks: dict[str, float] = {}
+    with dg.DagsterInstance.from_config(home) as instance:
+        for record in records:
+            job = record.dagster_run.job_name
+            for entry in instance.all_logs(
+                record.dagster_run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+            ):
+                value = entry.asset_materialization.metadata.get("peak_rss_mb")
+                if value is not None:
+                    peaks[job] = round(max(peaks.get(job, 0.0), float(value.value)), 1)
+    return peaks
 
 
 def progress(elapsed_s: float, records: list[dg.RunRecord], sandbox, sampler) -> None:
@@ -259,9 +297,15 @@ def main() -> None:
     parser.add_argument(
         "--inject-every", type=int, default=12, help="minutes between injected price crosses"
     )
+    parser.add_argument(
+        "--start",
+        type=time_of_day.fromisoformat,
+        help="replay from this time (ET, HH:MM) of the latest session (default: the latest "
+        "stretch of `--minutes` that ends by the close)",
+    )
     args = parser.parse_args()
     providers = {"chains": args.chains, "intraday": args.intraday, "daily": args.daily}
-    figures = replay(args.minutes, providers, args.inject_every)
+    figures = replay(args.minutes, providers, args.inject_every, args.start)
     common.emit(
         {
             "benchmark": "day",

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 
 from volaris_assets import calendar
 
@@ -45,8 +45,21 @@ def session_start(now: datetime, minutes: float) -> datetime:
     raise SystemExit(f"no session in the 30 days before {now:%Y-%m-%d} fits {minutes} minutes")
 
 
-def rerun_in_session(now: datetime, minutes: float) -> None:
-    """Re-execute this benchmark, same arguments, on a clock moved into the latest session."""
+def session_start_at(now: datetime, minutes: float, at: time) -> datetime:
+    """`at` (ET) on the latest session from which `minutes` have passed by `now`: the replay of
+    a given stretch of the day, the open or the close included."""
+    day = now.astimezone(calendar.NY).date()
+    for _ in range(30):
+        start = datetime.combine(day, at, tzinfo=calendar.NY)
+        if calendar.is_session(day) and start + timedelta(minutes=minutes) <= now:
+            return start.astimezone(now.tzinfo)
+        day -= timedelta(days=1)
+    raise SystemExit(f"no session in the 30 days before {now:%Y-%m-%d} has {at:%H:%M} ET")
+
+
+def rerun_in_session(now: datetime, minutes: float, at: time | None = None) -> None:
+    """Re-execute this benchmark, same arguments, on a clock moved into the latest session
+    (to `at` ET on it, if given)."""
     try:
         import libfaketime
     except ImportError:
@@ -55,7 +68,8 @@ def rerun_in_session(now: datetime, minutes: float) -> None:
             "pip install -e '.[bench]' (or run while the market is open)"
         ) from None
     _, preload = libfaketime.get_reload_information()
-    offset = int((session_start(now, minutes) - now).total_seconds())
+    start = session_start(now, minutes) if at is None else session_start_at(now, minutes, at)
+    offset = int((start - now).total_seconds())
     env = {
         **os.environ,
         **preload,
