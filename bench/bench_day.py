@@ -20,9 +20,11 @@ can be replayed too. Every `--inject-every` minutes (12) a price cross is inject
 (day_alerts.py) and the alert's arrival at a loopback Discord webhook timed.
 
 Reported (one JSON line): `market_minutes`; `runs` and `runs_failed` (every run, schedules and
-sensors alike); `late_ticks`, scheduled runs that had not finished when their schedule's next tick
-came (by the schedule's own ticks, skipped ones included: a tick skipped because the previous run
-is still in flight is that run's lateness), by job in `late_ticks_by_job`; `alert_latency_s`, the
+sensors alike) and `runs_unfinished`, the jobs still running when the replay ended (neither
+failed nor done: the 16:45 wheel scan, in a replay that ends at 16:53); `late_ticks`, scheduled
+runs that had not finished when their schedule's next tick came (by the schedule's own ticks,
+skipped ones included: a tick skipped because the previous run is still in flight is that run's
+lateness), by job in `late_ticks_by_job`; `alert_latency_s`, the
 slowest injected cross to reach Discord, each one's in `alert_latencies_s`, and `alerts_missed`,
 the crosses never alerted; `overrun_429s`, 429s a window issued; `max_rate_over_limit`, the busiest
 10 s any provider saw over its limit for 10 s; `peak_rss_mb`, daemon and runs summed at each 0.5 s
@@ -231,6 +233,9 @@ def observe(
         "market_minutes": round((ended - started) / 60, 1),
         "runs": len(records),
         "runs_failed": sum(r.dagster_run.is_failure for r in records),
+        "runs_unfinished": sorted(
+            r.dagster_run.job_name for r in records if not r.dagster_run.is_finished
+        ),
         "runs_by_job": dict(Counter(r.dagster_run.job_name for r in records).most_common()),
         "late_ticks": late.total(),
         "late_ticks_by_job": dict(late),
