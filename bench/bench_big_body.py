@@ -12,10 +12,10 @@ Timed and measured: `dagster asset materialize ... --select option_chains --part
 
 Baseline, same machine, same run of this script: the same materialization against a sandbox
 without the huge body. Reported: each run's peak RSS as the run itself records it (`peak_rss_mb`
-metadata, ru_maxrss of the run process) and as the kernel's high-water mark of that process
-(VmHWM, read every 0.1 s), the ratio of the two runs' peaks, and what the huge symbol was
-recorded as. `--uncapped` adds a third run with `VOLARIS_MAX_RESPONSE_MB=1024`, i.e. without an
-effective cap, to show what the cap prevents.
+metadata, its own VmHWM at the end) and as the kernel's high-water mark of that process
+sampled from outside (VmHWM, read every 0.1 s), the ratio of the two runs' peaks, and what the
+huge symbol was recorded as. `--uncapped` adds a third run with `VOLARIS_MAX_RESPONSE_MB=1024`,
+i.e. without an effective cap, to show what the cap prevents.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def measure(symbols: list[str], huge: str | None, huge_mb: float, cap: str | Non
     return {
         "huge_body_mb": huge_mb if huge else 0,
         "max_response_mb": cap or "default",
-        "ru_maxrss_mb": meta.get("peak_rss_mb"),
+        "recorded_peak_mb": meta.get("peak_rss_mb"),
         "hwm_mb": round(hwm_mb(sampler, process.pid), 1),
         "duration_s": meta.get("duration_s"),
         "command": common.shown(command),
@@ -112,7 +112,7 @@ def measure(symbols: list[str], huge: str | None, huge_mb: float, cap: str | Non
 
 def show(label: str, run: dict) -> None:
     print(
-        f"{label}: peak RSS {run['ru_maxrss_mb']} MB (ru_maxrss; VmHWM {run['hwm_mb']} MB), "
+        f"{label}: peak RSS {run['recorded_peak_mb']} MB (as recorded; VmHWM {run['hwm_mb']} MB), "
         f"{run['ok']}/{run['symbols']} symbols ok in {run['duration_s']} s"
         + (f"; huge symbol: {run['symbol_error']}" if run["huge_body_mb"] else "")
     )
@@ -130,7 +130,7 @@ def main() -> None:
     baseline = measure(symbols, None, args.huge_mb, None)
     capped = measure(symbols, huge, args.huge_mb, None)
     uncapped = measure(symbols, huge, args.huge_mb, "1024") if args.uncapped else None
-    ratio = capped["ru_maxrss_mb"] / baseline["ru_maxrss_mb"]
+    ratio = capped["recorded_peak_mb"] / baseline["recorded_peak_mb"]
     print(
         f"option_chains over {args.symbols} symbols via Schwab on the sandbox; {huge} answers "
         f"{args.huge_mb:g} MB"
@@ -139,7 +139,7 @@ def main() -> None:
     show("  huge body, default cap ", capped)
     print(
         f"  ratio huge/baseline: {ratio:.2f}x; goal: peak <= {GOAL_MB} MB -> "
-        f"{'met' if capped['ru_maxrss_mb'] <= GOAL_MB else 'NOT met'}"
+        f"{'met' if capped['recorded_peak_mb'] <= GOAL_MB else 'NOT met'}"
     )
     if uncapped:
         show("  huge body, cap 1024 MB ", uncapped)

@@ -62,7 +62,7 @@ def measure(size: int) -> dict[str, object]:
             out[asset] = {
                 "peak_mb": round(hwm_mb(sampler, process.pid), 1),
                 "tree_peak_mb": round(sampler.peak_mb, 1),
-                "ru_maxrss_mb": meta.get("peak_rss_mb"),
+                "recorded_peak_mb": meta.get("peak_rss_mb"),
                 "symbols_ok": meta.get("symbols_ok"),
                 "rows_written": meta.get("rows_written"),
                 "duration_s": meta.get("duration_s"),
@@ -128,7 +128,7 @@ def main() -> None:
             run = result[asset]
             print(
                 f"  {result['symbols']:>5,} symbols: peak {run['peak_mb']:.0f} MB "
-                f"(tree {run['tree_peak_mb']:.0f} MB, ru_maxrss {run['ru_maxrss_mb']} MB), "
+                f"(tree {run['tree_peak_mb']:.0f} MB, recorded {run['recorded_peak_mb']} MB), "
                 f"{run['symbols_ok']} ok, {run['rows_written']:,} rows in {run['duration_s']} s; "
                 f"{run['peak_mb'] / result['baseline_mb']:.2f}x the no-work run "
                 f"({result['baseline_mb']:.0f} MB)"

@@ -134,7 +134,8 @@ def _soak(r: dict) -> tuple[str, str]:
 def _big_body(r: dict) -> tuple[str, str]:
     return (
         f"{r['symbols']} symbols, one answering {r['huge_body_mb']} MB: peak "
-        f"{r['huge']['ru_maxrss_mb']:.0f} MB against {r['baseline']['ru_maxrss_mb']:.0f} MB "
+        f"{r['huge']['recorded_peak_mb']:.0f} MB "
+        f"against {r['baseline']['recorded_peak_mb']:.0f} MB "
         f"without it ({r['ratio']:.2f}x); the symbol {r['huge']['symbol_status']}",
         f"<= {r['goal_peak_mb']} MB",
     )
