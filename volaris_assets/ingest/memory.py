@@ -22,12 +22,11 @@ import os
 import threading
 import tracemalloc
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
 
-from volaris_assets.runtime import peak_rss_mb
+from volaris_assets.runtime import ProcessMemory, peak_rss_mb, process_memory
 from volaris_assets.settings import Settings
 
 MEMORY_TAG = "volaris/memory_warning_mb"
@@ -41,30 +40,6 @@ DAEMON_COMMANDS = (
     "volaris-daemon",
     "volaris_assets.small_box.daemon",
 )
-
-
-@dataclass(frozen=True)
-class ProcessMemory:
-    pid: int
-    rss_mb: float
-    peak_mb: float
-    command: str
-
-
-def process_memory(pid: int | str = "self") -> ProcessMemory | None:
-    """A process's resident set and its high-water mark (VmRSS, VmHWM) from /proc; None once
-    it has exited (or off Linux)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text(encoding="utf-8")
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return None
-    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-    try:
-        rss, peak = (int(fields[name].split()[0]) / 1024 for name in ("VmRSS", "VmHWM"))
-    except (KeyError, ValueError, IndexError):
-        return None  # a zombie has no memory lines
-    return ProcessMemory(int(fields.get("Pid", "0").strip() or 0), rss, peak, command.strip())
 
 
 def daemon_processes(dagster_home: str) -> list[ProcessMemory]:
