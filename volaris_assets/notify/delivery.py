@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 
 from volaris_assets.notify.embeds import Message
+from volaris_assets.tls import tls_context
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ def deliver(
     # with it, a 2xx means the message exists. Merged with any query the URL has (thread_id).
     target = httpx.URL(url).copy_merge_params({"wait": "true"})
     REDACTOR.register_url(str(target))
-    with httpx.Client(timeout=policy.timeout_s) as client:
+    with httpx.Client(timeout=policy.timeout_s, verify=tls_context()) as client:
         attempts = 1
         outcome = _post_once(client, target, message)
         while not outcome.delivered and outcome.retryable and attempts <= policy.max_retries:

@@ -36,6 +36,7 @@ from volaris_assets.providers.base import (
     canonical,
 )
 from volaris_assets.symbols import InvalidSymbol, normalize_symbol, occ_symbol
+from volaris_assets.tls import tls_context
 
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_CONNECT_TIMEOUT_S = 5.0
@@ -86,6 +87,7 @@ def build_client(
         ),
         follow_redirects=False,
         headers={"Accept": "application/json", "User-Agent": "volaris-assets"},
+        verify=tls_context(),
     )
 
 
