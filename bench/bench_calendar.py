@@ -21,7 +21,6 @@ import os
 import shutil
 import statistics
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -95,13 +94,7 @@ def main() -> None:
     args = parser.parse_args()
 
     with common.workdir("calendar") as work:
-        baseline_root = Path(tempfile.mkdtemp(dir=work, prefix="baseline-"))
-        archive = subprocess.run(
-            ["git", "-C", str(common.ROOT), "archive", args.baseline_rev, "volaris_assets"],
-            capture_output=True,
-            check=True,
-        ).stdout
-        subprocess.run(["tar", "-x", "-C", str(baseline_root)], input=archive, check=True)
+        baseline_root = common.package_at(args.baseline_rev, work)
         baseline = measure(baseline_root, work / "baseline", args.loads, args.settle)
         current = measure(common.ROOT, work / "current", args.loads, args.settle)
 

@@ -343,6 +343,17 @@ def check(code: int, log: Path, what: str) -> None:
         raise SystemExit(f"{what} failed with exit code {code}:\n" + "\n".join(tail))
 
 
+def package_at(rev: str, into: Path) -> Path:
+    """`volaris_assets` as committed at `rev`, extracted under a fresh directory in `into`: put
+    the returned root first on PYTHONPATH to measure that revision beside this tree."""
+    root = Path(tempfile.mkdtemp(dir=into, prefix="baseline-"))
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", rev, "volaris_assets"], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(root)], input=archive, check=True)
+    return root
+
+
 def emit(record: dict[str, object]) -> None:
     """The benchmark's last line: its figures as JSON, for `bench.run_all`."""
     print(json.dumps({**record, "machine": machine()}), flush=True)
