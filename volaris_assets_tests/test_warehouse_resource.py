@@ -10,7 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql.base import PGDialect
 
 from volaris_assets.resources.warehouse import SHARED_ENGINES, WarehouseResource
-from volaris_assets_tests.conftest import _fresh
+from volaris_assets.warehouse.store import Warehouse
+from volaris_assets.warehouse.tables import metadata
 
 
 def _live_postgres_dialects() -> int:
@@ -35,7 +36,9 @@ def test_tables_dropped_between_two_opens_are_created_by_the_second(pg_warehouse
     resource = WarehouseResource(database_url=pg_warehouse_url)
     with resource.open():
         pass
-    _fresh(pg_warehouse_url)  # every warehouse table dropped, through an engine of its own
+    other = Warehouse(pg_warehouse_url)  # every table dropped through an engine of its own
+    metadata.drop_all(other.engine)
+    other.dispose()
     with resource.open() as warehouse:
         assert warehouse.read_frame("SELECT count(*) AS n FROM tickers")["n"].tolist() == [0]
 
