@@ -9,6 +9,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 
 import dagster as dg
+import sqlalchemy as sa
 from pydantic import Field
 
 from volaris_assets import redaction
@@ -62,7 +63,8 @@ class WarehouseResource(dg.ConfigurableResource):
 @contextlib.contextmanager
 def _warehouse(url: str, reconnect_window_s: float) -> Iterator[Warehouse]:
     """The warehouse for one `open()`: this process's shared one on PostgreSQL, a fresh one
-    (disposed after) on SQLite.
+    (disposed after) on SQLite, decided as the provider budget decides its store
+    (`budget/config.py`).
 
     The daemon opens the warehouse on every sensor tick (price alerts every 15 s) and on every
     quotes refresh of its light lane. A fresh engine each time cost a new server connection
@@ -73,7 +75,7 @@ def _warehouse(url: str, reconnect_window_s: float) -> Iterator[Warehouse]:
     engine). SQLite keeps an engine per open: a pooled connection would hold on to a database
     file deleted or replaced since, and its dialect keeps nothing.
     """
-    if normalize_url(url).startswith("sqlite"):
+    if sa.make_url(normalize_url(url)).get_backend_name() != "postgresql":
         warehouse = Warehouse(url, reconnect_window_s=reconnect_window_s)
         try:
             yield warehouse
