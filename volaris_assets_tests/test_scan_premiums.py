@@ -7,7 +7,14 @@ import pandas as pd
 import pytest
 
 from volaris_assets.providers.simulated import SimulatedMarket
-from volaris_assets.scan.premiums import TopPremiums, WheelSettings, best_premiums, wheel_candidates
+from volaris_assets.scan.premiums import (
+    CANDIDATE_COLUMNS,
+    TopPremiums,
+    WheelSettings,
+    best_premiums,
+    wheel_candidates,
+)
+from volaris_assets.warehouse import tables
 
 AS_OF = datetime(2026, 11, 24, 21, 0, tzinfo=UTC)
 SYMBOLS = ["AAPL", "MSFT", "NVDA", "BRK.B", "KO", "XOM", "TSLA", "AMD", "F", "T", "PFE", "INTC"]
@@ -39,7 +46,8 @@ def _reference_candidates(chain: pd.DataFrame, settings: WheelSettings) -> pd.Da
     chosen["premium"] = ((chosen["bid"] + chosen["ask"]) / 2.0).round(4)
     chosen["monthly_return"] = (on_collateral * 30.0 / chosen["dte"]).round(6)
     chosen["annual_return"] = (on_collateral * 365.0 / chosen["dte"]).round(6)
-    return chosen.sort_values("strike", ascending=False, kind="stable").reset_index(drop=True)
+    chosen = chosen.sort_values("strike", ascending=False, kind="stable").reset_index(drop=True)
+    return chosen[[*CANDIDATE_COLUMNS, "premium", "monthly_return", "annual_return"]]
 
 
 @pytest.mark.parametrize("target_dte", [7, 30, 45, 90])
@@ -58,3 +66,17 @@ def test_wheel_candidates_equal_the_pandas_reference(target_dte: int):
 def test_wheel_candidates_of_a_chain_without_puts_is_empty():
     chain = SimulatedMarket().option_chain("AAPL", AS_OF)
     assert wheel_candidates(chain[chain["right"] == "C"], WheelSettings()).empty
+
+
+@pytest.mark.parametrize("side", ["P", "C"])
+def test_stamped_candidates_are_stock_premiums_rows(side: str):
+    """What the scan writes as it comes: every column of `stock_premiums` and no other, the
+    stamp on every row, also when nothing qualifies (a chain of calls only)."""
+    chain = SimulatedMarket().option_chain("AAPL", AS_OF)
+    day, now = AS_OF.date(), datetime(2026, 11, 24, 21, 5, tzinfo=UTC)
+    rows = wheel_candidates(
+        chain[chain["right"] == side], WheelSettings(), {"scan_date": day, "updated_at": now}
+    )
+    assert set(rows.columns) == {c.name for c in tables.stock_premiums.columns}
+    assert rows.empty == (side == "C")
+    assert (rows["scan_date"] == day).all() and (rows["updated_at"] == now).all()

@@ -31,8 +31,6 @@ from volaris_assets.universe.assets import scan_universe
 from volaris_assets.warehouse import tables
 from volaris_assets.warehouse.store import Warehouse, utc_now
 
-_PREMIUM_COLUMNS = [c.name for c in tables.stock_premiums.columns]
-
 
 class WheelConfig(IngestConfig):
     target_dte: int = Field(default=30, description="Expiration nearest this many days is scanned.")
@@ -73,12 +71,11 @@ def write_premiums(
     validated = validate_chain(
         fetched.frame.assign(symbol=symbol, provider=fetched.provider), session.close
     )
-    chosen = wheel_candidates(validated.frame, settings)
-    rows = chosen.assign(scan_date=session.day, updated_at=utc_now()).reindex(
-        columns=_PREMIUM_COLUMNS
+    chosen = wheel_candidates(
+        validated.frame, settings, stamp={"scan_date": session.day, "updated_at": utc_now()}
     )
     conn.execute(sa.delete(tables.stock_premiums).where(tables.stock_premiums.c.symbol == symbol))
-    written = warehouse.upsert(conn, "stock_premiums", rows)
+    written = warehouse.upsert(conn, "stock_premiums", chosen)
     return Written(rows=written, validated=validated), chosen
 
 

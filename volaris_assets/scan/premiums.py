@@ -13,6 +13,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,22 @@ from volaris_assets.providers.base import ChainFilter
 # Monthly expirations are at most 35 days apart, so a window this wide holds one wherever a
 # monthly cycle is listed; a chain with nothing inside it is fetched whole (see `request_window`).
 WINDOW_DAYS = 21
+# What a candidate keeps of its contract: the chain's columns that `stock_premiums` stores.
+CANDIDATE_COLUMNS = (
+    "symbol",
+    "expiration",
+    "strike",
+    "dte",
+    "bid",
+    "ask",
+    "delta",
+    "implied_volatility",
+    "volume",
+    "open_interest",
+    "underlying_price",
+    "provider",
+)
+EMPTY_STAMP: Mapping[str, Any] = MappingProxyType({})
 
 
 @dataclass(frozen=True)
@@ -59,38 +76,49 @@ class WheelSettings:
         )
 
 
-def wheel_candidates(chain: pd.DataFrame, settings: WheelSettings) -> pd.DataFrame:
-    """The puts at the expiration nearest the target DTE whose delta is inside the band.
+def wheel_candidates(
+    chain: pd.DataFrame, settings: WheelSettings, stamp: Mapping[str, Any] = EMPTY_STAMP
+) -> pd.DataFrame:
+    """The puts at the expiration nearest the target DTE whose delta is inside the band, as
+    `stock_premiums` rows: CANDIDATE_COLUMNS, the premium and returns, and `stamp` (columns with
+    one value for every row, such as the scan date).
 
-    Rows are picked on numpy arrays and the frame is cut once: this runs per symbol of a scan,
-    where pandas' per-operation overhead on every intermediate frame cost more than the maths.
+    Rows are picked on numpy arrays and the frame is built once from them: this runs per symbol
+    of a scan, where pandas' fixed cost per operation (a row take over every column of the
+    chain, each added column, the caller's assign and reindex) cost more than the maths.
     """
     dte = chain["dte"].to_numpy(float)
     puts = (chain["right"].to_numpy(dtype=object) == "P") & (dte >= settings.min_dte)
-    if not puts.any():
-        return chain.iloc[0:0]
-    distance = np.abs(dte - settings.target_dte)
-    expiration = chain["expiration"].to_numpy(dtype=object)
-    closest = expiration[puts & (distance == distance[puts].min())]
-    nearest = min((day for day in closest if not pd.isna(day)), default=None)
+    rows = np.flatnonzero(puts & _in_band(chain, settings)) if puts.any() else np.empty(0, int)
+    if rows.size:
+        distance = np.abs(dte - settings.target_dte)
+        expiration = chain["expiration"].to_numpy(dtype=object)
+        closest = expiration[puts & (distance == distance[puts].min())]
+        nearest = min((day for day in closest if not pd.isna(day)), default=None)
+        rows = rows[expiration[rows] == nearest]
+        rows = rows[np.argsort(-chain["strike"].to_numpy(float)[rows], kind="stable")]
+    premium = (chain["bid"].to_numpy(float)[rows] + chain["ask"].to_numpy(float)[rows]) / 2.0
+    on_collateral = premium / chain["strike"].to_numpy(float)[rows]
+    days = dte[rows]
+    return pd.DataFrame(
+        {
+            **{name: chain[name].array[rows] for name in CANDIDATE_COLUMNS},  # dtypes kept
+            "premium": np.round(premium, 4),
+            "monthly_return": np.round(on_collateral * 30.0 / days, 6),
+            "annual_return": np.round(on_collateral * 365.0 / days, 6),
+            **stamp,  # a scalar fills every row
+        }
+    )
+
+
+def _in_band(chain: pd.DataFrame, settings: WheelSettings) -> np.ndarray:
+    """Rows a put seller can take: delta inside the band and a bid to sell at."""
     delta = chain["delta"].to_numpy(float)
-    rows = np.flatnonzero(
-        puts
-        & (expiration == nearest)
-        & (delta >= settings.delta_min)
+    return (
+        (delta >= settings.delta_min)
         & (delta <= settings.delta_max)
         & (chain["bid"].to_numpy(float) > 0)
     )
-    rows = rows[np.argsort(-chain["strike"].to_numpy(float)[rows], kind="stable")]
-    chosen = chain.iloc[rows].reset_index(drop=True)
-    bid, ask = chosen["bid"].to_numpy(float), chosen["ask"].to_numpy(float)
-    premium = (bid + ask) / 2.0
-    on_collateral = premium / chosen["strike"].to_numpy(float)
-    days = chosen["dte"].to_numpy(float)
-    chosen["premium"] = np.round(premium, 4)
-    chosen["monthly_return"] = np.round(on_collateral * 30.0 / days, 6)
-    chosen["annual_return"] = np.round(on_collateral * 365.0 / days, 6)
-    return chosen
 
 
 def best_premiums(frame: pd.DataFrame, top: int = 10) -> list[dict]:
