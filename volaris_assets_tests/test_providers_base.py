@@ -1,11 +1,14 @@
-"""The provider contract's chain filter: what it covers, how sources without an API filter cut."""
+"""The provider contract: the chain filter (what it covers, how sources without an API filter
+cut) and the canonical frame every parser returns."""
 
 import asyncio
 from datetime import UTC, date, datetime
 
+import numpy as np
+import pandas as pd
 import pytest
 
-from volaris_assets.providers.base import WHOLE_CHAIN, ChainFilter
+from volaris_assets.providers.base import QUOTE_COLUMNS, WHOLE_CHAIN, ChainFilter, canonical
 from volaris_assets.providers.simulated import SimulatedMarket, SimulatedProvider
 
 AS_OF = datetime(2026, 11, 24, 21, 0, tzinfo=UTC)
@@ -48,3 +51,24 @@ def test_the_simulated_provider_cuts_its_chain_to_the_filter():
     got = asyncio.run(provider.option_chain("MSFT", AS_OF, wanted))
     assert set(got["right"]) == {"C"} and max(got["expiration"]) <= date(2026, 12, 31)
     assert len(got) == len(wanted.apply(provider.market.option_chain("MSFT", AS_OF)))
+
+
+def test_canonical_columns_from_a_mapping_equal_those_from_a_frame():
+    """A parser may hand `canonical` its columns as a mapping (built once) or as a frame
+    (reindexed): same frame either way, missing columns NaN, unknown ones dropped, a scalar
+    filling every row, rows numbered from 0."""
+    data = {
+        "provider": "schwab",
+        "last": pd.Series([10.5, 11.0], index=[7, 8]).to_numpy(),
+        "symbol": ["AAPL", "MSFT"],
+        "note": ["not", "canonical"],
+    }
+    from_mapping = canonical(data, QUOTE_COLUMNS)
+    pd.testing.assert_frame_equal(from_mapping, canonical(pd.DataFrame(data), QUOTE_COLUMNS))
+    pd.testing.assert_frame_equal(
+        canonical(pd.DataFrame(data, index=[7, 8]), QUOTE_COLUMNS), from_mapping
+    )
+    assert list(from_mapping.columns) == list(QUOTE_COLUMNS)
+    assert from_mapping["bid"].isna().all() and from_mapping["bid"].dtype == np.float64
+    assert list(from_mapping["provider"]) == ["schwab", "schwab"]
+    assert list(from_mapping.index) == [0, 1]

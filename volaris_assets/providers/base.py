@@ -9,10 +9,10 @@ benchmarks and the assets can all drive them the same way.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -167,14 +167,21 @@ QUOTE_COLUMNS: tuple[str, ...] = (
 )
 
 
-def canonical(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
-    """Select and order the canonical columns, adding missing ones as NaN.
+def canonical(data: pd.DataFrame | Mapping[str, Any], columns: tuple[str, ...]) -> pd.DataFrame:
+    """Select and order the canonical columns, adding missing ones as NaN, rows numbered 0..n-1.
 
     A missing column becomes NaN rather than an exception so that validation can reject the
-    affected rows with a reason instead of the whole symbol failing.
+    affected rows with a reason instead of the whole symbol failing. A parser that assembles
+    its columns itself passes them as a mapping (column -> values, a scalar filling every
+    row): the frame is then built once, in canonical order; building it and then reindexing
+    it cost a Schwab chain half its frame time again, per chain of every scan.
     """
-    out = frame.reindex(columns=list(columns))
-    return out.reset_index(drop=True)
+    if isinstance(data, pd.DataFrame):
+        out = data.reindex(columns=list(columns))
+    else:
+        out = pd.DataFrame({name: data.get(name, np.nan) for name in columns})
+    numbered = isinstance(out.index, pd.RangeIndex) and out.index.start == 0
+    return out if numbered and out.index.step == 1 else out.reset_index(drop=True)
 
 
 @dataclass(frozen=True)

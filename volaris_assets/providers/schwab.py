@@ -381,7 +381,7 @@ def parse_chain(payload: Any, requested: str) -> pd.DataFrame:
     quote_ms = columns["quote_ts"]
     quote_ms[quote_ms <= 0] = np.nan
     expiration = _expirations(contracts)
-    frame = pd.DataFrame(
+    return canonical(
         {
             **columns,  # strike, dte and quote_ts are replaced below by their repaired forms
             "symbol": symbol,
@@ -396,9 +396,9 @@ def parse_chain(payload: Any, requested: str) -> pd.DataFrame:
             "dte": dte,
             "provider": NAME,
             "quote_ts": epoch_to_utc(quote_ms, "ms"),
-        }
+        },
+        CHAIN_COLUMNS,
     )
-    return canonical(frame, CHAIN_COLUMNS)
 
 
 def _roots(contracts: _Contracts, symbol: str) -> list[str]:
@@ -446,7 +446,7 @@ def parse_quotes(payload: Any) -> pd.DataFrame:
 
     stamp = column("quoteTime")
     stamp = np.where(stamp > 0, stamp, column("tradeTime"))
-    frame = pd.DataFrame(
+    return canonical(
         {
             "symbol": [quote_symbol(entry.get("symbol") or key) for key, entry in entries],
             "last": column("lastPrice"),
@@ -456,9 +456,9 @@ def parse_quotes(payload: Any) -> pd.DataFrame:
             "prev_close": column("closePrice"),
             "quote_ts": epoch_to_utc(np.where(stamp > 0, stamp, np.nan), "ms"),
             "provider": NAME,
-        }
+        },
+        QUOTE_COLUMNS,
     )
-    return canonical(frame, QUOTE_COLUMNS)
 
 
 def parse_price_history(
