@@ -45,6 +45,10 @@ def test_missing_greeks_and_iv_are_repaired():
     assert result.rejected_count == 0
     repaired = result.frame.iloc[:21]
     assert repaired[["delta", "gamma", "theta", "vega", "implied_volatility"]].notna().all().all()
+    np.testing.assert_allclose(repaired["mark_price"], (repaired["bid"] + repaired["ask"]) / 2)
+    pd.testing.assert_series_equal(
+        result.frame["mark_price"].iloc[21:], truth["mark_price"].iloc[21:]
+    )
     # IV implied from the rounded mid lands near the surface's IV.
     np.testing.assert_allclose(
         repaired["implied_volatility"], truth["implied_volatility"][:21], atol=0.03
