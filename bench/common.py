@@ -290,6 +290,13 @@ def children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a running process has used so far, from /proc: what a
+    server the benchmark started (the sandbox) spent, read before and after the timed part."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_sampled(
     command: Sequence[str], env: dict[str, str], log: Path, interval_s: float = 0.1
 ) -> tuple[int, float, RssSampler]:
