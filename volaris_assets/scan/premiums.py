@@ -85,11 +85,11 @@ def wheel_candidates(
 
     Rows are picked on numpy arrays and the frame is built once from them: this runs per symbol
     of a scan, where pandas' fixed cost per operation (a row take over every column of the
-    chain, each added column, the caller's assign and reindex) cost more than the maths.
+    chain, then a column added at a time) cost more than the maths.
     """
     dte = chain["dte"].to_numpy(float)
     puts = (chain["right"].to_numpy(dtype=object) == "P") & (dte >= settings.min_dte)
-    rows = np.flatnonzero(puts & _in_band(chain, settings)) if puts.any() else np.empty(0, int)
+    rows = np.flatnonzero(puts & _in_band(chain, settings))
     if rows.size:
         distance = np.abs(dte - settings.target_dte)
         expiration = chain["expiration"].to_numpy(dtype=object)
