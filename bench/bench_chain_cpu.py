@@ -24,7 +24,6 @@ import asyncio
 import os
 import pickle
 import statistics
-import subprocess
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -105,17 +104,8 @@ def measure(package_root: Path, payloads: Path, repeats: int) -> float:
     """ms a symbol, the best of `repeats` passes, in a fresh interpreter importing
     `package_root`."""
     env = {**os.environ, "PYTHONPATH": str(package_root), "DAGSTER_DISABLE_TELEMETRY": "1"}
-    out = subprocess.run(
-        [common.PYTHON, "-W", "ignore", "-c", _PROBE, str(payloads), str(repeats)]
-        + [SESSION_CLOSE.isoformat()],
-        env=env,
-        cwd=str(package_root),
-        capture_output=True,
-        text=True,
-    )
-    if out.returncode != 0:
-        raise SystemExit(f"the chain probe failed:\n{out.stderr[-3000:]}")
-    return float(out.stdout.strip().splitlines()[-1])
+    args = [str(payloads), str(repeats), SESSION_CLOSE.isoformat()]
+    return float(common.run_probe(_PROBE, args, env, package_root, "chain"))
 
 
 def main() -> None:

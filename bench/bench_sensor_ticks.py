@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 from pathlib import Path
 
 from bench import common
@@ -69,16 +68,7 @@ def measure(package_root: Path, work: Path, url: str, rounds: int) -> dict[str, 
     home.mkdir(parents=True)
     (home / "dagster.yaml").write_text((common.ROOT / "deploy/small-box/dagster.yaml").read_text())
     env = common.run_env(work, PYTHONPATH=str(package_root), DATABASE_URL=url)
-    out = subprocess.run(
-        [common.PYTHON, "-W", "ignore", "-c", _PROBE, str(rounds)],
-        env=env,
-        cwd=str(package_root),
-        capture_output=True,
-        text=True,
-    )
-    if out.returncode != 0:
-        raise SystemExit(f"the sensor probe failed:\n{out.stderr[-3000:]}")
-    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    figures = json.loads(common.run_probe(_PROBE, [str(rounds)], env, package_root, "sensor"))
     growth = figures["end_mb"] - figures["warm_mb"]
     return {
         "sensors": figures["sensors"],

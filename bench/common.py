@@ -361,6 +361,24 @@ def package_at(rev: str, into: Path) -> Path:
     return root
 
 
+def run_probe(
+    probe: str, args: Sequence[str], env: dict[str, str], package_root: Path, what: str
+) -> str:
+    """Run `probe` (Python source) in a fresh interpreter from `package_root` (put first on
+    PYTHONPATH in `env` to measure that revision of the package); its last line of output.
+    A failed probe ends the benchmark with its error output."""
+    out = subprocess.run(
+        [PYTHON, "-W", "ignore", "-c", probe, *args],
+        env=env,
+        cwd=str(package_root),
+        capture_output=True,
+        text=True,
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"the {what} probe failed:\n{out.stderr[-3000:]}")
+    return out.stdout.strip().splitlines()[-1]
+
+
 def emit(record: dict[str, object]) -> None:
     """The benchmark's last line: its figures as JSON, for `bench.run_all`."""
     print(json.dumps({**record, "machine": machine()}), flush=True)
