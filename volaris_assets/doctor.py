@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import enum
+import math
 import os
 import socket
 import ssl
@@ -339,12 +340,24 @@ def check_budgets(env: Env) -> list[Check]:
 def _budget_check(state: BudgetState) -> Check:
     paused = f", paused until {state.paused_until:%H:%M:%S} UTC (429)" if state.paused_until else ""
     store = f"{state.backend} {state.where}" + ("" if state.shared else " (FALLBACK)")
+    other = ""
+    if state.disagrees and state.last_pace is not None:
+        other = (
+            f"; last reserved at {_pace(state.last_pace.rate, state.last_pace.burst)} by a "
+            "process with other limits: give every process that shares this budget the same "
+            "VOLARIS_RATE_LIMITS, VOLARIS_BUDGET_HOSTS and VOLARIS_BUDGET_PROCESSES"
+        )
+    healthy = state.shared and not state.paused_until and not state.disagrees
     return Check(
         f"budget {state.provider}",
-        Status.OK if state.shared and not state.paused_until else Status.WARN,
-        f"{state.rate * 60:.0f}/min burst {state.burst:g}; {state.reserved_last_60s} reserved "
-        f"in the last minute, queue {state.wait_s:.1f} s{paused}; store {store}",
+        Status.OK if healthy else Status.WARN,
+        f"{_pace(state.rate, state.burst)}; {state.reserved_last_60s} reserved "
+        f"in the last minute, queue {state.wait_s:.1f} s{paused}; store {store}{other}",
     )
+
+
+def _pace(rate: float, burst: float) -> str:
+    return "unlimited" if math.isinf(rate) else f"{rate * 60:.0f}/min burst {burst:g}"
 
 
 def check_storage(env: Env) -> list[Check]:

@@ -285,6 +285,22 @@ def test_snapshot_shows_pace_use_and_pause(spec):
     assert states["idle"].reserved_last_60s == 0 and states["idle"].paused_until is None
 
 
+def test_snapshot_tells_its_own_pace_from_another_process_s(spec):
+    """Two processes with different limits for one account: each reads its own pace, and the
+    one whose pace did not make the last reservation is told the other's."""
+    fast, slow = budget_on(spec, {"acct": Limit(50, 2)}), budget_on(spec, {"acct": Limit(5, 1)})
+    try:
+        asyncio.run(fast.acquire("acct"))
+        [seen_by_fast], [seen_by_slow] = fast.snapshot(), slow.snapshot()
+    finally:
+        fast.close()
+        slow.close()
+    assert (seen_by_fast.rate, seen_by_fast.disagrees) == (50, False)
+    assert (seen_by_slow.rate, seen_by_slow.burst, seen_by_slow.disagrees) == (5, 1, True)
+    assert seen_by_slow.last_pace is not None
+    assert (seen_by_slow.last_pace.rate, seen_by_slow.last_pace.burst) == (50, 2)
+
+
 def test_reading_the_state_creates_nothing(spec):
     """`volaris-doctor` reads the budgets and changes nothing: no table, file or key."""
     store = open_store(spec)

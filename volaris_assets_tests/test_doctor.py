@@ -4,6 +4,7 @@ instance, a loopback webhook, providers reached over loopback (the sandbox, a cl
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 import sys
@@ -14,6 +15,9 @@ import pytest
 from dagster._daemon.types import DaemonHeartbeat
 
 from volaris_assets import doctor
+from volaris_assets.providers.budget import BudgetConfig, open_budget
+from volaris_assets.providers.rate_limit import parse_rate_limits
+from volaris_assets.providers.resilience import budget_limits
 from volaris_assets.sandbox.server import Sandbox
 from volaris_assets.warehouse.store import Warehouse
 from volaris_assets_tests.webhook_receiver import WebhookReceiver
@@ -215,3 +219,35 @@ def test_a_section_that_breaks_is_one_failure_line_not_the_end_of_the_report():
     assert doctor._guarded("warehouse", broken) == [
         doctor.Check("warehouse", doctor.Status.FAIL, "could not be checked (ModuleNotFoundError)")
     ]
+
+
+def test_a_budget_last_spent_at_another_pace_is_a_warning(tmp_path):
+    """The doctor reads the budget at this environment's limits; a store another deployment
+    of the account last spent at other limits is named, with the setting to align."""
+    env = {
+        "VOLARIS_CHAIN_PROVIDERS": "polygon",
+        "POLYGON_API_KEY": SECRETS["POLYGON_API_KEY"],
+        "VOLARIS_BUDGET_FILE": str(tmp_path / "budget.db"),
+        "VOLARIS_RATE_LIMITS": "polygon=100/1",
+    }
+
+    def spend_at(rate_limits: str) -> None:
+        limits = budget_limits(parse_rate_limits(rate_limits))
+        budget = open_budget(limits, BudgetConfig.from_env(env))
+        try:
+            asyncio.run(budget.acquire("polygon"))
+        finally:
+            budget.close()
+
+    spend_at("polygon=50/1")
+    [check] = doctor.check_budgets(env)
+    assert check.status is doctor.Status.WARN
+    assert check.detail.startswith("5820/min burst ")  # this environment's pace: 97 a second
+    assert "; last reserved at 2910/min burst " in check.detail
+    assert check.detail.endswith(
+        "the same VOLARIS_RATE_LIMITS, VOLARIS_BUDGET_HOSTS and VOLARIS_BUDGET_PROCESSES"
+    )
+
+    spend_at("polygon=100/1")
+    [check] = doctor.check_budgets(env)
+    assert check.status is doctor.Status.OK and "last reserved" not in check.detail

@@ -213,3 +213,42 @@ def test_a_run_the_budget_makes_long_says_so_when_it_starts(
     assert logs.index((30, warnings[0])) < fetched
     # The refused request counts under the provider that answered in the end (see RunSummary).
     assert metadata(result, "daily_bars")["requests_by_provider"] == {"simulated": 7}
+
+
+def test_a_run_warns_when_its_shared_budget_was_last_spent_at_another_pace(
+    sqlite_warehouse_url, small_universe, instance
+):
+    """Two deployments of one Tiingo account with different limits: the second run's log
+    names the pace the other one spent the shared budget at, before it fetches anything; a
+    run after it at the same pace has nothing to say."""
+
+    def daily_run(rate_limits: str) -> list[tuple[int, str]]:
+        res = resources(sqlite_warehouse_url)
+        res["daily_data"] = MarketDataResource(
+            capability="daily",
+            providers="tiingo,simulated",
+            tiingo_api_key="test-key",
+            tiingo_api_base="http://127.0.0.1:9",  # refused: one request, then simulated
+            rate_limits=rate_limits,
+            concurrency=1,
+            retry_attempts=1,
+            breaker_failures=1,
+            breaker_cooldown_s=600,
+        )
+        run = dg.materialize([daily_bars], partition_key=SESSION, resources=res, instance=instance)
+        assert run.success
+        return [(level, m) for level, m in run_logs(instance, run) if "shared budget" in m]
+
+    dg.materialize(
+        [sp500_constituents], resources=resources(sqlite_warehouse_url), instance=instance
+    )
+    assert daily_run("tiingo=60/60:1") == []
+    assert daily_run("tiingo=30/60:1") == [
+        (
+            30,  # the paces are the limits less the 3% headroom every budget keeps
+            "tiingo's shared budget was last spent at 58.2/min by another process, this run "
+            "paces it at 29.1/min: give every process that shares the account the same "
+            "VOLARIS_RATE_LIMITS, VOLARIS_BUDGET_HOSTS and VOLARIS_BUDGET_PROCESSES",
+        )
+    ]
+    assert daily_run("tiingo=30/60:1") == []

@@ -147,6 +147,8 @@ def run_fan_out(
                     on_outcome=progress.record,
                 )
 
+    if sends_requests:
+        _warn_if_budget_disagrees(context, market)
     days_left = market.schwab_token_days_left()
     if days_left is not None and days_left <= SCHWAB_WARNING_DAYS:
         context.log.warning(
@@ -184,6 +186,24 @@ def _warn_if_slow(
     warning = slow_run_warning(label, symbols, primary, market.rate_limit(primary))
     if warning is not None:
         announce(context, warning, logging.WARNING)
+
+
+def _warn_if_budget_disagrees(
+    context: dg.AssetExecutionContext, market: MarketDataResource
+) -> None:
+    """Say when a shared budget was last spent at another pace than this run's: processes that
+    share one provider account were given different limits, so the account is paced at
+    neither (read before the run, while the last reservation is still someone else's)."""
+    for budget in market.budget_table():
+        if budget["other_pace_per_min"] is not None:
+            announce(
+                context,
+                f"{budget['provider']}'s shared budget was last spent at "
+                f"{budget['other_pace_per_min']:g}/min by another process, this run paces it "
+                f"at {budget['per_min']:g}/min: give every process that shares the account the "
+                "same VOLARIS_RATE_LIMITS, VOLARIS_BUDGET_HOSTS and VOLARIS_BUDGET_PROCESSES",
+                logging.WARNING,
+            )
 
 
 def announce(context: dg.AssetExecutionContext, message: str, level: int = logging.INFO) -> None:

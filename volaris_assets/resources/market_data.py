@@ -241,6 +241,12 @@ class MarketDataResource(dg.ConfigurableResource):
                 "provider": state.provider,
                 "per_min": round(state.rate * 60, 1),
                 "burst": state.burst,
+                # Set when another process last reserved at another pace (`disagrees`).
+                "other_pace_per_min": (
+                    round(state.last_pace.rate * 60, 1)
+                    if state.disagrees and state.last_pace
+                    else None
+                ),
                 "reserved_last_60s": state.reserved_last_60s,
                 "queue_s": round(state.wait_s, 2),
                 "paused_until": state.paused_until.isoformat() if state.paused_until else None,

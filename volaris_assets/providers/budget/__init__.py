@@ -107,6 +107,7 @@ A limit of `math.inf` (the simulated market) never touches a store.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -141,7 +142,9 @@ T = TypeVar("T")
 class BudgetState:
     """One provider's budget as the store answering now sees it.
 
-    `rate` and `burst` are the pace last reserved at (the limit times the store's share);
+    `rate` and `burst` are this process's pace (its limit times the store's share), or for a
+    provider not configured here the pace the store last reserved at; `last_pace` is the pace
+    of the store's last reservation, whichever process made it (None before the first);
     `wait_s` is how long a fresh request asked now would wait; `paused_until` is set while a
     pause is in force; `shared` is False while this process is on a fallback.
     """
@@ -149,12 +152,27 @@ class BudgetState:
     provider: str
     rate: float
     burst: float
+    last_pace: Limit | None
     reserved_last_60s: int
     wait_s: float
     paused_until: datetime | None
     backend: str
     where: str
     shared: bool
+
+    @property
+    def disagrees(self) -> bool:
+        """Whether the last reservation was made at another pace than this process's: the
+        processes sharing this budget were given different limits (VOLARIS_RATE_LIMITS,
+        VOLARIS_BUDGET_HOSTS or _PROCESSES). Each reservation spends its own process's
+        interval, so the account is then paced at neither limit, and over it when the higher
+        one is wrong."""
+        if self.last_pace is None:
+            return False
+        return not (
+            math.isclose(self.last_pace.rate, self.rate, rel_tol=1e-9)
+            and math.isclose(self.last_pace.burst, self.burst, rel_tol=1e-9)
+        )
 
 
 class ProviderBudget:
@@ -234,7 +252,7 @@ class ProviderBudget:
         return [
             self._state(by_name[provider], limit, now, tier)
             for provider in sorted(by_name)
-            if (limit := self._stored_limit(by_name[provider], tier)) is not None
+            if (limit := self._pace(by_name[provider], tier)) is not None
         ]
 
     def close(self) -> None:
@@ -322,11 +340,11 @@ class ProviderBudget:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._failover.run, provider, work)
 
-    def _stored_limit(self, stored: Stored, tier: Tier) -> Limit | None:
-        """The pace `stored` was last reserved at, else this process's for it (None: a
-        provider only ever paused, by a process with other limits)."""
+    def _pace(self, stored: Stored, tier: Tier) -> Limit | None:
+        """This process's pace for `stored` on `tier`, else the pace it was last reserved at
+        (None: a provider only ever paused, by a process with other limits)."""
         configured = self.limits.get(stored.provider)
-        return stored.limit or (configured.share(tier.share) if configured else None)
+        return configured.share(tier.share) if configured else stored.limit
 
     @staticmethod
     def _state(stored: Stored, limit: Limit, now: float, tier: Tier) -> BudgetState:
@@ -336,6 +354,7 @@ class ProviderBudget:
             provider=stored.provider,
             rate=limit.rate,
             burst=limit.burst,
+            last_pace=stored.limit,
             reserved_last_60s=reserved_last_minute(
                 cell.minute, cell.reserved, cell.reserved_before, now
             ),
