@@ -366,6 +366,24 @@ def test_an_open_circuit_refuses_without_calling_the_source() -> None:
     assert harness.waits == []
 
 
+def test_a_circuit_opening_while_a_request_waits_for_its_turn_stops_it_being_sent() -> None:
+    """Behind a budget of one request a second, the second symbol waits; the circuit opens
+    meanwhile (other requests failed): it is not sent to the failing provider."""
+    harness = Harness(budget=RateLimit(per_second=1, burst=1))
+
+    def others_failed() -> None:
+        harness.trip("schwab")
+        harness.now += 1.0  # the budget's wait passes; the circuit stays open (60 s)
+
+    source = ScriptedSource("schwab")
+    assert _call(harness, source)[1] == 1
+    harness.on_sleep.append(others_failed)
+    failure = _failure(harness, source)
+    assert harness.waits, "the second request did not wait for the budget"
+    assert failure.category is ErrorCategory.CIRCUIT_OPEN
+    assert (failure.attempts, len(source.calls)) == (0, 1)
+
+
 def test_half_open_sends_a_single_probe_among_concurrent_callers_then_closes() -> None:
     harness = Harness()
     harness.trip("schwab")

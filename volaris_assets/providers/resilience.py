@@ -167,7 +167,8 @@ class GuardedSource:
     """A source behind its provider's circuit breaker and token bucket, with retries.
 
     Each attempt asks the breaker first (an open circuit fails at once with `circuit_open` and
-    sends nothing), then waits for a token, then makes the request, hedged when `hedge_after_s`
+    sends nothing), then waits for a token, asks again (the circuit may have opened during
+    the wait), then makes the request, hedged when `hedge_after_s`
     is set (see `_answer`). `attempts` counts requests actually sent, hedges included. Retries
     happen only for RETRYABLE_CATEGORIES and stop early when the circuit has opened meanwhile.
     Whatever the source raises comes out as a ProviderError whose message holds no exception
@@ -225,6 +226,14 @@ class GuardedSource:
                     provider=self.name,
                     retry_after=paused.seconds,
                 ) from None
+            if self.breaker.state is CircuitState.OPEN:
+                # Opened while this request waited for its turn (behind a slow budget, for
+                # seconds): the requests ahead of it failed, and its slot is spent either way.
+                raise ProviderError(
+                    ErrorCategory.CIRCUIT_OPEN,
+                    "circuit opened while the request waited for its turn, request not sent",
+                    provider=self.name,
+                )
             attempts += 1
             try:
                 return await self._answer(fetch, hedged)
