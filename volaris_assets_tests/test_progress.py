@@ -223,6 +223,8 @@ def test_a_run_warns_when_its_shared_budget_was_last_spent_at_another_pace(
     run after it at the same pace has nothing to say."""
 
     def daily_run(rate_limits: str) -> list[tuple[int, str]]:
+        """The run's lines about the shared budget; its budget table says Tiingo's circuit
+        opened at the refused request."""
         res = resources(sqlite_warehouse_url)
         res["daily_data"] = MarketDataResource(
             capability="daily",
@@ -237,6 +239,8 @@ def test_a_run_warns_when_its_shared_budget_was_last_spent_at_another_pace(
         )
         run = dg.materialize([daily_bars], partition_key=SESSION, resources=res, instance=instance)
         assert run.success
+        [budget] = metadata(run, "daily_bars")["provider_budget"]
+        assert (budget["provider"], budget["breaker"]) == ("tiingo", "open")
         return [(level, m) for level, m in run_logs(instance, run) if "shared budget" in m]
 
     dg.materialize(

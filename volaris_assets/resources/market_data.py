@@ -225,9 +225,10 @@ class MarketDataResource(dg.ConfigurableResource):
 
     def budget_table(self) -> list[dict[str, object]]:
         """This capability's rate-limited providers' shared budgets as the store sees them now
-        (pace, reserved in the last minute by every process, queue, pause, store): run
-        metadata. Blocking, one query; none when every provider is unlimited (the simulated
-        market), so an offline run never touches a store."""
+        (pace, reserved in the last minute by every process, queue, pause, store), with this
+        process's circuit breaker for each: run metadata. Blocking, one query; none when every
+        provider is unlimited (the simulated market), so an offline run never touches a
+        store."""
         registry_ = self._registry()
         mine = {
             name
@@ -252,6 +253,7 @@ class MarketDataResource(dg.ConfigurableResource):
                 "paused_until": state.paused_until.isoformat() if state.paused_until else None,
                 "store": f"{state.backend} {state.where}",
                 "shared": state.shared,
+                "breaker": registry_.breaker(state.provider).state.value,
             }
             for state in registry_.budget.snapshot()
             if state.provider in mine
