@@ -109,6 +109,36 @@ def test_many_symbols_share_one_paginated_request_and_each_matches_the_market(
         assert_bars_match(mine, bars, provider="alpaca")
 
 
+def test_a_batch_is_parsed_a_symbol_at_a_time_with_the_loop_running_between(
+    clean_sandbox, monkeypatch
+):
+    """The rest of a run (other requests, their timeouts, budget turns) gets the event loop
+    between one symbol's parse and the next, not only after the whole batch's."""
+    symbols = ["XOM", "AAPL", "MSFT", "KO"]
+    ticks = 0
+    seen_at_parse: list[int] = []
+    parse_bars = alpaca.parse_bars
+
+    def counting_parse(*args, **kwargs):
+        seen_at_parse.append(ticks)
+        return parse_bars(*args, **kwargs)
+
+    monkeypatch.setattr(alpaca, "parse_bars", counting_parse)
+
+    async def action(client):
+        nonlocal ticks
+        fetching = asyncio.create_task(client.bars_many(symbols, "1m", START, SANDBOX_AS_OF))
+        while not fetching.done():
+            ticks += 1
+            await asyncio.sleep(0)
+        return fetching.result()
+
+    frame = asyncio.run(_with_client(clean_sandbox, action))
+    assert sorted(frame["symbol"].unique()) == sorted(symbols)
+    assert len(seen_at_parse) == len(symbols)
+    assert all(b > a for a, b in zip(seen_at_parse, seen_at_parse[1:])), seen_at_parse
+
+
 def test_a_batch_over_the_cap_is_refused_before_sending(clean_sandbox):
     symbols = [f"S{i}" for i in range(alpaca.BAR_BATCH + 1)]
     with pytest.raises(ValueError, match="at most"):
