@@ -399,6 +399,7 @@ def scan_at(rate: int, symbols: list[str], concurrency: int, seed_subset: int, f
         "run_cpu_s": round(run.cpu_s, 1),
         "sandbox_cpu_s": round(sandbox_cpu_s, 1),
         "peak_rss_mb": run.meta.get("peak_rss_mb"),
+        "loop_lag_max_s": run.meta.get("loop_lag_max_s"),
         "seed_symbols": seed["symbols"],
         "seed_symbols_per_s": round(seed["symbols_per_s"], 3),
         "seed_success_rate": round(seed["success_rate"], 4),
@@ -519,6 +520,7 @@ def pooled_scan(symbols: list[str], concurrency: int, faults: str) -> dict:
         "requests": run.scan["requests"],
         "done_after_s": run.scan["done_after_s"],
         "peak_rss_mb": run.meta.get("peak_rss_mb"),
+        "loop_lag_max_s": run.meta.get("loop_lag_max_s"),
         "command": f"VOLARIS_CHAIN_MODE=pool {run.command}",
     }
 

@@ -12,6 +12,7 @@ from pydantic import Field
 
 from volaris_assets.ingest.fanout import RunIdentity, SinkFn, SymbolOutcome, fan_out
 from volaris_assets.ingest.interrupts import run_interruptibly
+from volaris_assets.ingest.loop_lag import LoopLag, lag_warning
 from volaris_assets.ingest.memory import watch_memory
 from volaris_assets.ingest.progress import Progress, progress_line, reported, slow_run_warning
 from volaris_assets.ingest.summary import RunSummary
@@ -129,6 +130,7 @@ def run_fan_out(
     )
     label = f"{identity.asset} {identity.partition}"
     progress = Progress(len(symbols))
+    lag = LoopLag()
 
     async def main() -> list[SymbolOutcome]:
         async with market.open(
@@ -136,7 +138,10 @@ def run_fan_out(
         ) as chain:
             if sends_requests:
                 _warn_if_slow(context, market, chain, label, len(symbols))
-            async with reported(progress, lambda line: announce(context, f"{label}: {line}")):
+            async with (
+                lag.watching(),
+                reported(progress, lambda line: announce(context, f"{label}: {line}")),
+            ):
                 return await fan_out(
                     symbols,
                     lambda symbol: call(chain, symbol),
@@ -161,7 +166,10 @@ def run_fan_out(
         progress.elapsed_s,
         schwab_token_days_left=days_left,
         provider_budgets=market.budget_table(),
+        loop_lag_max_s=lag.max_s,
     )
+    if warning := lag_warning(label, lag.max_s):
+        announce(context, warning, logging.WARNING)
     context.log.info(
         "%s: %s; %d rows written, %d rejected",
         label,

@@ -20,6 +20,8 @@ class RunSummary:
     schwab_token_days_left: float | None = None
     # Each provider's shared budget as the run ended (`MarketDataResource.budget_table`).
     provider_budgets: Sequence[dict[str, Any]] = ()
+    # The event loop's largest delay during the fan-out (`loop_lag.LoopLag`).
+    loop_lag_max_s: float | None = None
 
     @property
     def ok(self) -> list[SymbolOutcome]:
@@ -102,6 +104,11 @@ class RunSummary:
             **(
                 {"provider_budget": dg.MetadataValue.json(list(self.provider_budgets))}
                 if self.provider_budgets
+                else {}
+            ),
+            **(
+                {"loop_lag_max_s": dg.MetadataValue.float(round(self.loop_lag_max_s, 3))}
+                if self.loop_lag_max_s is not None
                 else {}
             ),
             **extra,
