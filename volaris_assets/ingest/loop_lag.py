@@ -17,6 +17,8 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 
+from volaris_assets.ingest.background import alongside
+
 HEARTBEAT_S = 0.05
 # Past this, a run says in its log that its own timers were late: a second is a tenth or
 # more of every timeout the project sets, and far beyond what any healthy run shows.
@@ -38,12 +40,8 @@ class LoopLag:
                 await asyncio.sleep(self.every_s)
                 self.max_s = max(self.max_s, time.perf_counter() - due)
 
-        heart = asyncio.create_task(beat())
-        try:
+        async with alongside(beat()):
             yield
-        finally:
-            heart.cancel()
-            await asyncio.gather(heart, return_exceptions=True)
 
 
 def lag_warning(label: str, max_s: float) -> str | None:

@@ -14,6 +14,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 
+from volaris_assets.ingest.background import alongside
 from volaris_assets.ingest.fanout import SymbolOutcome
 from volaris_assets.ingest.summary import RunSummary
 from volaris_assets.providers.rate_limit import PACING_HEADROOM, Clock, RateLimit
@@ -80,12 +81,8 @@ async def reported(
             await asyncio.sleep(every_s)
             log(progress.line())
 
-    ticker = asyncio.create_task(tick())
-    try:
+    async with alongside(tick()):
         yield
-    finally:
-        ticker.cancel()
-        await asyncio.gather(ticker, return_exceptions=True)
 
 
 def budget_time_s(requests: int, limit: RateLimit) -> float:
