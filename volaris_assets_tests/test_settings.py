@@ -178,6 +178,13 @@ def test_a_malformed_secret_is_not_printed_either(variable, template):
     assert secret not in report
 
 
+def test_a_secret_url_without_a_path_is_shown_whole():
+    """Nothing to hide in it, and its port cut short ("6379" as "637/***") sent the user
+    looking for the wrong typo."""
+    report = settings.render(settings.problems({"REDIS_URL": "http://127.0.0.1:6379"}))
+    assert "REDIS_URL='http://127.0.0.1:6379': not a redis:// URL" in report
+
+
 def test_an_upper_case_database_scheme_opens_like_a_lower_case_one():
     from volaris_assets.warehouse.urls import normalize_url, redact_url
 

@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 # A webhook's id and token; a password passed as a query parameter.
 _WEBHOOK_TOKEN = re.compile(r"(/api/webhooks/)\S*")
 _QUERY_PASSWORD = re.compile(r"(?i)([?&](?:password|passwd|pwd)=)([^&\s]*)")
-_HTTP_PATH = re.compile(r"(?i)^(https?://[^/?#]*)(.+)$")
+_HTTP_PATH = re.compile(r"(?i)^(https?://[^/?#]*)([/?#].*)$")
 
 
 @dataclass(frozen=True)
