@@ -139,6 +139,26 @@ def default_log_file(config: settings.Settings) -> Path:
     return home / "logs" / f"materialize-{stamp}.log"
 
 
+def chosen_session(day: date | None, now: datetime) -> calendar.Session:
+    """The session to materialize: `day`, else the latest completed one. A day that is no
+    session, has not closed by `now`, or lies before the partitions' first session
+    (VOLARIS_FIRST_SESSION) is refused with what to ask for instead."""
+    latest = calendar.last_completed_session(now)
+    if day is None:
+        return latest
+    if day > latest.day:
+        raise ValueError(f"{day} has not closed yet; the latest completed session is {latest.day}")
+    first = calendar.first_session()
+    if day < first:
+        raise ValueError(
+            f"{day} is before the first session partition, {first} (VOLARIS_FIRST_SESSION)"
+        )
+    if not calendar.is_session(day):
+        earlier = calendar.previous_session(day).day
+        raise ValueError(f"{day} is not an NYSE trading session; the one before it is {earlier}")
+    return calendar.session(day)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--session", type=date.fromisoformat, help="session date (default: latest)")
@@ -150,11 +170,11 @@ def main(argv: list[str] | None = None) -> int:
     except settings.SettingsError as error:
         print(error, file=sys.stderr)
         return 2
-    session = (
-        calendar.session(args.session)
-        if args.session
-        else calendar.last_completed_session(datetime.now(calendar.UTC))
-    )
+    try:
+        session = chosen_session(args.session, datetime.now(calendar.UTC))
+    except ValueError as error:
+        print(f"--session: {error}", file=sys.stderr)
+        return 2
     simulated = any(
         config.providers(c).startswith("simulated") for c in ("chain", "intraday", "daily")
     )

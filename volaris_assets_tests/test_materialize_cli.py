@@ -10,9 +10,13 @@ import socket
 import sqlite3
 import subprocess
 import sys
+from datetime import UTC, date, datetime
 from pathlib import Path
 
+import pytest
+
 from volaris_assets import settings
+from volaris_assets.materialize import chosen_session
 from volaris_assets_tests.disks import tmpfs
 
 CANARY = "materialize-canary-pw-5521"
@@ -85,3 +89,39 @@ def test_a_full_disk_is_one_paragraph_and_the_warehouse_stays_intact(tmp_path):
         assert_short_failure(done, "full")
         with sqlite3.connect(path) as conn:
             assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_a_session_that_cannot_be_materialized_is_refused_with_what_to_ask_for(
+    tmp_path, monkeypatch
+):
+    """A weekend, a day that has not closed, a day before the partitions: one line each, exit
+    2, nothing written; the line names the session to ask for instead."""
+    monkeypatch.delenv("VOLARIS_FIRST_SESSION", raising=False)
+    now = datetime(2026, 12, 7, 22, 0, tzinfo=UTC)  # Monday, after the close
+    assert chosen_session(None, now).day == date(2026, 12, 7)
+    assert chosen_session(date(2026, 12, 4), now).day == date(2026, 12, 4)
+    refusals = {
+        date(2026, 12, 6): "2026-12-06 is not an NYSE trading session; the one before it is "
+        "2026-12-04",
+        date(2026, 12, 8): "2026-12-08 has not closed yet; the latest completed session is "
+        "2026-12-07",
+        date(1995, 1, 3): "1995-01-03 is before the first session partition, 2000-01-03 "
+        "(VOLARIS_FIRST_SESSION)",
+    }
+    for day, reason in refusals.items():
+        with pytest.raises(ValueError) as refused:
+            chosen_session(day, now)
+        assert str(refused.value) == reason
+
+    clean = {k: v for k, v in os.environ.items() if k not in settings.fields()}
+    done = subprocess.run(
+        [sys.executable, "-m", "volaris_assets.materialize", "--session", "2026-12-06"],
+        env=clean,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.strip() == f"--session: {refusals[date(2026, 12, 6)]}"
+    assert not (tmp_path / "data").exists()
