@@ -33,9 +33,9 @@ def run(coro):
     return asyncio.run(coro)
 
 
-async def _with_client(sandbox, action, **overrides):
+async def _with_client(sandbox, action, client=None, **overrides):
     settings = {**sandbox.settings(), **overrides}
-    client = schwab.create(settings, client=build_client(timeout_s=FAST_TIMEOUT_S))
+    client = schwab.create(settings, client=client or build_client(timeout_s=FAST_TIMEOUT_S))
     try:
         return await action(client)
     finally:
@@ -155,6 +155,52 @@ def test_a_rotated_refresh_token_is_kept(clean_sandbox):
     client = run(_with_client(clean_sandbox, action))
     assert len(seen) == 2 and client.refresh_token == seen[-1]
     assert client.refresh_token_status().issued_at is not None
+
+
+def test_a_caller_gone_mid_refresh_leaves_the_refresh_to_finish_and_its_token_kept(
+    clean_sandbox,
+):
+    """A request cancelled (its attempt timed out) while the token refresh it started is in
+    flight: the refresh completes, the rotated refresh token is kept, and the next request
+    uses the new access token instead of refreshing again with a refresh token already spent."""
+    clean_sandbox.state["schwab"].rotate_refresh_token = True
+    clean_sandbox.set_faults("latency_ms=300-300")
+    seen: list[str] = []
+
+    async def action(client):
+        client._on_new_refresh_token = seen.append
+        first = asyncio.create_task(client.option_chain("AAPL", SANDBOX_AS_OF))
+        await asyncio.sleep(0.1)  # the token request is at the sandbox, 0.2 s from its answer
+        first.cancel()
+        await asyncio.gather(first, return_exceptions=True)
+        frame = await client.option_chain("AAPL", SANDBOX_AS_OF)
+        return frame, client
+
+    frame, client = run(_with_client(clean_sandbox, action))
+    assert not frame.empty
+    assert clean_sandbox.stats.count("schwab", TOKEN) == client.token_refreshes == 1
+    assert len(seen) == 1 and client.refresh_token == seen[0]
+
+
+def test_a_request_that_joined_a_refresh_which_then_failed_refreshes_once_itself(
+    clean_sandbox,
+):
+    """The first request's token refresh hangs past the client's timeout; a second request
+    joins it, and when it fails asks for a token of its own, which the sandbox (healthy again)
+    gives. The first request fails with its timeout; two token requests in all."""
+    clean_sandbox.set_faults("timeout=1.0,hang_s=1.5")
+
+    async def action(client):
+        first = asyncio.create_task(outcome(client.option_chain("AAPL", SANDBOX_AS_OF)))
+        await asyncio.sleep(0.25)  # the first refresh hangs at the sandbox
+        clean_sandbox.set_faults("none")
+        second = await client.option_chain("AAPL", SANDBOX_AS_OF)
+        return await first, second
+
+    first, second = run(_with_client(clean_sandbox, action, client=build_client(timeout_s=0.6)))
+    assert first == "timeout"
+    assert not second.empty
+    assert clean_sandbox.stats.count("schwab", TOKEN) == 2
 
 
 def test_refresh_token_age_warns_two_days_before_the_seven_day_lapse():
