@@ -167,12 +167,12 @@ class GuardedSource:
     """A source behind its provider's circuit breaker and token bucket, with retries.
 
     Each attempt asks the breaker first (an open circuit fails at once with `circuit_open` and
-    sends nothing), then waits for a token, asks again (the circuit may have opened during
-    the wait), then makes the request, hedged when `hedge_after_s`
-    is set (see `_answer`). `attempts` counts requests actually sent, hedges included. Retries
-    happen only for RETRYABLE_CATEGORIES and stop early when the circuit has opened meanwhile.
-    Whatever the source raises comes out as a ProviderError whose message holds no exception
-    text (an httpx error's text can hold a URL with an API key in it).
+    sends nothing), then waits for a token, asks again (the circuit may have opened during the
+    wait), then makes the request, hedged when `hedge_after_s` is set (see `_answer`).
+    `attempts` counts requests actually sent, hedges included. Retries happen only for
+    RETRYABLE_CATEGORIES and stop early when the circuit has opened meanwhile. Whatever the
+    source raises comes out as a ProviderError whose message holds no exception text (an httpx
+    error's text can hold a URL with an API key in it).
     """
 
     def __init__(
