@@ -226,6 +226,28 @@ def test_one_login_with_a_totp_code_serves_many_chains(clean_sandbox):
     assert clean_sandbox.stats.count("robinhood", TOKEN) == 1
 
 
+def test_a_caller_gone_mid_login_leaves_the_login_to_finish_for_the_next_request(
+    clean_sandbox,
+):
+    """A request cancelled (its attempt timed out) while the password login it started is in
+    flight: the login completes and the next request uses its token, instead of logging in
+    again (a second login, with its MFA code, on a personal brokerage account)."""
+    clean_sandbox.set_faults("latency_ms=300-300")
+
+    async def action(client):
+        first = asyncio.create_task(client.option_chain("AAPL", SANDBOX_AS_OF, NEAR_PUTS))
+        await asyncio.sleep(0.1)  # the login is at the sandbox, 0.2 s from its answer
+        first.cancel()
+        await asyncio.gather(first, return_exceptions=True)
+        frame = await client.option_chain("AAPL", SANDBOX_AS_OF, NEAR_PUTS)
+        return frame, client.logins
+
+    frame, logins = run(_with_client(clean_sandbox, action))
+    assert not frame.empty
+    assert logins == 1
+    assert _account(clean_sandbox).grants == {"password": 1}
+
+
 def test_an_account_without_mfa_needs_no_secret(clean_sandbox):
     _account(clean_sandbox).mfa_secret = None
     assert len(_chain(clean_sandbox, "MSFT", NEAR_PUTS, ROBINHOOD_MFA_SECRET="")) > 0

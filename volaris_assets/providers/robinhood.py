@@ -41,7 +41,6 @@ are listed elsewhere than `/instruments/` and are not served by this client.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -77,6 +76,7 @@ from volaris_assets.providers.http import (
     numeric,
     same_origin,
 )
+from volaris_assets.providers.renewal import Renewal
 from volaris_assets.symbols import to_provider
 
 NAME = "robinhood"
@@ -173,7 +173,7 @@ class RobinhoodClient(HttpSource):
         self._access_token: str | None = None
         self._access_expires_at = 0.0
         self._refresh_token: str | None = None
-        self._token_lock = asyncio.Lock()
+        self._renewal = Renewal(self._renew)
         self.logins = 0
         self.token_refreshes = 0
         self.pages_fetched = 0
@@ -183,15 +183,22 @@ class RobinhoodClient(HttpSource):
     async def _token(self, stale: str | None = None) -> str:
         """A valid access token; `stale` is one a 401 just rejected.
 
-        The lock makes concurrent requests share one renewal; comparing against `stale` stops a
-        burst of 401s from renewing once per request.
+        Concurrent requests share one renewal (`renewal.Renewal`: no caller's cancellation
+        stops it); comparing against `stale` stops a burst of 401s from renewing once per
+        request.
         """
-        async with self._token_lock:
-            fresh = self._access_token is not None and monotonic() < self._access_expires_at
-            if not fresh or self._access_token == stale:
-                if not await self._refreshed():
-                    await self._log_in()
-            return self._access_token  # type: ignore[return-value]
+        fresh = self._access_token is not None and monotonic() < self._access_expires_at
+        if not fresh or self._access_token == stale:
+            await self._renewal.run()
+        return self._access_token  # type: ignore[return-value]
+
+    async def aclose(self) -> None:
+        await self._renewal.aclose()
+        await super().aclose()
+
+    async def _renew(self) -> None:
+        if not await self._refreshed():
+            await self._log_in()
 
     async def _refreshed(self) -> bool:
         """Renew with the refresh token; False (and the token dropped) when there is none or

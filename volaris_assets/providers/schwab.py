@@ -17,7 +17,6 @@ close), quoteTime, tradeTime (epoch ms)}` (notes §1.2).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import functools
 import operator
@@ -56,6 +55,7 @@ from volaris_assets.providers.http import (
     numeric,
     occ_symbols,
 )
+from volaris_assets.providers.renewal import Renewal
 from volaris_assets.symbols import INDEX_SYMBOLS, to_provider
 
 NAME = "schwab"
@@ -123,7 +123,7 @@ class SchwabClient(HttpSource):
         self._on_new_refresh_token = on_new_refresh_token
         self._access_token: str | None = None
         self._access_expires_at = 0.0
-        self._refreshing: asyncio.Task[None] | None = None
+        self._renewal = Renewal(self._refresh)
         self.token_refreshes = 0
 
     # ---- auth ------------------------------------------------------------------------------
@@ -141,43 +141,17 @@ class SchwabClient(HttpSource):
     async def _token(self, stale: str | None = None) -> str:
         """A valid access token; `stale` is one a 401 just rejected.
 
-        Concurrent requests share one refresh, and comparing against `stale` stops a burst of
-        401s from refreshing once per request. The refresh is a task of its own that no caller's
-        cancellation stops (`shield`): a request whose attempt timed out while it waited used
-        to cancel the refresh mid-flight, so the next request sent another (two token requests
-        where one would do), and a refresh cut off after Schwab had rotated the refresh token
-        would lose the new one. It ends on its own request timeout instead; a request that
-        joined a refresh which then failed asks once more itself.
+        Concurrent requests share one refresh (`renewal.Renewal`: no caller's cancellation
+        stops it); comparing against `stale` stops a burst of 401s from refreshing once per
+        request.
         """
         fresh = self._access_token is not None and monotonic() < self._access_expires_at
-        if fresh and self._access_token != stale:
-            return self._access_token  # type: ignore[return-value]
-        joined = self._refreshing is not None and not self._refreshing.done()
-        try:
-            await asyncio.shield(self._refresh_task())
-        except ProviderError:
-            if not joined:
-                raise
-            # The refresh this request joined failed: it was sent for callers before it, maybe
-            # long before, and may have been hung from the start. This one asks in its own
-            # time, once (or joins the refresh another such request has just started).
-            await asyncio.shield(self._refresh_task())
+        if not fresh or self._access_token == stale:
+            await self._renewal.run()
         return self._access_token  # type: ignore[return-value]
 
-    def _refresh_task(self) -> asyncio.Task[None]:
-        """The refresh in flight, or a new one."""
-        if self._refreshing is None or self._refreshing.done():
-            self._refreshing = asyncio.create_task(self._refresh())
-            # Read its failure even when every caller has gone (no "never retrieved" warning).
-            self._refreshing.add_done_callback(lambda task: task.cancelled() or task.exception())
-        return self._refreshing
-
     async def aclose(self) -> None:
-        """Close the client, cancelling a refresh still in flight whose callers have all gone:
-        nothing could use its token, and its task must not outlive the run's event loop."""
-        if self._refreshing is not None and not self._refreshing.done():
-            self._refreshing.cancel()
-            await asyncio.gather(self._refreshing, return_exceptions=True)
+        await self._renewal.aclose()
         await super().aclose()
 
     async def _refresh(self) -> None:
