@@ -16,7 +16,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+import httpx
+
 from volaris_assets.providers.base import ProviderError
+from volaris_assets.providers.http import HttpSource, monotonic
 
 
 class Renewal:
@@ -48,3 +51,31 @@ class Renewal:
             # Read its failure even when every caller has gone (no "never retrieved" warning).
             self._task.add_done_callback(lambda task: task.cancelled() or task.exception())
         return self._task
+
+
+class TokenSource(HttpSource):
+    """An HTTP source whose requests carry an access token (Schwab, Robinhood): `_renew`
+    obtains one and sets `_access_token` and `_access_expires_at`; `_token` hands out the one
+    in force and renews through one `Renewal` when it has lapsed or was just refused."""
+
+    def __init__(self, base_url: str, client: httpx.AsyncClient | None) -> None:
+        super().__init__(base_url, client)
+        self._access_token: str | None = None
+        self._access_expires_at = 0.0
+        self._renewal = Renewal(self._renew)
+
+    async def _renew(self) -> None:
+        """Obtain an access token and set `_access_token` and `_access_expires_at`."""
+        raise NotImplementedError
+
+    async def _token(self, stale: str | None = None) -> str:
+        """A valid access token; `stale` is one a 401 just rejected. Comparing against it stops
+        a burst of 401s from renewing once per request."""
+        fresh = self._access_token is not None and monotonic() < self._access_expires_at
+        if not fresh or self._access_token == stale:
+            await self._renewal.run()
+        return self._access_token  # type: ignore[return-value]
+
+    async def aclose(self) -> None:
+        await self._renewal.aclose()
+        await super().aclose()

@@ -63,7 +63,6 @@ from volaris_assets.providers.base import (
     canonical,
 )
 from volaris_assets.providers.http import (
-    HttpSource,
     bad_data,
     build_occ,
     days_to_expiry,
@@ -76,7 +75,7 @@ from volaris_assets.providers.http import (
     numeric,
     same_origin,
 )
-from volaris_assets.providers.renewal import Renewal
+from volaris_assets.providers.renewal import TokenSource
 from volaris_assets.symbols import to_provider
 
 NAME = "robinhood"
@@ -150,7 +149,7 @@ def device_token(text: str) -> str:
         raise ValueError("the device token is not a UUID") from None
 
 
-class RobinhoodClient(HttpSource):
+class RobinhoodClient(TokenSource):
     """`ChainSource` over Robinhood's private option endpoints."""
 
     name = NAME
@@ -170,31 +169,12 @@ class RobinhoodClient(HttpSource):
         self._password = password
         self._device_token = device_token
         self._mfa_key = mfa_key(mfa_secret) if mfa_secret else None
-        self._access_token: str | None = None
-        self._access_expires_at = 0.0
         self._refresh_token: str | None = None
-        self._renewal = Renewal(self._renew)
         self.logins = 0
         self.token_refreshes = 0
         self.pages_fetched = 0
 
     # ---- auth ------------------------------------------------------------------------------
-
-    async def _token(self, stale: str | None = None) -> str:
-        """A valid access token; `stale` is one a 401 just rejected.
-
-        Concurrent requests share one renewal (`renewal.Renewal`: no caller's cancellation
-        stops it); comparing against `stale` stops a burst of 401s from renewing once per
-        request.
-        """
-        fresh = self._access_token is not None and monotonic() < self._access_expires_at
-        if not fresh or self._access_token == stale:
-            await self._renewal.run()
-        return self._access_token  # type: ignore[return-value]
-
-    async def aclose(self) -> None:
-        await self._renewal.aclose()
-        await super().aclose()
 
     async def _renew(self) -> None:
         if not await self._refreshed():

@@ -42,7 +42,6 @@ from volaris_assets.providers.base import (
     quote_symbol,
 )
 from volaris_assets.providers.http import (
-    HttpSource,
     bad_data,
     bar_frame,
     echoed_symbol,
@@ -55,7 +54,7 @@ from volaris_assets.providers.http import (
     numeric,
     occ_symbols,
 )
-from volaris_assets.providers.renewal import Renewal
+from volaris_assets.providers.renewal import TokenSource
 from volaris_assets.symbols import INDEX_SYMBOLS, to_provider
 
 NAME = "schwab"
@@ -99,7 +98,7 @@ class RefreshTokenStatus:
         return None if self.expires_at is None else self.expires_at - now
 
 
-class SchwabClient(HttpSource):
+class SchwabClient(TokenSource):
     """`ChainSource`, `BarSource` and `QuoteSource` over the Schwab Trader API."""
 
     name = NAME
@@ -121,9 +120,6 @@ class SchwabClient(HttpSource):
         self._refresh_token = refresh_token
         self._refresh_issued_at = refresh_token_issued_at
         self._on_new_refresh_token = on_new_refresh_token
-        self._access_token: str | None = None
-        self._access_expires_at = 0.0
-        self._renewal = Renewal(self._refresh)
         self.token_refreshes = 0
 
     # ---- auth ------------------------------------------------------------------------------
@@ -138,23 +134,7 @@ class SchwabClient(HttpSource):
         """Whether the 7-day refresh token lapses within two days (operator re-login)."""
         return refresh_token_status(self._refresh_issued_at, now)
 
-    async def _token(self, stale: str | None = None) -> str:
-        """A valid access token; `stale` is one a 401 just rejected.
-
-        Concurrent requests share one refresh (`renewal.Renewal`: no caller's cancellation
-        stops it); comparing against `stale` stops a burst of 401s from refreshing once per
-        request.
-        """
-        fresh = self._access_token is not None and monotonic() < self._access_expires_at
-        if not fresh or self._access_token == stale:
-            await self._renewal.run()
-        return self._access_token  # type: ignore[return-value]
-
-    async def aclose(self) -> None:
-        await self._renewal.aclose()
-        await super().aclose()
-
-    async def _refresh(self) -> None:
+    async def _renew(self) -> None:
         response = await self._send(
             "POST",
             f"{self.base_url}/v1/oauth/token",
