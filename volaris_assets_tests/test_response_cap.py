@@ -276,6 +276,28 @@ def test_the_setting_reaches_every_http_source_through_the_resource():
         asyncio.run(source.aclose())
 
 
+@pytest.mark.parametrize(
+    ("text", "databento_mb", "polygon_mb"),
+    [
+        (None, 64, DEFAULT_MAX_RESPONSE_MB),  # SPY's definitions for a session are ~16-20 MB
+        ("24", 24, 24),  # a number for every provider is Databento's too
+        ("databento=128", 128, DEFAULT_MAX_RESPONSE_MB),
+    ],
+)
+def test_databento_has_a_larger_cap_unless_one_is_set(text, databento_mb, polygon_mb):
+    settings = {"DATABENTO_API_KEY": "k", "POLYGON_API_KEY": "k"}
+    if text is not None:
+        settings[RESPONSE_CAP_SETTING] = text
+    sources, skipped = build_sources(
+        ["databento", "polygon"], settings, "history", SimulatedProvider
+    )
+    assert skipped == []
+    caps = {source.name: source.max_response_bytes for source in sources}
+    assert caps == {"databento": int(databento_mb * MB), "polygon": int(polygon_mb * MB)}
+    for source in sources:
+        asyncio.run(source.aclose())
+
+
 def test_a_malformed_setting_fails_the_build_instead_of_dropping_the_cap():
     with pytest.raises(ValueError, match=RESPONSE_CAP_SETTING):
         build_sources(["yahoo"], {RESPONSE_CAP_SETTING: "lots"}, "chain", SimulatedProvider)

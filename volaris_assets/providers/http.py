@@ -51,7 +51,8 @@ RESPONSE_CAP_SETTING = "VOLARIS_MAX_RESPONSE_MB"
 # body just under the cap still fits the 250 MB goal, and one over it costs at most the cap
 # plus a chunk (a 50 MB body: 629 MB uncapped). 12 MB is ~10,000 Schwab contracts with greeks
 # (~1.2 KB each), twice the largest single-name chains; a provider whose answers are
-# legitimately bigger gets a cap of its own (`VOLARIS_MAX_RESPONSE_MB=12,databento=64`).
+# legitimately bigger has a larger cap of its own (`HttpSource.response_cap_mb`), and any
+# provider's can be set (`VOLARIS_MAX_RESPONSE_MB=12,databento=64`).
 DEFAULT_MAX_RESPONSE_MB = 12.0
 DEFAULT_MAX_RESPONSE_BYTES = int(DEFAULT_MAX_RESPONSE_MB * MB)
 # An OCC symbol ends with the strike in thousandths, zero-padded to this many digits.
@@ -290,20 +291,23 @@ def _too_large(response: httpx.Response, provider: str, max_bytes: int, size: st
 
 @dataclasses.dataclass(frozen=True)
 class ResponseCaps:
-    """Response size caps: one for every provider, and overrides by provider name (MB)."""
+    """Response size caps as configured: one for every provider (None when not set), and
+    overrides by provider name (MB)."""
 
-    default_mb: float = DEFAULT_MAX_RESPONSE_MB
+    default_mb: float | None = None
     overrides_mb: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
-    def for_provider(self, name: str) -> int:
-        """The cap for provider `name`, in bytes."""
-        return int(self.overrides_mb.get(name, self.default_mb) * MB)
+    def for_provider(self, name: str, built_in_mb: float = DEFAULT_MAX_RESPONSE_MB) -> int:
+        """The cap for provider `name` in bytes: its own override, else the one for every
+        provider, else `built_in_mb` (the provider client's `response_cap_mb`)."""
+        fallback = built_in_mb if self.default_mb is None else self.default_mb
+        return int(self.overrides_mb.get(name, fallback) * MB)
 
 
 def parse_response_caps(text: str | None) -> ResponseCaps:
     """Caps from `VOLARIS_MAX_RESPONSE_MB`: "24", "24,databento=128" or "polygon=48" (MB,
-    providers not named get the bare number, else DEFAULT_MAX_RESPONSE_MB); empty means the
-    defaults. A malformed value is a `ValueError` naming the accepted form, never a silent
+    providers not named get the bare number, else their client's own cap); empty means the
+    clients' own caps. A malformed value is a `ValueError` naming the accepted form, never a silent
     default: a cap that quietly fell back could be the one that lets a run run out of memory.
     """
     default: float | None = None
@@ -321,7 +325,7 @@ def parse_response_caps(text: str | None) -> ResponseCaps:
             raise _caps_error(part, "provider named twice")
         else:
             overrides[name] = _megabytes(value, part)
-    return ResponseCaps(DEFAULT_MAX_RESPONSE_MB if default is None else default, overrides)
+    return ResponseCaps(default, overrides)
 
 
 # A cap past this protects no machine this runs on (parsing costs 4-5x a body's bytes).
@@ -516,12 +520,14 @@ class HttpSource:
     """
 
     name: str = ""
+    # The largest answer this provider legitimately sends, in MB, when the operator sets none.
+    response_cap_mb: float = DEFAULT_MAX_RESPONSE_MB
 
     def __init__(self, base_url: str, client: httpx.AsyncClient | None) -> None:
         self.base_url = base_url.rstrip("/")
         self._owns_client = client is None
         self.http = client if client is not None else build_client()
-        self.max_response_bytes = DEFAULT_MAX_RESPONSE_BYTES
+        self.max_response_bytes = int(self.response_cap_mb * MB)
 
     async def aclose(self) -> None:
         if self._owns_client:

@@ -101,7 +101,7 @@ def build_sources(
         if isinstance(built, Skipped):
             skipped.append(built)
         else:
-            built.max_response_bytes = caps.for_provider(name)
+            built.max_response_bytes = caps.for_provider(name, built.response_cap_mb)
             sources.append(built)
     return sources, skipped
 
