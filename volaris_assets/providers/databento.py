@@ -19,14 +19,16 @@ records are told apart by their fields, not their `rtype`.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
+import asyncio
+import itertools
+from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
 import numpy as np
 import pandas as pd
+import pydantic_core
 
 from volaris_assets.providers.base import (
     BAR_COLUMNS,
@@ -60,12 +62,29 @@ OPTIONS_DATASET = "OPRA.PILLAR"
 # DBN's "no price" (i64 max), before scaling.
 UNDEF_PRICE = float(2**63 - 1)
 _SCHEMA = {"1m": "ohlcv-1m", "5m": "ohlcv-1m", "1d": "ohlcv-1d"}
+_BAR_FIELDS = ("hd", "symbol", "open", "high", "low", "close", "volume")
+# The fields each schema's parser reads; a record keeps only these. A real OPRA definition
+# has ~67 fields, and SPY's chain ~8,000 of them: kept whole, the day's definitions are tens of
+# MB of dicts held while the quotes are fetched.
+FIELDS: dict[str, tuple[str, ...]] = {
+    "ohlcv-1m": _BAR_FIELDS,
+    "ohlcv-1d": _BAR_FIELDS,
+    "definition": ("hd", "instrument_class", "strike_price", "expiration", "underlying"),
+    "cbbo-1m": ("hd", "levels"),
+}
+# Lines decoded between two turns of the event loop: ~10 ms of a definitions body.
+LINES_PER_TURN = 1000
 
 
 class DatabentoClient(HttpSource):
     """`BarSource` and `HistorySource` over Databento's historical time-series endpoint."""
 
     name = NAME
+    # One session's definitions of a large parent run past the 12 MB default: a real OPRA
+    # definition is ~1.5-2 KB of JSON, and SPY lists ~8,000-10,000 contracts (16-20 MB). The
+    # body is decoded a batch of lines at a time into records cut down to five fields, so a
+    # body costs little more than its bytes (bench/bench_loop_lag.py --case databento).
+    response_cap_mb = 64.0
 
     def __init__(
         self,
@@ -79,14 +98,16 @@ class DatabentoClient(HttpSource):
         self._auth = httpx.BasicAuth(api_key, "")
         self._dataset = dataset
 
-    async def _get_range(self, **query: str) -> list[dict[str, Any]]:
-        """The records of one `timeseries.get_range` request (JSON lines, raw prices and ns)."""
+    async def _get_range(self, *, schema: str, **query: str) -> list[dict[str, Any]]:
+        """The records of one `timeseries.get_range` request (JSON lines, raw prices and ns),
+        each with the fields of `FIELDS[schema]` it has."""
         response = await self._send(
             "POST",
             f"{self.base_url}/v0/timeseries.get_range",
             auth=self._auth,
             data={
                 **query,
+                "schema": schema,
                 "encoding": "json",
                 "compression": "none",
                 "map_symbols": "true",
@@ -94,7 +115,7 @@ class DatabentoClient(HttpSource):
                 "pretty_ts": "false",
             },
         )
-        return parse_lines(response.content)
+        return await parse_lines(response.content, FIELDS[schema])
 
     async def bars(
         self, symbol: str, timeframe: str, start: datetime, end: datetime
@@ -145,24 +166,63 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def parse_lines(body: bytes) -> list[dict[str, Any]]:
-    """Records from a newline-delimited JSON body.
+async def parse_lines(body: bytes, keep: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Records from a newline-delimited JSON body, each cut down to the fields in `keep`.
 
-    One undecodable line fails the whole answer: a backfill that silently loses its tail to a
-    truncated stream would leave a gap nobody asked for.
+    Decoded `LINES_PER_TURN` lines at a time, the event loop running between: SPY's definitions
+    for one session are ~16 MB, ~0.15 s of decoding that would otherwise hold up every other
+    request's timeout, hedge and budget turn in the run. One undecodable line fails the whole
+    answer: a backfill that silently loses its tail to a truncated stream would leave a gap
+    nobody asked for.
     """
+    lines = _numbered_lines(body)
     records: list[dict[str, Any]] = []
-    for number, line in enumerate(body.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise bad_data(NAME, f"undecodable JSON on line {number}") from None
-        if not isinstance(record, dict):
-            raise bad_data(NAME, f"line {number} is not a JSON object")
-        records.append(record)
+    while batch := list(itertools.islice(lines, LINES_PER_TURN)):
+        for record in _decode_batch(batch):
+            records.append({name: record[name] for name in keep if name in record})
+        await asyncio.sleep(0)
     return records
+
+
+def _numbered_lines(body: bytes) -> Iterator[tuple[int, bytes]]:
+    """The non-blank lines of `body` with their numbers (from 1), sliced as they are asked
+    for: splitting the whole body first would hold a second copy of it."""
+    start = 0
+    for number in itertools.count(1):
+        if start >= len(body):
+            return
+        end = body.find(b"\n", start)
+        end = len(body) if end < 0 else end
+        line = body[start:end]
+        start = end + 1
+        if line.strip():
+            yield number, line
+
+
+def _decode_batch(batch: list[tuple[int, bytes]]) -> list[dict[str, Any]]:
+    """The objects of numbered lines, decoded as one JSON array (one call instead of one per
+    line); when that fails, or a line holds other than one object, line by line to name it."""
+    try:
+        decoded = pydantic_core.from_json(b"[" + b",".join(line for _, line in batch) + b"]")
+    except ValueError:
+        decoded = None
+    if (
+        isinstance(decoded, list)
+        and len(decoded) == len(batch)
+        and all(isinstance(record, dict) for record in decoded)
+    ):
+        return decoded
+    return [_decode_line(number, line) for number, line in batch]
+
+
+def _decode_line(number: int, line: bytes) -> dict[str, Any]:
+    try:
+        record = pydantic_core.from_json(line)
+    except ValueError:
+        raise bad_data(NAME, f"undecodable JSON on line {number}") from None
+    if not isinstance(record, dict):
+        raise bad_data(NAME, f"line {number} is not a JSON object")
+    return record
 
 
 def parse_records(records: list[dict[str, Any]], symbol: str, timeframe: str) -> pd.DataFrame:
@@ -204,21 +264,52 @@ def to_five_minutes(minutes: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _instrument_ids(records: pd.DataFrame) -> pd.Series:
-    header = field(records, "hd")
-    return numeric(header.map(lambda h: h.get("instrument_id") if isinstance(h, dict) else None))
+def _header_field(record: dict[str, Any], name: str) -> Any:
+    header = record.get("hd")
+    return header.get(name) if isinstance(header, dict) else None
 
 
-def _price(values: pd.Series) -> pd.Series:
+def _price(values: Any) -> pd.Series:
     return numeric(values, sentinels=(UNDEF_PRICE,)) / PRICE_SCALE
 
 
-def _top_level(records: pd.DataFrame, side: str) -> pd.Series:
-    def first(levels: Any) -> Any:
-        top = levels[0] if isinstance(levels, list) and levels else None
-        return top.get(side) if isinstance(top, dict) else None
+def _top_of_book(record: dict[str, Any]) -> dict[str, Any]:
+    levels = record["levels"]
+    top = levels[0] if isinstance(levels, list) and levels else None
+    return top if isinstance(top, dict) else {}
 
-    return _price(field(records, "levels").map(first))
+
+def _definitions(records: list[dict[str, Any]], symbol: str) -> pd.DataFrame:
+    """The last definition of each instrument, built column by column (a frame from the record
+    dicts, mapped over their headers, was most of a large chain's parse). Any definition for
+    another underlying, superseded or not, is bad data."""
+    rows = [record for record in records if "instrument_class" in record]
+    for echoed in {row["underlying"] for row in rows if row.get("underlying") is not None}:
+        echoed_symbol(echoed, symbol, NAME)
+    frame = pd.DataFrame(
+        {
+            "instrument": numeric([_header_field(row, "instrument_id") for row in rows]),
+            **{
+                name: [row.get(name) for row in rows]
+                for name in ("instrument_class", "strike_price", "expiration", "underlying")
+            },
+        }
+    )
+    return frame.drop_duplicates("instrument", keep="last")
+
+
+def _closing_quotes(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """The last top-of-book quote of each instrument."""
+    rows = [record for record in records if "levels" in record]
+    tops = [_top_of_book(row) for row in rows]
+    frame = pd.DataFrame(
+        {
+            "instrument": numeric([_header_field(row, "instrument_id") for row in rows]),
+            "bid": _price([top.get("bid_px") for top in tops]),
+            "ask": _price([top.get("ask_px") for top in tops]),
+        }
+    )
+    return frame.drop_duplicates("instrument", keep="last")
 
 
 def parse_chain(
@@ -231,28 +322,17 @@ def parse_chain(
     quote in that minute are not part of the close; a definition for another underlying is
     bad data.
     """
-    defs = pd.DataFrame.from_records([r for r in definitions if "instrument_class" in r])
-    books = pd.DataFrame.from_records([r for r in quotes if "levels" in r])
+    defs = _definitions(definitions, symbol)
+    books = _closing_quotes(quotes)
     if defs.empty or books.empty:
         return canonical(pd.DataFrame(), CHAIN_COLUMNS)
-    for echoed in set(field(defs, "underlying").dropna()):
-        echoed_symbol(echoed, symbol, NAME)
-    defs = defs.assign(instrument=_instrument_ids(defs)).drop_duplicates("instrument", keep="last")
-    books = pd.DataFrame(
-        {
-            "instrument": _instrument_ids(books),
-            "bid": _top_level(books, "bid_px"),
-            "ask": _top_level(books, "ask_px"),
-        }
-    ).drop_duplicates("instrument", keep="last")
     joined = defs.merge(books, on="instrument", how="inner")
-    expiry = epoch_to_utc(field(joined, "expiration"), "ns").dt.tz_convert("America/New_York")
+    expiry = epoch_to_utc(joined["expiration"], "ns").dt.tz_convert("America/New_York")
     frame = pd.DataFrame({"symbol": [symbol] * len(joined)})
     frame["expiration"] = expiry.dt.date.astype(object).where(expiry.notna(), None)
-    frame["strike"] = _price(field(joined, "strike_price")).to_numpy()
-    frame["right"] = field(joined, "instrument_class").where(
-        field(joined, "instrument_class").isin(["C", "P"]), None
-    )
+    frame["strike"] = _price(joined["strike_price"]).to_numpy()
+    right = joined["instrument_class"]
+    frame["right"] = right.where(right.isin(["C", "P"]), None)
     frame["bid"] = joined["bid"].to_numpy()
     frame["ask"] = joined["ask"].to_numpy()
     frame["mark_price"] = (frame["bid"] + frame["ask"]) / 2.0
