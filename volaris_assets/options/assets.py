@@ -29,29 +29,38 @@ _CONTRACT_COLUMNS = [c for c in CHAIN_COLUMNS if c != "quote_ts"]
 def write_chain(
     conn: Connection, warehouse: Warehouse, symbol: str, fetched: Fetched, snapshot
 ) -> Written:
-    """Validate one symbol's chain, append it to the history and make it the latest chain.
+    """Validate one symbol's chain, make it the symbol's whole snapshot in the history and,
+    unless a fresher snapshot is stored, its latest chain.
 
-    The latest-chain upsert only overwrites older rows, and contracts that were not in this
-    snapshot are removed only if they are older than it: replaying an old partition (a backfill,
-    a retry) can never replace a fresher chain.
+    A snapshot written again replaces the symbol's rows at that instant instead of adding to
+    them: written once from the simulated market and again from Schwab (the first offline run,
+    then keys), the two chains' contracts would otherwise stand side by side as one snapshot,
+    and IV would be measured on the mixture. Replaying an old partition (a backfill, a retry)
+    never touches a fresher latest chain, neither overwriting its contracts nor adding ones it
+    no longer lists.
     """
     validated = validate_chain(
         fetched.frame.assign(symbol=symbol, provider=fetched.provider), snapshot
     )
     chain = validated.frame[_CONTRACT_COLUMNS]
-    written = warehouse.upsert(conn, "option_snapshots", chain.assign(snapshot_ts=snapshot))
-    warehouse.upsert(
-        conn,
-        "option_contracts",
-        chain.assign(last_updated=snapshot),
-        update_where_newer="last_updated",
-    )
-    contracts = tables.option_contracts
+    instant = warehouse.instant(snapshot)
+    snapshots, contracts = tables.option_snapshots, tables.option_contracts
     conn.execute(
-        sa.delete(contracts).where(
-            contracts.c.symbol == symbol, contracts.c.last_updated < warehouse.instant(snapshot)
-        )
+        sa.delete(snapshots).where(snapshots.c.symbol == symbol, snapshots.c.snapshot_ts == instant)
     )
+    written = warehouse.upsert(conn, "option_snapshots", chain.assign(snapshot_ts=snapshot))
+    fresher = sa.select(contracts.c.symbol).where(
+        contracts.c.symbol == symbol, contracts.c.last_updated > instant
+    )
+    if conn.execute(fresher.limit(1)).first() is None:
+        conn.execute(sa.delete(contracts).where(contracts.c.symbol == symbol))
+        warehouse.upsert(
+            conn,
+            "option_contracts",
+            chain.assign(last_updated=snapshot),
+            # A fresher chain committed by another run since the check above still wins.
+            update_where_newer="last_updated",
+        )
     return Written(rows=written, validated=validated)
 
 
