@@ -125,7 +125,7 @@ def intraday_bars(
         def sink(conn: Connection, symbol: str, fetched: Fetched) -> Written:
             written = _bar_sink("1m")(conn, symbol, fetched, wh)
             if not fetched.frame.empty:
-                written.rows += _rebuild_five_minute(conn, wh, symbol, fetched.frame["ts"].min())
+                written.rows += _rebuild_five_minute(conn, wh, symbol, fetched.frame["ts"])
             return written
 
         summary = run_fan_out(
@@ -204,42 +204,36 @@ def _latest_minute(
 
 
 def _rebuild_five_minute(
-    conn: Connection, warehouse: Warehouse, symbol: str, first: pd.Timestamp
+    conn: Connection, warehouse: Warehouse, symbol: str, fetched_ts: pd.Series
 ) -> int:
-    """Recompute the 5m bars from the stored 1m bars, from the bucket holding `first` onward."""
+    """Recompute, from the stored 1m bars, the 5m bars of the buckets the fetched minutes
+    (`fetched_ts`) fall in: the first may hold minutes an earlier fetch stored, and no other
+    bucket changed (rebuilding every later one made a backfilled session rewrite the sessions
+    after it). Each 5m bar carries the provider of its own minutes (its last minute's)."""
     bars = tables.price_bars
-    bucket_start = pd.Timestamp(first).floor("5min").to_pydatetime()
+    first = pd.Timestamp(fetched_ts.min()).floor("5min").to_pydatetime()
+    end = (pd.Timestamp(fetched_ts.max()).floor("5min") + pd.Timedelta(minutes=5)).to_pydatetime()
+    columns = ["ts", "open", "high", "low", "close", "volume", "provider"]
     rows = conn.execute(
-        sa.select(bars.c.ts, bars.c.open, bars.c.high, bars.c.low, bars.c.close, bars.c.volume)
+        sa.select(*(bars.c[name] for name in columns))
         .where(
             bars.c.symbol == symbol,
             bars.c.timeframe == "1m",
-            bars.c.ts >= warehouse.instant(bucket_start),
+            bars.c.ts >= warehouse.instant(first),
+            bars.c.ts < warehouse.instant(end),
         )
         .order_by(bars.c.ts)
     ).all()
     if not rows:
         return 0
-    minutes = pd.DataFrame(rows, columns=["ts", "open", "high", "low", "close", "volume"])
+    minutes = pd.DataFrame(rows, columns=columns)
     minutes["ts"] = pd.to_datetime(minutes["ts"], utc=True)
+    bucket = minutes["ts"].dt.floor("5min")
     five = aggregate_bars(
         minutes,
-        minutes["ts"].dt.floor("5min"),
+        bucket,
         symbol=symbol,
         timeframe="5m",
-        provider=_provider_of(conn, symbol, bucket_start, warehouse),
+        provider=minutes.groupby(bucket, sort=True)["provider"].last().to_numpy(),
     )
     return warehouse.upsert(conn, "price_bars", five)
-
-
-def _provider_of(conn: Connection, symbol: str, since: datetime, warehouse: Warehouse) -> str:
-    bars = tables.price_bars
-    provider = conn.execute(
-        sa.select(bars.c.provider)
-        .where(
-            bars.c.symbol == symbol, bars.c.timeframe == "1m", bars.c.ts >= warehouse.instant(since)
-        )
-        .order_by(bars.c.ts.desc())
-        .limit(1)
-    ).scalar()
-    return provider or "unknown"

@@ -345,9 +345,15 @@ async def batch_bars(
 
 
 def aggregate_bars(
-    minutes: pd.DataFrame, bucket: pd.Series, *, symbol: str, timeframe: str, provider: str
+    minutes: pd.DataFrame,
+    bucket: pd.Series,
+    *,
+    symbol: str,
+    timeframe: str,
+    provider: str | np.ndarray,
 ) -> pd.DataFrame:
-    """Coarser canonical bars from 1-minute bars grouped by `bucket` (each group's start).
+    """Coarser canonical bars from 1-minute bars grouped by `bucket` (each group's start);
+    `provider` is one name, or one per bucket in bucket order.
 
     The one definition of OHLCV aggregation (first open, max high, min low, last close, summed
     volume), shared by the simulated market, providers that only serve 1m bars, and the 5m bars
