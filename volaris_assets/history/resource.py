@@ -20,7 +20,7 @@ class HistoryResource(dg.ConfigurableResource):
     retain_intraday_days: int = Field(default=30, ge=1)
 
     def store(self) -> ColdStore:
-        return ColdStore(self.url)
+        return ColdStore((self.url or "").strip() or None)  # EnvVar binds the raw value
 
     def windows(self) -> Windows:
         return Windows(

@@ -144,10 +144,14 @@ class MarketDataResource(dg.ConfigurableResource):
     def provider_settings(self) -> dict[str, str]:
         """Settings keyed by environment-variable name, as provider modules expect them."""
         values = {
-            env: getattr(self, name) for name, env in {**SECRET_FIELDS, **SETTING_FIELDS}.items()
+            env: str(getattr(self, name) or "").strip()
+            for name, env in {**SECRET_FIELDS, **SETTING_FIELDS}.items()
         }
-        redaction.register(*(getattr(self, name) for name in SECRET_FIELDS))
-        return {key: str(value) for key, value in values.items() if value}
+        # Stripped as the settings check strips them: `EnvVar` binds a variable's raw value,
+        # and a key read from a file with its newline was sent as an invalid header (an
+        # httpx protocol error, counted against the provider as a server error).
+        redaction.register(*(values[env] for env in SECRET_FIELDS.values()))
+        return {key: value for key, value in values.items() if value}
 
     def provider_order(self) -> list[str]:
         return registry.parse_provider_list(self.providers)

@@ -46,9 +46,10 @@ class WarehouseResource(dg.ConfigurableResource):
         `warehouse.errors` (what failed, which database, the fix): that is the run's failure
         message in the UI and what `make materialize` prints, instead of driver tracebacks.
         """
+        url = self._url()
         try:
-            with infrastructure_failures(self.database_url or ""):
-                with _warehouse(self.database_url or "", self.reconnect_window_s) as warehouse:
+            with infrastructure_failures(url):
+                with _warehouse(url, self.reconnect_window_s) as warehouse:
                     redaction.register(warehouse.engine.url.password)
                     warehouse.create_tables()
                     yield warehouse
@@ -57,7 +58,12 @@ class WarehouseResource(dg.ConfigurableResource):
 
     def describe(self) -> str:
         """The URL with the password hidden, safe for logs and metadata."""
-        return redact_url(self.database_url or "")
+        return redact_url(self._url())
+
+    def _url(self) -> str:
+        """The URL as the settings check read it: `EnvVar` binds the variable's raw value, and
+        a trailing newline (a secret mounted from a file) became part of the database name."""
+        return (self.database_url or "").strip()
 
 
 @contextlib.contextmanager
