@@ -37,9 +37,18 @@ def database_url(text: str) -> str:
         raise ValueError("holds more than one '@' (write an '@' in the password as %40)")
     try:
         url = sa.make_url(text)
-        url.port  # noqa: B018 - parsed on first use, and a bad port raises then
+        port = url.port  # parsed on first use, and a bad port raises then
     except (sa.exc.ArgumentError, ValueError):
         raise ValueError("not a parseable database URL") from None
+    if port is not None and not 0 < port < 65536:
+        raise ValueError(f"port {port} is not a TCP port (1-65535)")
+    if url.get_backend_name() == "sqlite" and (
+        url.database == ":memory:" or url.query.get("mode") == "memory"
+    ):
+        raise ValueError(
+            "an in-memory SQLite database lives as long as one connection, so each step would "
+            "write a warehouse of its own and lose it: give a file path (sqlite:///data/w.db)"
+        )
     if url.get_backend_name() == "postgresql" and not (url.host and url.database):
         raise ValueError("a PostgreSQL URL needs a host and a database name")
     if url.get_backend_name() == "sqlite" and not url.database:
