@@ -82,6 +82,30 @@ def test_extra_symbols_add_to_the_defaults(warehouse_url, instance, monkeypatch)
     assert "VOLARIS_UNIVERSE_EXTRA" in metadata(result, "sp500_constituents")["source"]
 
 
+def test_an_index_in_a_replacing_list_stays_out_of_the_wheel_scan(
+    warehouse_url, instance, monkeypatch
+):
+    monkeypatch.setenv("VOLARIS_UNIVERSE", "AAPL, SPY, SPX")
+    monkeypatch.delenv("VOLARIS_UNIVERSE_EXTRA", raising=False)
+    result = dg.materialize(
+        [sp500_constituents, scan_universe],
+        resources={"warehouse": resources(warehouse_url)["warehouse"]},
+        instance=instance,
+    )
+    assert result.success
+    tickers = _read(
+        warehouse_url, "SELECT symbol, name, sector, in_sp500, in_scan_universe FROM tickers"
+    ).set_index("symbol")
+    assert sorted(tickers.index) == ["AAPL", "SPX", "SPY"]
+    assert tickers.loc["SPX"].to_dict() == {
+        "name": "S&P 500 Index",
+        "sector": "Index",
+        "in_sp500": True,
+        "in_scan_universe": False,
+    }
+    assert tickers.loc[["AAPL", "SPY"], "in_scan_universe"].all()
+
+
 def test_spy_and_qqq_get_chains_and_iv_and_intraday_iv_stays_out_of_history(
     warehouse_url, instance, monkeypatch, caplog
 ):

@@ -44,11 +44,11 @@ class UniverseConfig(dg.Config):
 
 
 def _load(config: UniverseConfig, indices: tuple[str, ...], *, core: bool) -> UniverseLoad:
-    """The override, else the index lists plus the ETF list; then the extra symbols (index
-    symbols among them only in the `core` universe)."""
+    """The override, else the index lists plus the ETF list; then the extra symbols. Index
+    symbols, wherever they are listed, join only the `core` universe."""
     override = config.override or os.environ.get("VOLARIS_UNIVERSE")
     if override:
-        load = parse_override(override)
+        load = with_extra(UniverseLoad(), parse_override(override), indices=core)
     else:
         load = with_extra(index_members(indices), UniverseLoad(etf_members()), indices=core)
     extra = config.extra or os.environ.get("VOLARIS_UNIVERSE_EXTRA")
