@@ -44,7 +44,8 @@ from volaris_assets.warehouse.tables import metadata
 if TYPE_CHECKING:
     from dagster import DagsterInstance
 
-CAPABILITIES = ("chain", "intraday", "daily")
+# Every capability a provider list configures: chains, bars, and the IV history and profiles.
+CAPABILITIES = registry.CAPABILITIES
 DISCORD_HOSTS = frozenset({"discord.com", "discordapp.com", "canary.discord.com"})
 # The daemon writes a heartbeat every few seconds; a minute of silence means it is not running.
 HEARTBEAT_STALE = timedelta(seconds=60)

@@ -197,6 +197,25 @@ def test_a_provider_that_does_not_answer_fails_with_its_category(sandbox, receiv
     assert "doctor-canary-tiingo-0006" not in report
 
 
+def test_history_and_profile_providers_are_checked_and_reached(sandbox):
+    env = {
+        "VOLARIS_HISTORY_PROVIDERS": "databento,polygon",
+        "VOLARIS_PROFILE_PROVIDERS": "finnhub",
+        "POLYGON_API_KEY": SECRETS["POLYGON_API_KEY"],
+        "FINNHUB_API_KEY": "doctor-canary-finnhub-0007",
+        "POLYGON_API_BASE": sandbox.url("polygon"),
+        "FINNHUB_API_BASE": sandbox.url("finnhub"),
+        "DATABENTO_API_BASE": sandbox.url("databento"),
+    }
+    areas = by_area(doctor.check_providers(env, NOW) + doctor.check_reachability(env))
+    assert areas["provider databento (history)"].status is doctor.Status.FAIL
+    assert areas["provider databento (history)"].detail == "missing settings: DATABENTO_API_KEY"
+    assert areas["provider polygon (history)"].status is doctor.Status.OK
+    assert areas["provider finnhub (profile)"].status is doctor.Status.OK
+    for name in ("databento", "finnhub", "polygon"):
+        assert areas[f"reach {name}"].status is doctor.Status.OK
+
+
 @pytest.mark.parametrize(
     "url", ["abc", "mysql://u:pw@127.0.0.1:1/x", "postgresql://u:pw@[::1/x", "sqlite://tmp/w.db"]
 )
