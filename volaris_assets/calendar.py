@@ -152,6 +152,17 @@ def session_at(now: datetime) -> Session | None:
     return current if current.open <= now < current.close else None
 
 
+def market_time_between(start: datetime, end: datetime) -> timedelta:
+    """The regular-hours trading time from `start` to `end` (nothing when `end` is earlier):
+    how far the market moved on between two instants, nights and holidays not counted."""
+    total = timedelta(0)
+    if end <= start:
+        return total
+    for current in sessions_between(start.astimezone(NY).date(), end.astimezone(NY).date()):
+        total += max(timedelta(0), min(end, current.close) - max(start, current.open))
+    return total
+
+
 def snapshot_times(day: date) -> list[datetime]:
     """The 15-minute snapshot instants (UTC) of a session: open, open+15m, ... < close."""
     current = session(day)
