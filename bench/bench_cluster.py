@@ -152,7 +152,11 @@ def main() -> None:
     args = parser.parse_args()
     symbols = [m.symbol for m in index_members((SP500,)).members][: args.symbols]
     sessions = sessions_before("2026-03-11", args.sessions)
-    windows = [f"2026-03-11-{10 + i // 4:02d}:{15 * (i % 4):02d}" for i in range(args.windows)]
+    # From 10:15 ET on: the sandbox's clock is 11:00 ET (AS_OF), and a live chain stands for
+    # a window at most 45 trading minutes behind its provider's clock (providers/live_chains.py).
+    windows = [
+        f"2026-03-11-{10 + (i + 1) // 4:02d}:{15 * ((i + 1) % 4):02d}" for i in range(args.windows)
+    ]
     logs = Path(tempfile.mkdtemp(prefix="volaris-bench-cluster-"))
 
     with contextlib.ExitStack() as stack:

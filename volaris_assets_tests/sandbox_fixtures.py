@@ -21,6 +21,9 @@ from volaris_assets.sandbox.server import Sandbox, start_sandbox
 
 # A Wednesday mid-session: chains have weeklies and monthlies, bars have whole sessions behind.
 SANDBOX_AS_OF = datetime(2026, 3, 11, 15, 0, tzinfo=UTC)
+# Its session: a live chain from the sandbox can stand for no earlier one (a session is past
+# for a live chain 45 trading minutes after its close: `providers/live_chains.py`).
+SANDBOX_SESSION = SANDBOX_AS_OF.date().isoformat()
 SANDBOX_SEED = 7
 # Small pages so that every pagination path runs in a contract test.
 SANDBOX_PAGE_SIZES = {"polygon": 40, "alpaca": 300, "robinhood": 12}

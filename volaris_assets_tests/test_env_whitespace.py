@@ -11,7 +11,7 @@ from volaris_assets.universe.assets import scan_universe, sp500_constituents
 from volaris_assets.warehouse.store import Warehouse
 
 pytest_plugins = ("volaris_assets_tests.sandbox_fixtures",)
-SNAPSHOT = "2026-03-11-10:00"  # the sandbox's market (sandbox_fixtures.SANDBOX_AS_OF)
+SNAPSHOT = "2026-03-11-10:45"  # the window before the sandbox's clock (SANDBOX_AS_OF, 11:00 ET)
 
 
 def test_keys_urls_and_the_warehouse_url_are_used_stripped(

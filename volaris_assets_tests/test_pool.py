@@ -259,7 +259,9 @@ def test_the_resource_opens_the_configured_mode(mode: str, kind: type) -> None:
 
 # --- three real clients against the sandbox ----------------------------------------------------
 
-SNAPSHOT = "2026-03-11-10:00"  # the sandbox's clock (sandbox_fixtures.SANDBOX_AS_OF)
+# The window before the sandbox's clock, 11:00 ET (sandbox_fixtures.SANDBOX_AS_OF): a live chain
+# stands for a window up to 45 trading minutes before its provider's clock.
+SNAPSHOT = "2026-03-11-10:45"
 UNIVERSE = "AAPL,MSFT,NVDA,BRK.B,KO,XOM,JPM,JNJ,PG,V,HD,UNH"
 
 

@@ -12,8 +12,9 @@ from volaris_assets.universe.assets import scan_universe, sp500_constituents
 from volaris_assets.warehouse.store import Warehouse
 from volaris_assets_tests.pipeline_support import metadata, resources, sandbox_market
 
-# The sandbox renders the market at 2026-03-11 15:00 UTC (sandbox_fixtures.SANDBOX_AS_OF).
-SNAPSHOT = "2026-03-11-10:00"
+# The sandbox renders the market at 2026-03-11 15:00 UTC, 11:00 ET (sandbox_fixtures.SANDBOX_AS_OF):
+# a live chain stands for a window up to 45 trading minutes before its provider's clock.
+SNAPSHOT = "2026-03-11-10:45"
 SESSION = "2026-03-11"
 CATEGORIES = {c.value for c in ErrorCategory}
 

@@ -14,6 +14,7 @@ from volaris_assets.scan.results_csv import CSV_COLUMNS, CSV_NAME, METADATA_KEY
 from volaris_assets.universe.assets import scan_universe, sp500_constituents
 from volaris_assets.warehouse.store import Warehouse
 from volaris_assets_tests.pipeline_support import resources, sandbox_market
+from volaris_assets_tests.sandbox_fixtures import SANDBOX_SESSION
 
 
 def test_every_symbol_has_a_row_with_its_outcome_and_best_put(
@@ -28,7 +29,7 @@ def test_every_symbol_has_a_row_with_its_outcome_and_best_put(
     dg.materialize([sp500_constituents, scan_universe], resources=res, instance=instance)
     clean_sandbox.set_faults("server_error=0.4")
     scan = dg.materialize(
-        [wheel_premiums], partition_key="2026-03-10", resources=res, instance=instance
+        [wheel_premiums], partition_key=SANDBOX_SESSION, resources=res, instance=instance
     )
 
     [event] = scan.get_asset_materialization_events()

@@ -33,6 +33,7 @@ from volaris_assets_tests.monitoring_support import (
     scalar,
 )
 from volaris_assets_tests.pipeline_support import SESSION, SNAPSHOT, resources, sandbox_market
+from volaris_assets_tests.sandbox_fixtures import SANDBOX_SESSION
 from volaris_assets_tests.webhook_receiver import WebhookReceiver
 
 UI = "https://dagster.example.test"
@@ -173,12 +174,13 @@ def test_scan_summary_posts_counts_top_premiums_and_the_results_csv(
     chain = MarketDataResource(
         capability="chain",
         **sandbox_market(clean_sandbox.settings(), "schwab", retry_attempts=1),
+        min_success_rate=0.0,  # a scan with failures is what the summary has to report
     )
     res = {**resources(sqlite_warehouse_url), "chain_data": chain}
     dg.materialize([sp500_constituents, scan_universe], resources=res, instance=instance)
     clean_sandbox.set_faults("server_error=0.4")
     scan = dg.materialize(
-        [wheel_premiums], partition_key="2026-03-10", resources=res, instance=instance
+        [wheel_premiums], partition_key=SANDBOX_SESSION, resources=res, instance=instance
     )
     notify = {"notifier": notifier_for(receiver, tmp_path)}
 
@@ -196,7 +198,7 @@ def test_scan_summary_posts_counts_top_premiums_and_the_results_csv(
     embed = request.payload["embeds"][0]
     ok = len(small_universe) - len(failed)
     assert embed["title"].startswith(
-        f"Wheel scan 2026-03-10: {ok}/{len(small_universe)} symbols ok"
+        f"Wheel scan {SANDBOX_SESSION}: {ok}/{len(small_universe)} symbols ok"
     )
     fields = {f["name"]: f["value"] for f in embed["fields"]}
     assert fields["Failures by category"] == f"server_error: {len(failed)}"

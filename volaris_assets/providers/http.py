@@ -510,6 +510,16 @@ def session_day(values: pd.Series, tz: str) -> pd.Series:
     )
 
 
+def _server_time(response: httpx.Response) -> datetime | None:
+    """The `Date` an HTTP server stamps its answers with (RFC 9110: every origin server with a
+    clock sends one), or None when missing or unreadable."""
+    try:
+        stamped = parsedate_to_datetime(response.headers.get("Date", ""))
+    except (TypeError, ValueError, IndexError):
+        return None
+    return stamped.astimezone(UTC) if stamped.tzinfo else None
+
+
 class HttpSource:
     """Common state of an HTTP provider client: its base URL and pooled `httpx.AsyncClient`.
 
@@ -517,6 +527,7 @@ class HttpSource:
     `aclose()`, so a caller that forgets to pass one still cannot leak connections.
     `max_response_bytes` caps every body this source reads; `registry.build_sources` sets it
     from `VOLARIS_MAX_RESPONSE_MB`, so that no provider module has to know the setting.
+    `clock` is the provider's time by its latest answer (`providers/live_chains.py`).
     """
 
     name: str = ""
@@ -528,14 +539,16 @@ class HttpSource:
         self._owns_client = client is None
         self.http = client if client is not None else build_client()
         self.max_response_bytes = int(self.response_cap_mb * MB)
+        self.clock: datetime | None = None
 
     async def aclose(self) -> None:
         if self._owns_client:
             await self.http.aclose()
 
     async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        """`send` with this source's client, name and response cap."""
-        return await send(
+        """`send` with this source's client, name and response cap; the answer's `Date` sets
+        the source's `clock`."""
+        response = await send(
             self.http,
             method,
             url,
@@ -543,6 +556,8 @@ class HttpSource:
             max_bytes=self.max_response_bytes,
             **kwargs,
         )
+        self.clock = _server_time(response) or datetime.now(UTC)
+        return response
 
     async def _get_json(self, path_or_url: str, **kwargs: Any) -> Any:
         url = path_or_url if "://" in path_or_url else f"{self.base_url}{path_or_url}"

@@ -43,7 +43,13 @@ from collections.abc import Mapping, Sequence
 
 from volaris_assets.providers.circuit import CircuitState
 from volaris_assets.providers.rate_limit import RateLimit
-from volaris_assets.providers.resilience import FallbackChain, Fetch, Fetched, GuardedSource
+from volaris_assets.providers.resilience import (
+    FallbackChain,
+    Fetch,
+    Fetched,
+    GuardedSource,
+    Refuse,
+)
 
 __all__ = ["PooledChain"]
 
@@ -87,12 +93,12 @@ class PooledChain(FallbackChain):
         """None: a pool spreads symbols one by one over its providers' budgets."""
         return None
 
-    async def _first_answer(self, fetch: Fetch) -> Fetched:
+    async def _first_answer(self, fetch: Fetch, refuse: Refuse | None = None) -> Fetched:
         """The fallback chain rotated to start at the symbol's assigned provider answers."""
         provider = self._assign()
         self._in_hand[provider] += 1
         try:
-            return await FallbackChain.rotated(self, provider)._first_answer(fetch)
+            return await FallbackChain.rotated(self, provider)._first_answer(fetch, refuse)
         finally:
             self._in_hand[provider] -= 1
 

@@ -36,6 +36,7 @@ from volaris_assets.providers.base import (
 )
 from volaris_assets.providers.circuit import HEALTH_CATEGORIES, CircuitBreaker, CircuitState
 from volaris_assets.providers.http import paced_follow_ups
+from volaris_assets.providers.live_chains import current_chain, past_chain
 from volaris_assets.providers.rate_limit import (
     DEFAULT_RATE_LIMITS,
     PACING_HEADROOM,
@@ -73,6 +74,8 @@ logger = logging.getLogger(__name__)
 Source = ChainSource | BarSource
 # One request against a source, e.g. `lambda source: source.option_chain(symbol, as_of)`.
 Fetch = Callable[[Any], Awaitable[pd.DataFrame]]
+# Why a source is not to be asked at all (e.g. `live_chains.past_chain`), or None.
+Refuse = Callable[[Any], ProviderError | None]
 Random = Callable[[], float]
 
 # Providers whose requests cost nothing but quota, and how long one may go unanswered before it
@@ -499,7 +502,10 @@ class FallbackChain:
     async def option_chain(
         self, symbol: str, as_of: datetime, only: ChainFilter = WHOLE_CHAIN
     ) -> Fetched:
-        return await self._first_answer(lambda source: source.option_chain(symbol, as_of, only))
+        return await self._first_answer(
+            lambda source: current_chain(source, symbol, as_of, only),
+            refuse=lambda source: past_chain(source, as_of),
+        )
 
     async def bars(self, symbol: str, timeframe: str, start: datetime, end: datetime) -> Fetched:
         return await self._first_answer(lambda source: source.bars(symbol, timeframe, start, end))
@@ -551,9 +557,14 @@ class FallbackChain:
         if first_error is not None:
             raise first_error
 
-    async def _first_answer(self, fetch: Fetch) -> Fetched:
+    async def _first_answer(self, fetch: Fetch, refuse: Refuse | None = None) -> Fetched:
+        """The first source's answer that is not a failure; `refuse` names, before anything is
+        sent or reserved, a source that cannot answer this fetch."""
         errors: list[SourceFailed] = []
         for guarded in self._sources:
+            if refuse is not None and (refused := refuse(guarded.source)) is not None:
+                errors.append(SourceFailed(refused, provider=guarded.name, attempts=0))
+                continue
             try:
                 frame, attempts = await guarded.call(fetch)
             except SourceFailed as error:

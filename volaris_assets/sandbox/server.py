@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import ModuleType
 from typing import Any, Self
@@ -361,6 +362,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silent: the sandbox is driven by tests and benchmarks, stats say what happened."""
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """Every answer's `Date` is the sandbox market's clock, as a provider's is its own: a
+        client tells by it which instant a live chain stands for (`providers/live_chains.py`)."""
+        sandbox: Sandbox = self.server.sandbox  # type: ignore[attr-defined]
+        return formatdate(sandbox.market.as_of.timestamp(), usegmt=True)
 
     def do_GET(self) -> None:
         self._dispatch("GET")
