@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from datetime import timedelta
 
 import httpx
@@ -12,6 +13,7 @@ import pytest
 from volaris_assets.providers import polygon
 from volaris_assets.providers.http import build_client
 from volaris_assets.sandbox.__main__ import _rate_limit
+from volaris_assets.sandbox.__main__ import main as sandbox_main
 from volaris_assets.sandbox.faults import PRESETS, FaultProfile, draw, parse_faults
 from volaris_assets.sandbox.protocol import STREAM_CHUNK_BYTES, huge_json_reply
 from volaris_assets.sandbox.server import RateLimit
@@ -220,3 +222,29 @@ def test_chain_bodies_are_cached_per_request(clean_sandbox, monkeypatch):
         client.get(url, params={"symbol": "GOOG", "contractType": "PUT"})
     assert len({r.content for r in replies}) == 1
     assert renders == ["GOOG", "GOOG"]  # once per distinct request, not per reply
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--faults", "bogus"], "unknown fault preset 'bogus' (known: none, flaky, hostile)"),
+        (["--faults", "rate=2"], "unknown fault setting 'rate' (known: bad_greeks,"),
+        (["--faults", "rate_limit=abc"], "fault setting rate_limit='abc' is not a valid value"),
+        (["--faults", '{"timeout": '], "argument --faults:"),
+    ],
+)
+def test_a_bad_command_line_is_a_usage_error_not_a_traceback(argv, message, capsys):
+    with pytest.raises(SystemExit) as exited:
+        sandbox_main(argv)
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_port_in_use_is_a_usage_error(capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(SystemExit) as exited:
+            sandbox_main(["--port", str(taken.getsockname()[1])])
+    assert exited.value.code == 2
+    assert "cannot listen on 127.0.0.1:" in capsys.readouterr().err

@@ -141,8 +141,11 @@ def _with_overrides(profile: FaultProfile, overrides: dict[str, Any]) -> FaultPr
     values: dict[str, Any] = {}
     for key, value in overrides.items():
         if key not in known:
-            raise ValueError(f"unknown fault setting {key!r}")
-        values[key] = _PARSERS.get(key, float)(value)
+            raise ValueError(f"unknown fault setting {key!r} (known: {', '.join(sorted(known))})")
+        try:
+            values[key] = _PARSERS.get(key, float)(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"fault setting {key}={value!r} is not a valid value") from None
     return replace(profile, **values)
 
 
