@@ -38,6 +38,7 @@ from volaris_assets import redaction, settings
 from volaris_assets.providers import registry, schwab
 from volaris_assets.providers.budget import BudgetState
 from volaris_assets.resources.market_data import SECRET_FIELDS, SETTING_FIELDS
+from volaris_assets.settings import checks as setting_checks
 from volaris_assets.warehouse.store import DEFAULT_SQLITE_PATH, normalize_url, redact_url
 from volaris_assets.warehouse.tables import metadata
 
@@ -401,14 +402,10 @@ def check_webhook(env: Env, *, ping: bool) -> list[Check]:
     parts = urlsplit(url)
     segments = [s for s in parts.path.split("/") if s]
     redaction.register(url, *segments[3:4])  # the token: /api/webhooks/ID/TOKEN
-    if parts.scheme not in ("http", "https") or segments[:2] != ["api", "webhooks"]:
-        return [
-            Check(
-                "webhook",
-                Status.FAIL,
-                "DISCORD_WEBHOOK_URL is not a webhook URL (expected .../api/webhooks/ID/TOKEN)",
-            )
-        ]
+    try:
+        setting_checks.webhook_url(url)  # the settings check's rule, so the two never disagree
+    except ValueError as error:
+        return [Check("webhook", Status.FAIL, f"DISCORD_WEBHOOK_URL is {error}")]
     host = parts.hostname or ""
     checks = [
         Check("webhook", Status.OK, "configured (discord.com)")

@@ -20,7 +20,10 @@ _PATTERNS = (
         r"=([^&\s'\"]+)"
     ),
     re.compile(r"(?i)(authorization:\s*)(bearer|basic|token)\s+\S+"),
-    re.compile(r"https://(?:discord(?:app)?\.com)/api/webhooks/\S+"),
+    # Up to the end of the URL, not the quote or colon that may close it in a message.
+    re.compile(
+        r"https://(?:discord(?:app)?\.com)/api/webhooks/[^\s'\"<>)]+?(?=[':,;.]?(?:[\s'\"<>)]|$))"
+    ),
 )
 
 

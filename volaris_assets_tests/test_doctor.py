@@ -197,6 +197,18 @@ def test_a_provider_that_does_not_answer_fails_with_its_category(sandbox, receiv
     assert "doctor-canary-tiingo-0006" not in report
 
 
+def test_a_webhook_url_without_its_token_fails_as_the_settings_check_says():
+    checks = doctor.check_webhook(
+        {"DISCORD_WEBHOOK_URL": "https://discord.com/api/webhooks/123456"}, ping=False
+    )
+    assert [(c.status, c.detail) for c in checks] == [
+        (
+            doctor.Status.FAIL,
+            "DISCORD_WEBHOOK_URL is not a webhook URL (no /api/webhooks/ID/TOKEN path)",
+        )
+    ]
+
+
 def test_history_and_profile_providers_are_checked_and_reached(sandbox):
     env = {
         "VOLARIS_HISTORY_PROVIDERS": "databento,polygon",

@@ -299,6 +299,26 @@ def test_a_url_without_a_password_registers_no_secret():
     assert redaction.redact(f"database {url}") == f"database {url}"
 
 
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        (
+            "bad DISCORD_WEBHOOK_URL 'https://discord.com/api/webhooks/1234/tok-EN_9': reason",
+            "bad DISCORD_WEBHOOK_URL 'https://discord.com/api/webhooks/***': reason",
+        ),
+        (
+            "posted to https://discord.com/api/webhooks/1/a.b.",
+            "posted to https://discord.com/api/webhooks/***.",
+        ),
+        ("(https://discordapp.com/api/webhooks/9/x)", "(https://discord.com/api/webhooks/***)"),
+    ],
+)
+def test_a_webhook_url_is_masked_up_to_its_end_not_the_text_after_it(text, shown):
+    from volaris_assets import redaction
+
+    assert redaction.redact(text) == shown
+
+
 def test_a_misspelled_variable_is_named_with_the_setting_it_resembles(caplog):
     env = {
         "VOLARIS_CHAIN_PROVIDER": "polygon",
