@@ -336,3 +336,16 @@ def test_a_misspelled_variable_is_named_with_the_setting_it_resembles(caplog):
     with caplog.at_level("WARNING", logger="volaris_assets.settings"):
         assert settings.load(env).concurrency == 8  # a warning, not an error
     assert "did you mean VOLARIS_CHAIN_PROVIDERS?" in caplog.text
+
+
+def test_a_near_miss_of_an_unprefixed_setting_is_named_and_others_are_left_alone():
+    env = {
+        "DATABSE_URL": "postgresql://u@h/db",
+        "POLYGON_APIKEY": "k",
+        "PATH": "/usr/bin",
+        "REDIS_HOST": "cache",  # another tool's variable, nothing like REDIS_URL
+    }
+    assert settings.unknown(env) == [
+        "DATABSE_URL is not a setting and is ignored; did you mean DATABASE_URL?",
+        "POLYGON_APIKEY is not a setting and is ignored; did you mean POLYGON_API_KEY?",
+    ]

@@ -81,16 +81,24 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
 
 
 def unknown(env: Mapping[str, str] | None = None) -> list[str]:
-    """A line per VOLARIS_* variable that is no setting, with the closest one's name: a
+    """A line per VOLARIS_* variable that is no setting, with the closest one's name, and per
+    other variable that nearly spells a setting's name (DATABSE_URL, POLYGON_APIKEY): a
     misspelled variable is otherwise ignored without a word, and the run goes on with the
-    default (VOLARIS_CHAIN_PROVIDER=polygon leaves the chains on the simulated market)."""
+    default (VOLARIS_CHAIN_PROVIDER=polygon leaves the chains on the simulated market,
+    DATABSE_URL the warehouse on SQLite). Other variables are the environment's business."""
     env = os.environ if env is None else env
     known = fields()
+    unprefixed = [name for name in known if not name.startswith("VOLARIS_")]
     lines = []
     for name in sorted(env):
-        if not name.startswith("VOLARIS_") or name in known or name.startswith(_TOOLING_PREFIXES):
+        if name in known or name.startswith(_TOOLING_PREFIXES):
             continue
-        close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.8)
+        if name.startswith("VOLARIS_"):
+            close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.8)
+        else:
+            close = difflib.get_close_matches(name, unprefixed, n=1, cutoff=0.85)
+            if not close:
+                continue
         hint = f"; did you mean {close[0]}?" if close else ""
         lines.append(f"{name} is not a setting and is ignored{hint}")
     return lines
