@@ -351,6 +351,16 @@ def test_a_bad_storage_setting_is_one_problem_without_its_secret(variable, value
     assert "hunter2" not in problem.line()
 
 
+def test_an_object_store_without_its_filesystem_package_is_refused_by_name(monkeypatch):
+    from volaris_assets.history import locations
+
+    monkeypatch.setitem(locations.FILESYSTEM_PACKAGES, "s3", "volaris_absent_s3_package")
+    (problem,) = settings.problems({"VOLARIS_HISTORY_URL": "s3://bucket/prefix"})
+    assert "s3:// needs the volaris_absent_s3_package package" in problem.reason
+    monkeypatch.setitem(locations.FILESYSTEM_PACKAGES, "s3", "fsspec")  # installed: accepted
+    assert settings.problems({"VOLARIS_HISTORY_URL": "s3://bucket/prefix"}) == []
+
+
 def test_iv_metrics_remeasures_a_compacted_session_from_the_cold_tier(
     warehouse_url, small_universe, instance, tmp_path
 ):
