@@ -39,9 +39,12 @@ SUMMARY_KEYS = (
 ERROR_LINES = 4
 
 
-def plan(session: calendar.Session) -> list[tuple[list[dg.AssetsDefinition], str | None]]:
+def plan(
+    session: calendar.Session, *, chains: bool = True
+) -> list[tuple[list[dg.AssetsDefinition], str | None]]:
     """What to run, in dependency order: universe, the latest quotes (the bot's /price), the
-    session's last snapshot, the dailies."""
+    session's last snapshot, the dailies; `chains=False` leaves out the assets made of the
+    session's option chains (see `live_chain_note`)."""
     from volaris_assets.options.assets import option_chains
     from volaris_assets.prices.assets import daily_bars, intraday_bars
     from volaris_assets.quotes.assets import quotes
@@ -50,12 +53,35 @@ def plan(session: calendar.Session) -> list[tuple[list[dg.AssetsDefinition], str
     from volaris_assets.volatility.assets import iv_metrics
 
     last_snapshot = calendar.snapshot_key(calendar.snapshot_times(session.day)[-1])
+    sessions = [daily_bars, intraday_bars] + ([iv_metrics, wheel_premiums] if chains else [])
     return [
         ([sp500_constituents, scan_universe], None),
         ([quotes], None),
-        ([option_chains], last_snapshot),
-        ([daily_bars, intraday_bars, iv_metrics, wheel_premiums], session.day.isoformat()),
+        *([([option_chains], last_snapshot)] if chains else []),
+        (sessions, session.day.isoformat()),
     ]
+
+
+def live_chain_note(
+    config: settings.Settings, session: calendar.Session, now: datetime
+) -> str | None:
+    """Why the session's chains cannot be fetched now, or None when they can: every chain
+    provider configured is a live one, and its chain no longer stands for the session's last
+    snapshot (`providers/live_chains.py`), so those assets would only fail, symbol by symbol."""
+    from volaris_assets.providers.live_chains import LIVE_CHAIN_TOLERANCE
+    from volaris_assets.providers.registry import SIMULATED, parse_provider_list
+
+    providers = parse_provider_list(config.providers("chain"))
+    last_snapshot = calendar.snapshot_times(session.day)[-1]
+    behind = calendar.market_time_between(last_snapshot, now)
+    if SIMULATED in providers or behind <= LIVE_CHAIN_TOLERANCE:
+        return None
+    return (
+        f"skipping option_chains, iv_metrics and wheel_premiums: {', '.join(providers)} "
+        f"serve{'s' if len(providers) == 1 else ''} only the current chain, and "
+        f"{session.day}'s last snapshot is {behind.total_seconds() / 3600:.1f} trading hours "
+        "old; run this after a session's close (until 45 minutes into the next) for them"
+    )
 
 
 def run(
@@ -72,7 +98,10 @@ def run(
 
     screen = screen or sys.stdout
     bound = resources(config)
-    for assets, partition in plan(session):
+    note = live_chain_note(config, session, datetime.now(UTC))
+    if note is not None:
+        print(note, file=screen, flush=True)
+    for assets, partition in plan(session, chains=note is None):
         result = dg.materialize(
             assets,
             partition_key=partition,

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from volaris_assets import settings
-from volaris_assets.materialize import chosen_session
+from volaris_assets import calendar, settings
+from volaris_assets.materialize import chosen_session, live_chain_note, plan
 from volaris_assets_tests.disks import tmpfs
 
 CANARY = "materialize-canary-pw-5521"
@@ -125,3 +125,33 @@ def test_a_session_that_cannot_be_materialized_is_refused_with_what_to_ask_for(
     assert done.returncode == 2, done.stdout + done.stderr
     assert done.stderr.strip() == f"--session: {refusals[date(2026, 12, 6)]}"
     assert not (tmp_path / "data").exists()
+
+
+def test_the_chain_assets_are_left_out_when_only_live_providers_could_serve_a_past_session():
+    live = settings.load(
+        {
+            "VOLARIS_CHAIN_PROVIDERS": "schwab",
+            "SCHWAB_APP_KEY": "k",
+            "SCHWAB_SECRET_KEY": "s",
+            "SCHWAB_REFRESH_TOKEN": "t",
+        }
+    )
+    friday = calendar.session(date(2026, 12, 4))
+    evening = datetime(2026, 12, 4, 22, 0, tzinfo=UTC)  # its 15:45 snapshot is 15 minutes old
+    monday = datetime(2026, 12, 7, 15, 30, tzinfo=UTC)  # 10:30 ET: an hour of trading since
+    assert live_chain_note(live, friday, evening) is None
+    note = live_chain_note(live, friday, monday)
+    assert note == (
+        "skipping option_chains, iv_metrics and wheel_premiums: schwab serves only the current "
+        "chain, and 2026-12-04's last snapshot is 1.2 trading hours old; run this after a "
+        "session's close (until 45 minutes into the next) for them"
+    )
+    assert live_chain_note(settings.load({}), friday, monday) is None  # the simulated market
+    planned = [a.key.to_user_string() for assets, _ in plan(friday, chains=False) for a in assets]
+    assert planned == [
+        "sp500_constituents",
+        "scan_universe",
+        "quotes",
+        "daily_bars",
+        "intraday_bars",
+    ]
