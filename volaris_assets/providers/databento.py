@@ -82,9 +82,9 @@ class DatabentoClient(HttpSource):
     name = NAME
     # One session's definitions of a large parent run past the 12 MB default: a real OPRA
     # definition is ~1.5-2 KB of JSON, SPY lists ~8,000-10,000 contracts (16-20 MB) and the
-    # S&P 500's largest chains (TSLA, NVDA) thousands. The
-    # body is decoded a batch of lines at a time into records cut down to five fields, so a
-    # body costs little more than its bytes (bench/bench_loop_lag.py --case databento).
+    # S&P 500's largest chains (TSLA, NVDA) thousands. The body is decoded a batch of lines at
+    # a time into records cut down to five fields, so it costs little more than its bytes
+    # (bench/bench_loop_lag.py --case databento).
     response_cap_mb = 64.0
 
     def __init__(
