@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pandas as pd
+import pytest
 
 from volaris_assets.options.assets import write_chain
 from volaris_assets.providers.resilience import Fetched
@@ -13,6 +15,14 @@ from volaris_assets.warehouse.store import Warehouse
 from volaris_assets_tests.test_validation import AS_OF
 
 EARLIER = AS_OF - timedelta(minutes=15)
+
+
+@pytest.fixture
+def warehouse(warehouse_url) -> Iterator[Warehouse]:
+    store = Warehouse(warehouse_url)
+    store.create_tables()
+    yield store
+    store.dispose()
 
 
 def _write(warehouse: Warehouse, frame: pd.DataFrame, provider: str, snapshot) -> None:
@@ -30,11 +40,9 @@ def _chains() -> tuple[pd.DataFrame, pd.DataFrame]:
     return chain, chain.iloc[::3].reset_index(drop=True)
 
 
-def test_a_snapshot_written_again_by_another_provider_is_replaced_whole(warehouse_url):
+def test_a_snapshot_written_again_by_another_provider_is_replaced_whole(warehouse):
     """The first offline run writes the simulated market's chain; the same window run again
     with Schwab configured must leave Schwab's chain alone as that snapshot, not beside it."""
-    warehouse = Warehouse(warehouse_url)
-    warehouse.create_tables()
     simulated, schwab = _chains()
     _write(warehouse, simulated, "simulated", AS_OF)
     _write(warehouse, schwab, "schwab", AS_OF)
@@ -42,12 +50,9 @@ def test_a_snapshot_written_again_by_another_provider_is_replaced_whole(warehous
         stored = _stored(warehouse, table)
         assert set(stored["provider"]) == {"schwab"}, table
         assert sorted(stored["occ_symbol"]) == sorted(schwab["occ_symbol"]), table
-    warehouse.dispose()
 
 
-def test_replaying_an_older_snapshot_leaves_the_fresher_latest_chain_as_it_is(warehouse_url):
-    warehouse = Warehouse(warehouse_url)
-    warehouse.create_tables()
+def test_replaying_an_older_snapshot_leaves_the_fresher_latest_chain_as_it_is(warehouse):
     whole, fresher = _chains()
     _write(warehouse, fresher, "schwab", AS_OF)
     _write(warehouse, whole, "schwab", EARLIER)  # a backfill of the window before
@@ -59,12 +64,9 @@ def test_replaying_an_older_snapshot_leaves_the_fresher_latest_chain_as_it_is(wa
         pd.Timestamp(EARLIER): len(whole),
         pd.Timestamp(AS_OF): len(fresher),
     }
-    warehouse.dispose()
 
 
-def test_a_newer_snapshot_drops_the_contracts_it_no_longer_lists(warehouse_url):
-    warehouse = Warehouse(warehouse_url)
-    warehouse.create_tables()
+def test_a_newer_snapshot_drops_the_contracts_it_no_longer_lists(warehouse):
     whole, fewer = _chains()
     _write(warehouse, whole, "schwab", EARLIER)
     _write(warehouse, fewer, "schwab", AS_OF)
@@ -72,4 +74,3 @@ def test_a_newer_snapshot_drops_the_contracts_it_no_longer_lists(warehouse_url):
         fewer["occ_symbol"]
     )
     assert len(_stored(warehouse, "option_snapshots")) == len(whole) + len(fewer)
-    warehouse.dispose()

@@ -55,18 +55,22 @@ def _read(url: str, query: str) -> pd.DataFrame:
         warehouse.dispose()
 
 
-def test_extra_symbols_add_to_the_defaults(warehouse_url, instance, monkeypatch):
-    monkeypatch.delenv("VOLARIS_UNIVERSE", raising=False)
-    monkeypatch.setenv("VOLARIS_UNIVERSE_EXTRA", "arkk, SPX")
+def _universe(url: str, instance) -> tuple[dg.ExecuteInProcessResult, pd.DataFrame]:
+    """Both universes materialized as the environment lists them, and the tickers by symbol."""
     result = dg.materialize(
         [sp500_constituents, scan_universe],
-        resources={"warehouse": resources(warehouse_url)["warehouse"]},
+        resources={"warehouse": resources(url)["warehouse"]},
         instance=instance,
     )
     assert result.success
-    tickers = _read(
-        warehouse_url, "SELECT symbol, name, sector, in_sp500, in_scan_universe FROM tickers"
-    ).set_index("symbol")
+    tickers = _read(url, "SELECT symbol, name, sector, in_sp500, in_scan_universe FROM tickers")
+    return result, tickers.set_index("symbol")
+
+
+def test_extra_symbols_add_to_the_defaults(warehouse_url, instance, monkeypatch):
+    monkeypatch.delenv("VOLARIS_UNIVERSE", raising=False)
+    monkeypatch.setenv("VOLARIS_UNIVERSE_EXTRA", "arkk, SPX")
+    result, tickers = _universe(warehouse_url, instance)
     etfs = [symbol for symbol, _, _ in ETFS]
     assert {"SPY", "QQQ", "IWM", "DIA", "XLK", "XLRE"} <= set(etfs)
     assert (tickers.loc[etfs, "sector"] == "ETF").all()
@@ -87,15 +91,7 @@ def test_an_index_in_a_replacing_list_stays_out_of_the_wheel_scan(
 ):
     monkeypatch.setenv("VOLARIS_UNIVERSE", "AAPL, SPY, SPX")
     monkeypatch.delenv("VOLARIS_UNIVERSE_EXTRA", raising=False)
-    result = dg.materialize(
-        [sp500_constituents, scan_universe],
-        resources={"warehouse": resources(warehouse_url)["warehouse"]},
-        instance=instance,
-    )
-    assert result.success
-    tickers = _read(
-        warehouse_url, "SELECT symbol, name, sector, in_sp500, in_scan_universe FROM tickers"
-    ).set_index("symbol")
+    result, tickers = _universe(warehouse_url, instance)
     assert sorted(tickers.index) == ["AAPL", "SPX", "SPY"]
     assert tickers.loc["SPX"].to_dict() == {
         "name": "S&P 500 Index",
