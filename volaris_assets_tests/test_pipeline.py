@@ -197,8 +197,10 @@ def test_iv_rank_uses_history(sqlite_warehouse_url, small_universe, instance):
     window = iv["atm_iv_30d"].to_numpy()
     expected_rank = (window[-1] - window.min()) / (window.max() - window.min()) * 100
     assert last["iv_rank"] == pytest.approx(expected_rank, abs=1e-6)
-    # tastytrade convention: days below today over the whole window (today included) x 100.
+    # Days below today over the window's earlier sessions x 100 (quant/iv_metrics.py, as
+    # iv_history_bootstrap counts too): a new high is 100.
     below = (window[:-1] < window[-1]).sum()
-    assert last["iv_percentile"] == pytest.approx(below / len(window) * 100, abs=1e-6)
-    assert iv["iv_rank"].iloc[:18].isna().all()  # fewer than 20 observations
+    assert last["iv_percentile"] == pytest.approx(below / (len(window) - 1) * 100, abs=1e-6)
+    assert iv["iv_rank"].iloc[:19].isna().all()  # fewer than 20 observations
+    assert iv["iv_rank"].iloc[19:].notna().all()  # 19 earlier sessions and today
     assert datetime.fromisoformat(str(iv["date"].iloc[-1])).date() == date(2026, 11, 24)

@@ -17,6 +17,7 @@ from volaris_assets.quant.iv_metrics import (
     rolling_rank_percentile,
     skew_25d,
 )
+from volaris_assets.volatility.metrics import rank_and_percentile
 
 # ---------------------------------------------------------------- IV rank and percentile
 
@@ -197,3 +198,23 @@ def test_expected_move():
         expected_move(np.array([100.0, 50.0]), 0.3, np.array([30, 7])),
         [100 * 0.3 * math.sqrt(30 / 365), 50 * 0.3 * math.sqrt(7 / 365)],
     )
+
+
+def test_the_live_asset_ranks_as_the_bootstrap_does():
+    """`iv_metrics` (`rank_and_percentile`, history without today) and `iv_history_bootstrap`
+    (`rolling_rank_percentile` over the series) give every day the same rank and percentile:
+    a new high is 100 and 100, the window is 252 sessions, and the 20th observation is the
+    first ranked."""
+    series = np.concatenate([[0.05], np.linspace(0.1, 0.2, 260), [0.3]])
+    series[40] = np.nan  # a session without a measurement
+    ranks, percentiles = rolling_rank_percentile(series)
+    for day in range(1, series.size):
+        rank, percentile = rank_and_percentile(series[:day], series[day])
+        if np.isnan(series[day]) or np.isnan(ranks[day]):
+            assert (rank, percentile) == (None, None), day
+        else:
+            assert rank == pytest.approx(ranks[day], abs=1e-6), day
+            assert percentile == pytest.approx(percentiles[day], abs=1e-6), day
+    assert rank_and_percentile(series[:-1], 0.3) == (100.0, 100.0)
+    assert rank_and_percentile(series[:18], 0.15) == (None, None)  # 18 earlier + today: 19
+    assert rank_and_percentile(series[:19], 0.15)[0] is not None  # 19 earlier + today: 20

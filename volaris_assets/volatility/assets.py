@@ -37,9 +37,10 @@ from volaris_assets.prices.assets import session_range
 from volaris_assets.providers.base import CHAIN_COLUMNS, ErrorCategory, ProviderError
 from volaris_assets.providers.resilience import FallbackChain, Fetched, SourceFailed
 from volaris_assets.providers.simulated import PROVIDER as SIMULATED
+from volaris_assets.quant.iv_metrics import RANK_WINDOW
 from volaris_assets.resources.market_data import MarketDataResource
 from volaris_assets.resources.warehouse import WarehouseResource
-from volaris_assets.volatility.metrics import RANK_WINDOW, chain_metrics, rank_and_percentile
+from volaris_assets.volatility.metrics import chain_metrics, rank_and_percentile
 from volaris_assets.warehouse import tables
 from volaris_assets.warehouse.store import Warehouse, utc_now
 

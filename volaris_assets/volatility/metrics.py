@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 
 from volaris_assets.quant import iv_metrics as ivm
-from volaris_assets.quant.iv_metrics import RANK_WINDOW
 
 TERM_DAYS = (7, 30, 60, 90)
 SKEW_TARGET_DAYS = 30
@@ -66,11 +65,14 @@ def chain_metrics(chain: pd.DataFrame, as_of: datetime) -> dict[str, float | dat
 def rank_and_percentile(
     history: np.ndarray, current: float | None
 ) -> tuple[float | None, float | None]:
-    """IV rank and percentile of `current` against the trailing window (today included)."""
+    """IV rank and percentile of `current` against the trailing window: the last
+    RANK_WINDOW - 1 sessions of `history` (earlier sessions, oldest first, NaN where none was
+    measured; today excluded) and today, as `iv_history_bootstrap` ranks with
+    `rolling_rank_percentile`. (Appending today here as well counted it twice: a new high's
+    percentile could not reach 100, and the window lost its oldest session.)"""
     if current is None or not np.isfinite(current):
         return None, None
-    window = np.append(history[np.isfinite(history)][-(RANK_WINDOW - 1) :], current)
-    return _clean(ivm.iv_rank(window, current)), _clean(ivm.iv_percentile(window, current))
+    return _clean(ivm.iv_rank(history, current)), _clean(ivm.iv_percentile(history, current))
 
 
 def _expiry_for(chain: pd.DataFrame, years: np.ndarray, target: float) -> date:
