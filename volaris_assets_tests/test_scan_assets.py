@@ -3,6 +3,7 @@
 import asyncio
 from datetime import date
 
+import dagster as dg
 import pandas as pd
 import pytest
 
@@ -10,8 +11,11 @@ from volaris_assets import calendar
 from volaris_assets.ingest.validation import validate_chain
 from volaris_assets.providers.resilience import ResilienceRegistry
 from volaris_assets.providers.simulated import SimulatedProvider
-from volaris_assets.scan.assets import fetch_wheel_chain
+from volaris_assets.scan.assets import fetch_wheel_chain, wheel_premiums
 from volaris_assets.scan.premiums import WheelSettings, wheel_candidates
+from volaris_assets.universe.assets import scan_universe, sp500_constituents
+from volaris_assets.warehouse.store import Warehouse
+from volaris_assets_tests.pipeline_support import resources
 
 SESSION = calendar.session(date(2026, 11, 24))
 SYMBOLS = ["AAPL", "BRK.B", "KO", "TSLA"]
@@ -59,3 +63,20 @@ def test_a_target_past_every_listed_expiration_falls_back_to_the_whole_chain():
         assert not expected.empty  # the furthest monthly is still the nearest to the target
         pd.testing.assert_frame_equal(got, expected)
     assert attempts == [2] * len(SYMBOLS)  # the empty window, then the whole chain
+
+
+def test_a_scan_of_an_earlier_session_leaves_the_latest_scan_in_place(
+    warehouse_url, small_universe, instance
+):
+    """`stock_premiums` holds the latest scan: re-running an earlier session (a backfill)
+    must not put its rows in place of the newer ones the bot reads."""
+    res = resources(warehouse_url)
+    dg.materialize([sp500_constituents, scan_universe], resources=res, instance=instance)
+    for day in ("2026-11-24", "2026-11-23", "2026-11-20"):
+        scan = dg.materialize([wheel_premiums], partition_key=day, resources=res, instance=instance)
+        assert scan.success
+    warehouse = Warehouse(warehouse_url)
+    stored = warehouse.read_frame("SELECT symbol, scan_date FROM stock_premiums")
+    warehouse.dispose()
+    assert set(stored["symbol"]) == set(small_universe)
+    assert {str(d)[:10] for d in stored["scan_date"]} == {"2026-11-24"}

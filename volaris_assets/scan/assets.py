@@ -67,14 +67,23 @@ def write_premiums(
     session: calendar.Session,
     settings: WheelSettings,
 ) -> tuple[Written, pd.DataFrame]:
-    """Replace the symbol's scan rows with this scan's (the table holds the latest scan)."""
+    """Replace the symbol's scan rows with this scan's: the table holds the latest scan, so a
+    scan of an earlier session than the one stored (a backfill, a re-run) writes nothing; its
+    candidates still reach the run's results CSV and metadata. (A latest scan that found no
+    candidate for the symbol leaves no row to compare with: an earlier one's rows then stand.)"""
     validated = validate_chain(
         fetched.frame.assign(symbol=symbol, provider=fetched.provider), session.close
     )
     chosen = wheel_candidates(
         validated.frame, settings, stamp={"scan_date": session.day, "updated_at": utc_now()}
     )
-    conn.execute(sa.delete(tables.stock_premiums).where(tables.stock_premiums.c.symbol == symbol))
+    premiums = tables.stock_premiums
+    later = sa.select(premiums.c.symbol).where(
+        premiums.c.symbol == symbol, premiums.c.scan_date > session.day
+    )
+    if conn.execute(later.limit(1)).first() is not None:
+        return Written(rows=0, validated=validated), chosen
+    conn.execute(sa.delete(premiums).where(premiums.c.symbol == symbol))
     written = warehouse.upsert(conn, "stock_premiums", chosen)
     return Written(rows=written, validated=validated), chosen
 
