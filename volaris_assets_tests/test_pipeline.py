@@ -204,3 +204,23 @@ def test_iv_rank_uses_history(sqlite_warehouse_url, small_universe, instance):
     assert iv["iv_rank"].iloc[:19].isna().all()  # fewer than 20 observations
     assert iv["iv_rank"].iloc[19:].notna().all()  # 19 earlier sessions and today
     assert datetime.fromisoformat(str(iv["date"].iloc[-1])).date() == date(2026, 11, 24)
+
+
+def test_an_earlier_session_measured_later_re_ranks_the_sessions_after_it(
+    warehouse_url, small_universe, instance
+):
+    """A backfill of iv_metrics for an earlier session deepens the history of every later one,
+    as the bootstrap's writes do: their rank, percentile and depth are recomputed."""
+    from volaris_assets.volatility.assets import iv_metrics
+
+    res = resources(warehouse_url)
+    materialize_all(warehouse_url, instance)
+    for day in ("2026-11-20", "2026-11-23"):
+        result = dg.materialize([iv_metrics], partition_key=day, resources=res, instance=instance)
+        assert result.success
+    warehouse = Warehouse(warehouse_url)
+    depth = warehouse.read_frame(
+        "SELECT date, iv_history_days FROM iv_metrics WHERE symbol = 'AAPL' ORDER BY date"
+    )
+    warehouse.dispose()
+    assert depth["iv_history_days"].tolist() == [1, 2, 3]  # 11-20, 11-23, and 11-24 re-ranked

@@ -11,7 +11,6 @@ import asyncio
 from datetime import datetime
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -37,12 +36,12 @@ from volaris_assets.prices.assets import session_range
 from volaris_assets.providers.base import CHAIN_COLUMNS, ErrorCategory, ProviderError
 from volaris_assets.providers.resilience import FallbackChain, Fetched, SourceFailed
 from volaris_assets.providers.simulated import PROVIDER as SIMULATED
-from volaris_assets.quant.iv_metrics import RANK_WINDOW
 from volaris_assets.resources.market_data import MarketDataResource
 from volaris_assets.resources.warehouse import WarehouseResource
-from volaris_assets.volatility.metrics import chain_metrics, rank_and_percentile
+from volaris_assets.volatility.metrics import chain_metrics
+from volaris_assets.volatility.ranking import with_rank, write_ranked
 from volaris_assets.warehouse import tables
-from volaris_assets.warehouse.store import Warehouse, utc_now
+from volaris_assets.warehouse.store import Warehouse
 
 
 def stored_close_chain(
@@ -172,8 +171,7 @@ def iv_metrics(
             return _Metrics(pd.DataFrame(rows), ",".join(sorted(providers)), attempts)
 
         def sink(conn: Connection, symbol: str, fetched: Fetched) -> Written:
-            frame = _with_rank(conn, wh, symbol, fetched.frame)
-            return Written(rows=wh.upsert(conn, "iv_metrics", frame))
+            return Written(rows=write_ranked(conn, wh, symbol, fetched.frame))
 
         summary = run_fan_out(
             context, chain_data, wh, symbols, fetch, sink, start_with=config.start_with_provider
@@ -227,7 +225,7 @@ def iv_metrics_intraday(
             return _Metrics(pd.DataFrame([row]), provider, attempts=0)  # a warehouse read
 
         def sink(conn: Connection, symbol: str, fetched: Fetched) -> Written:
-            frame = _with_rank(conn, wh, symbol, fetched.frame, tables.iv_metrics_intraday)
+            frame = with_rank(conn, wh, symbol, fetched.frame, tables.iv_metrics_intraday)
             return Written(rows=wh.upsert(conn, "iv_metrics_intraday", frame))
 
         summary = run_fan_out(context, chain_data, wh, symbols, fetch, sink, sends_requests=False)
@@ -239,40 +237,3 @@ class _Metrics:
 
     def __init__(self, frame: pd.DataFrame, provider: str, attempts: int) -> None:
         self.frame, self.provider, self.attempts = frame, provider, attempts
-
-
-def _with_rank(
-    conn: Connection,
-    warehouse: Warehouse,
-    symbol: str,
-    frame: pd.DataFrame,
-    target: sa.Table = tables.iv_metrics,
-) -> pd.DataFrame:
-    """Add IV rank/percentile, in session order, against the stored end-of-day history before
-    each day; the result has the columns of `target`."""
-    table = tables.iv_metrics
-    first = frame["date"].min()
-    history = np.array(
-        [
-            value if value is not None else np.nan
-            for (value,) in conn.execute(
-                sa.select(table.c.atm_iv_30d)
-                .where(table.c.symbol == symbol, table.c.date < first)
-                .order_by(table.c.date.desc())
-                .limit(RANK_WINDOW - 1)
-            )
-        ][::-1],
-        dtype=float,
-    )
-    out = frame.sort_values("date").reset_index(drop=True).copy()
-    ranks, percentiles, depth = [], [], []
-    for current in out.get("atm_iv_30d", pd.Series([None] * len(out))):
-        current = None if current is None or pd.isna(current) else float(current)
-        rank, percentile = rank_and_percentile(history, current)
-        ranks.append(rank)
-        percentiles.append(percentile)
-        depth.append(int(min(np.isfinite(history).sum() + 1, RANK_WINDOW)))
-        history = np.append(history, np.nan if current is None else current)
-    out["iv_rank"], out["iv_percentile"], out["iv_history_days"] = ranks, percentiles, depth
-    out["updated_at"] = utc_now()
-    return out.reindex(columns=[c.name for c in target.columns])

@@ -51,8 +51,8 @@ from volaris_assets.providers.resilience import FallbackChain
 from volaris_assets.resources.market_data import HistoryDataResource
 from volaris_assets.resources.warehouse import WarehouseResource
 from volaris_assets.universe.assets import sp500_constituents
-from volaris_assets.volatility.assets import _with_rank
 from volaris_assets.volatility.metrics import chain_metrics
+from volaris_assets.volatility.ranking import write_ranked
 from volaris_assets.warehouse import tables
 from volaris_assets.warehouse.store import Warehouse
 
@@ -142,23 +142,6 @@ async def symbol_history(
     )
 
 
-def write_history(conn: Connection, warehouse: Warehouse, symbol: str, filled: pd.DataFrame) -> int:
-    """Upsert the filled rows and re-rank the symbol's rows from the first of them on."""
-    if filled.empty:
-        return 0
-    table = tables.iv_metrics
-    first = filled["date"].min()
-    stored = pd.DataFrame(
-        conn.execute(sa.select(table).where(table.c.symbol == symbol, table.c.date >= first))
-        .mappings()
-        .all(),
-        columns=[c.name for c in table.columns],
-    )
-    kept = stored[~stored["date"].isin(set(filled["date"]))]
-    merged = pd.concat([kept, filled.reindex(columns=kept.columns)], ignore_index=True)
-    return warehouse.upsert(conn, "iv_metrics", _with_rank(conn, warehouse, symbol, merged))
-
-
 @dg.asset(
     group_name="volatility",
     kinds={"python", "sql"},
@@ -193,7 +176,7 @@ def iv_history_bootstrap(
             return history
 
         def sink(conn: Connection, symbol: str, fetched: _History) -> Written:
-            rows = write_history(conn, wh, symbol, fetched.frame)
+            rows = write_ranked(conn, wh, symbol, fetched.frame)
             return Written(rows=rows, validated=fetched.validated)
 
         summary = run_fan_out(
