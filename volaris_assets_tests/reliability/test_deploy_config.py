@@ -4,8 +4,11 @@ agree with each other and with the one-host production instance."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import socket
+import subprocess
 from pathlib import Path
 
 import dagster as dg
@@ -16,6 +19,7 @@ from dagster._core.workspace.config_schema import WORKSPACE_CONFIG_SCHEMA
 
 from volaris_assets.resources.market_data import SECRET_FIELDS
 from volaris_assets.small_box.malloc import SETTINGS
+from volaris_assets_tests.reliability.processes import BIN, free_port, running, wait_for
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "production"
 DOCKER = DEPLOY / "docker"
@@ -76,3 +80,45 @@ def test_the_image_tunes_malloc_as_the_small_box_does():
     dockerfile = (DOCKER / "Dockerfile").read_text()
     for variable, (_, value) in SETTINGS.items():
         assert re.search(rf"^\s*(ENV\s+)?{variable}={value}\b", dockerfile, re.M), variable
+
+
+def test_the_one_machine_workspace_reaches_one_long_lived_code_server(tmp_path):
+    """deploy/production/workspace.yaml, as the README's one-machine recipe uses it: the code
+    server the recipe starts (`dagster api grpc`, on a free port here) serves the location the
+    daemon and the web UI load from it."""
+    workspace = load(DEPLOY / "workspace.yaml")
+    assert validate_config(WORKSPACE_CONFIG_SCHEMA, workspace).success
+    server = workspace["load_from"][0]["grpc_server"]
+    assert (server["host"], server["location_name"]) == ("127.0.0.1", "volaris_assets")
+    recipe = (DEPLOY / "README.md").read_text()
+    assert (
+        f"dagster api grpc -m volaris_assets.definitions -h 127.0.0.1 -p {server['port']}" in recipe
+    )
+    assert "dagster-daemon run -w deploy/production/workspace.yaml" in recipe
+
+    port = free_port()
+    copy = tmp_path / "workspace.yaml"
+    copy.write_text(yaml.safe_dump({"load_from": [{"grpc_server": {**server, "port": port}}]}))
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(tmp_path),
+        "DATABASE_URL": f"sqlite:///{tmp_path}/w.db",
+    }
+    (tmp_path / "dagster.yaml").write_text("")
+    command = [str(BIN / "dagster"), "api", "grpc", "-m", "volaris_assets.definitions"]
+    with running([*command, "-h", "127.0.0.1", "-p", str(port)], env, tmp_path / "grpc.log"):
+        wait_for(lambda: _listening(port), 120, "the code server")
+        validated = subprocess.run(
+            [str(BIN / "dagster"), "definitions", "validate", "-w", str(copy)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert validated.returncode == 0, validated.stderr[-2000:]
+    assert "All code locations passed validation" in validated.stdout + validated.stderr
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
