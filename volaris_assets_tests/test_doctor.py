@@ -5,6 +5,7 @@ instance, a loopback webhook, providers reached over loopback (the sandbox, a cl
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from volaris_assets.providers.rate_limit import parse_rate_limits
 from volaris_assets.providers.resilience import budget_limits
 from volaris_assets.sandbox.server import Sandbox
 from volaris_assets.warehouse.store import Warehouse
+from volaris_assets_tests.disks import tmpfs
 from volaris_assets_tests.webhook_receiver import WebhookReceiver
 
 NOW = datetime(2026, 3, 11, 15, 0, tzinfo=UTC)
@@ -282,3 +284,22 @@ def test_a_budget_last_spent_at_another_pace_is_a_warning(tmp_path):
     spend_at("polygon=100/1")
     [check] = doctor.check_budgets(env)
     assert check.status is doctor.Status.OK and "last reserved" not in check.detail
+
+
+def test_a_full_disk_under_a_sqlite_warehouse_fails(tmp_path):
+    """A run that filled the disk fails with 'disk full', yet the warehouse still opens: the
+    doctor says what is wrong instead of 'OK warehouse'."""
+    with tmpfs(tmp_path / "disk", "2m") as disk:
+        path = disk / "volaris.db"
+        warehouse = Warehouse(f"sqlite:///{path}")
+        warehouse.create_tables()
+        warehouse.dispose()
+        (disk / "filler").write_bytes(b"\0" * (disk_free(disk) - 4096))
+        areas = by_area(doctor.check_warehouse({"DATABASE_URL": f"sqlite:///{path}"}))
+    assert areas["warehouse disk"].status is doctor.Status.FAIL
+    assert areas["warehouse disk"].detail.endswith("writes fail; free space first")
+    assert f"under {disk}" in areas["warehouse disk"].detail
+
+
+def disk_free(path) -> int:
+    return shutil.disk_usage(path).free
