@@ -51,6 +51,11 @@ CAPABILITIES = registry.CAPABILITIES
 DISCORD_HOSTS = frozenset({"discord.com", "discordapp.com", "canary.discord.com"})
 # The daemon writes a heartbeat every few seconds; a minute of silence means it is not running.
 HEARTBEAT_STALE = timedelta(seconds=60)
+# Free space under a SQLite warehouse below which the doctor warns, and fails: one session of
+# option snapshots for the S&P 500 is ~1.5 GB hot (benchmark 12: ~280 B a row x 518 symbols x
+# ~390 contracts x 26 snapshots), and a full disk fails every write.
+DISK_WARN_MB, DISK_FAIL_MB = 2048, 64
+_MB = 2**20
 # A provider that has not answered its base URL in this long is as good as unreachable for a run.
 PROBE_TIMEOUT_S = 3.0
 # The runs whose recorded peak memory the report looks at.
@@ -139,13 +144,6 @@ def check_warehouse(env: Env) -> list[Check]:
     finally:
         engine.dispose()
     return [_schema_check(shown, missing, drifted, last_result), *disk]
-
-
-# Free space under a SQLite warehouse below which the doctor warns, and fails: one session of
-# option snapshots for the S&P 500 is ~1.5 GB hot (benchmark 12: ~280 B a row x 518 symbols x
-# ~390 contracts x 26 snapshots), and a full disk fails every write.
-DISK_WARN_MB, DISK_FAIL_MB = 2048, 64
-_MB = 2**20
 
 
 def _disk_check(database: Path) -> Check:
