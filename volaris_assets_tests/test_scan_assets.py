@@ -80,3 +80,27 @@ def test_a_scan_of_an_earlier_session_leaves_the_latest_scan_in_place(
     warehouse.dispose()
     assert set(stored["symbol"]) == set(small_universe)
     assert {str(d)[:10] for d in stored["scan_date"]} == {"2026-11-24"}
+
+
+def test_a_latest_scan_with_no_candidate_is_not_undone_by_an_earlier_one(
+    warehouse_url, small_universe, instance
+):
+    """A later session's scan that finds no put in its band for any symbol leaves no premium
+    row; the session it scanned is still marked, so a backfill of an earlier session does not
+    put that session's older candidates back where the bot reads the latest scan."""
+    res = resources(warehouse_url)
+    dg.materialize([sp500_constituents, scan_universe], resources=res, instance=instance)
+    empty_band = {"ops": {"wheel_premiums": {"config": {"delta_min": -0.0001, "delta_max": 0.0}}}}
+    for day, config in (("2026-11-24", empty_band), ("2026-11-23", None)):
+        scan = dg.materialize(
+            [wheel_premiums], partition_key=day, resources=res, instance=instance, run_config=config
+        )
+        assert scan.success
+    warehouse = Warehouse(warehouse_url)
+    premiums = warehouse.read_frame("SELECT symbol FROM stock_premiums")
+    marks = warehouse.read_frame("SELECT symbol, scan_date, candidates FROM stock_premium_scans")
+    warehouse.dispose()
+    assert premiums.empty
+    assert set(marks["symbol"]) == set(small_universe)
+    assert {str(d)[:10] for d in marks["scan_date"]} == {"2026-11-24"}
+    assert set(marks["candidates"]) == {0}

@@ -1,6 +1,7 @@
 """The wheel-strategy premium scan over the scan universe (the seed's "database scan")."""
 
 import dataclasses
+from datetime import date
 
 import dagster as dg
 import pandas as pd
@@ -67,25 +68,40 @@ def write_premiums(
     session: calendar.Session,
     settings: WheelSettings,
 ) -> tuple[Written, pd.DataFrame]:
-    """Replace the symbol's scan rows with this scan's: the table holds the latest scan, so a
-    scan of an earlier session than the one stored (a backfill, a re-run) writes nothing; its
-    candidates still reach the run's results CSV and metadata. (A latest scan that found no
-    candidate for the symbol leaves no row to compare with: an earlier one's rows then stand.)"""
+    """Replace the symbol's scan rows with this scan's, and mark the session they reflect: the
+    table holds the latest scan, so a scan of an earlier session than the one marked (a
+    backfill, a re-run) writes nothing; its candidates still reach the run's results CSV and
+    metadata."""
     validated = validate_chain(
         fetched.frame.assign(symbol=symbol, provider=fetched.provider), session.close
     )
+    now = utc_now()
     chosen = wheel_candidates(
-        validated.frame, settings, stamp={"scan_date": session.day, "updated_at": utc_now()}
+        validated.frame, settings, stamp={"scan_date": session.day, "updated_at": now}
     )
-    premiums = tables.stock_premiums
-    later = sa.select(premiums.c.symbol).where(
-        premiums.c.symbol == symbol, premiums.c.scan_date > session.day
-    )
-    if conn.execute(later.limit(1)).first() is not None:
+    if _scanned_later(conn, symbol, session.day):
         return Written(rows=0, validated=validated), chosen
-    conn.execute(sa.delete(premiums).where(premiums.c.symbol == symbol))
+    conn.execute(sa.delete(tables.stock_premiums).where(tables.stock_premiums.c.symbol == symbol))
     written = warehouse.upsert(conn, "stock_premiums", chosen)
+    mark = {
+        "symbol": symbol,
+        "scan_date": session.day,
+        "candidates": len(chosen),
+        "provider": fetched.provider,
+        "updated_at": now,
+    }
+    warehouse.upsert(conn, "stock_premium_scans", pd.DataFrame([mark]))
     return Written(rows=written, validated=validated), chosen
+
+
+def _scanned_later(conn: Connection, symbol: str, day: date) -> bool:
+    """Whether a scan of a later session than `day` stands for `symbol`: its mark, or its
+    premium rows where a warehouse from before the marks holds rows and no mark."""
+    tests = [
+        sa.select(table.c.symbol).where(table.c.symbol == symbol, table.c.scan_date > day)
+        for table in (tables.stock_premium_scans, tables.stock_premiums)
+    ]
+    return conn.execute(sa.union_all(*tests).limit(1)).first() is not None
 
 
 @dg.asset(

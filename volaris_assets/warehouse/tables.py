@@ -158,6 +158,19 @@ stock_premiums = sa.Table(
     sa.Column("updated_at", _TS, nullable=False),
 )
 
+# The session each symbol's `stock_premiums` rows reflect, written with them: a scan that finds
+# no candidate for a symbol leaves no premium row to carry its date, and without this an
+# earlier session's scan (a backfill) would then put older candidates back.
+stock_premium_scans = sa.Table(
+    "stock_premium_scans",
+    metadata,
+    sa.Column("symbol", _SYMBOL, primary_key=True),
+    sa.Column("scan_date", sa.Date, nullable=False),
+    sa.Column("candidates", sa.Integer, nullable=False),
+    sa.Column("provider", _PROVIDER),
+    sa.Column("updated_at", _TS, nullable=False),
+)
+
 
 def _quote_columns() -> list[sa.Column]:
     """Columns shared by the latest quotes and their intraday history."""
