@@ -35,6 +35,7 @@ BAD_VALUES = [
     ("VOLARIS_INTRADAY_PROVIDERS", ",,,", "names no provider"),
     ("VOLARIS_DAILY_PROVIDERS", "simulated,nosuchprovider", "unknown provider nosuchprovider"),
     ("VOLARIS_CHAIN_PROVIDERS", "tiingo", "does not provide chain data"),
+    ("VOLARIS_CHAIN_PROVIDERS", "Yahoo, yahoo ,simulated", "yahoo named twice"),
     ("VOLARIS_HISTORY_PROVIDERS", "schwab", "does not provide history data"),
     ("VOLARIS_PROFILE_PROVIDERS", "simulated", "does not provide profile data"),
     ("VOLARIS_RETRY_BASE_S", "nan", "finite"),
@@ -137,7 +138,7 @@ def test_defaults_are_valid_and_blank_means_default():
 
 
 def test_provider_lists_are_normalised():
-    config = settings.load({"VOLARIS_CHAIN_PROVIDERS": " Yahoo, yahoo ,simulated"})
+    config = settings.load({"VOLARIS_CHAIN_PROVIDERS": " Yahoo, ,simulated"})
     assert config.providers("chain") == "yahoo,simulated"
 
 

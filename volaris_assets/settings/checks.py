@@ -62,10 +62,15 @@ def database_url(text: str) -> str:
 
 
 def provider_list(text: str, capability: str) -> str:
-    """Known providers that serve `capability`, de-duplicated, in order, comma-joined."""
+    """Known providers that serve `capability`, in order, comma-joined. A name given twice is
+    an error, as in `VOLARIS_RATE_LIMITS`: a chain tries each provider once per symbol, so the
+    second is a typo for some other provider more often than a wish."""
     names = [p.strip().lower() for p in text.split(",") if p.strip()]
     if not names:
         raise ValueError("names no provider")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"{', '.join(twice)} named twice (a provider is tried once a symbol)")
     unknown = [n for n in names if n not in registry.KNOWN_PROVIDERS]
     if unknown:
         known = ", ".join(registry.KNOWN_PROVIDERS)
@@ -73,7 +78,7 @@ def provider_list(text: str, capability: str) -> str:
     unable = [n for n in names if not _serves(n, capability)]
     if unable:
         raise ValueError(f"{', '.join(unable)} does not provide {capability} data")
-    return ",".join(dict.fromkeys(names))
+    return ",".join(names)
 
 
 def _serves(name: str, capability: str) -> bool:
