@@ -407,3 +407,42 @@ def test_iv_metrics_remeasures_a_compacted_session_from_the_cold_tier(
         assert (after["provider"] == before["provider"]).all()
     finally:
         warehouse.dispose()
+
+
+def test_a_window_fetched_again_after_compaction_replaces_its_snapshot_in_both_tiers(
+    warehouse_url, tmp_path
+):
+    """A symbol's snapshot is one provider's chain. Fetched again after its session was
+    compacted, the new chain (here a provider listing fewer contracts) is what the view reads
+    and what the next compaction keeps: none of the old chain's other contracts stay beside it."""
+    warehouse, written = load(warehouse_url, SESSIONS[:1])
+    store = ColdStore(str(tmp_path / "history"))
+    rows = snapshot_rows(SESSIONS[0])
+    first_time = rows["snapshot_ts"].min()
+    is_refetched = (rows["symbol"] == "KO") & (rows["snapshot_ts"] == first_time)
+    refetched = rows[is_refetched].iloc[::2].assign(provider="schwab")
+    try:
+        compaction.compact_session(warehouse, store, SESSIONS[0])
+        warehouse.run_transaction(lambda c: warehouse.upsert(c, "option_snapshots", refetched))
+        expected = written - is_refetched.sum() + len(refetched)
+
+        def ko_at_first_time() -> pd.DataFrame:
+            with open_history(warehouse, store, symbols=["KO"]) as history:
+                return history.sql(
+                    "SELECT provider, count(*) AS n FROM option_history WHERE snapshot_ts = ? "
+                    "GROUP BY provider",
+                    [first_time.to_pydatetime()],
+                )
+
+        assert view_count(warehouse, store) == expected
+        assert ko_at_first_time().to_dict("records") == [
+            {"provider": "schwab", "n": len(refetched)}
+        ]
+        again = compaction.compact_session(warehouse, store, SESSIONS[0])
+        assert again.rows == expected and hot_count(warehouse) == 0
+        assert view_count(warehouse, store) == expected
+        assert ko_at_first_time().to_dict("records") == [
+            {"provider": "schwab", "n": len(refetched)}
+        ]
+    finally:
+        warehouse.dispose()

@@ -82,6 +82,10 @@ SCHEMA: tuple[tuple[str, str], ...] = (
 COLUMNS = [name for name, _ in SCHEMA]
 KEY = ["occ_symbol", "snapshot_ts"]
 ORDER = "symbol, occ_symbol, snapshot_ts"
+# What a hot row replaces in the cold tier: a symbol's whole chain at one snapshot time, as a
+# write of a window replaces it in the hot table (one provider's chain, never a mixture), not
+# contract by contract, which would keep the contracts an older chain listed and a newer not.
+SNAPSHOT_KEY = "symbol, snapshot_ts"
 # zstd 9 on sorted rows; format v2 is what makes DuckDB write floats BYTE_STREAM_SPLIT (the
 # bytes of each value spread over streams, so that zstd finds the slowly changing exponent and
 # high mantissa bytes of one contract's successive quotes).

@@ -26,6 +26,7 @@ from volaris_assets import calendar
 from volaris_assets.history.cold import (
     COLUMN_DDL,
     ORDER,
+    SNAPSHOT_KEY,
     ColdFileError,
     ColdStore,
     Manifest,
@@ -104,13 +105,13 @@ def compact_session(warehouse: Warehouse, store: ColdStore, day: date) -> Compac
             hot_keys[symbol] = (len(hot), key_hashes(hot["occ_symbol"], hot["snapshot_ts"]))
             result.hot_rows_read += len(hot)
             insert_frame(con, "staged", hot)
-        if has_file:  # the file's rows whose keys are not hot (hot ones are the newer)
+        if has_file:  # the file's snapshots that are not hot (a hot one is the newer)
             with naming(final):
                 source = store.parquet(final)
                 (result.rows_from_file,) = con.execute(f"SELECT count(*) FROM {source}").fetchone()
                 con.execute(
                     f"INSERT INTO staged SELECT f.* FROM {source} f "
-                    "ANTI JOIN staged USING (occ_symbol, snapshot_ts)"
+                    f"ANTI JOIN staged USING ({SNAPSHOT_KEY})"
                 )
         result.rows, written = key_checksum(con, "staged")
         (result.symbols,) = con.execute("SELECT count(DISTINCT symbol) FROM staged").fetchone()

@@ -2,11 +2,12 @@
 
 `open_history()` returns a DuckDB connection with the view `option_history` (the columns of
 `option_snapshots`, in the cold schema of `cold.SCHEMA`) over both tiers of the sessions asked
-for. A key in both tiers (a compaction that crashed before deleting) is read once, from the
-hot table. DuckDB's sqlite/postgres scanner extensions are downloaded on first use, which an
-offline or locked-down host cannot do, so the hot rows are read through SQLAlchemy (the same
-engine every other reader uses), restricted to the symbols and sessions asked for, and copied
-into a DuckDB table a chunk at a time. The cold files are read with `read_parquet` over the
+for. A symbol's snapshot in both tiers (a compaction that crashed before deleting, a window
+fetched again after its session was compacted) is read from the hot table alone. DuckDB's
+sqlite/postgres scanner extensions are downloaded on first use, which an offline or locked-down
+host cannot do, so the hot rows are read through SQLAlchemy (the same engine every other reader
+uses), restricted to the symbols and sessions asked for, and copied into a DuckDB table a chunk
+at a time. The cold files are read with `read_parquet` over the
 manifests' files: DuckDB pushes the symbol filter into the scan, and the row groups' statistics
 skip the other symbols.
 
@@ -27,6 +28,7 @@ import sqlalchemy as sa
 from volaris_assets.history.cold import (
     COLUMN_DDL,
     COLUMNS,
+    SNAPSHOT_KEY,
     ColdStore,
     insert_frame,
     literal,
@@ -100,7 +102,7 @@ def open_history(
     connection.execute(f"CREATE TEMP VIEW cold_rows AS {cold}")
     connection.execute(
         f"CREATE TEMP VIEW {VIEW} AS SELECT * FROM hot_rows UNION ALL "
-        "SELECT cold_rows.* FROM cold_rows ANTI JOIN hot_rows USING (occ_symbol, snapshot_ts)"
+        f"SELECT cold_rows.* FROM cold_rows ANTI JOIN hot_rows USING ({SNAPSHOT_KEY})"
     )
     return history
 
