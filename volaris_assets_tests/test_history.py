@@ -6,6 +6,7 @@ import subprocess
 import sys
 import uuid
 from datetime import date, datetime, timedelta
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -405,6 +406,22 @@ def test_iv_metrics_remeasures_a_compacted_session_from_the_cold_tier(
                 after[column].astype(float), before[column].astype(float), rtol=1e-5
             )
         assert (after["provider"] == before["provider"]).all()
+
+        # A morning window fetched again after compaction is hot; the close is still the file's.
+        run([option_chains], f"{key}-10:00")
+        assert hot_count(warehouse, session.day) > 0
+        close = stored_close_chain(warehouse, "AAPL", session, store)
+        assert list(pd.to_datetime(close["snapshot_ts"], utc=True).unique()) == list(stamps)
+
+        # The file lost: the run fails naming it, and nothing is re-measured from a replay.
+        Path(store.file_path(session.day)).unlink()
+        lost = dg.materialize(
+            [iv_metrics], partition_key=key, resources=res, instance=instance, raise_on_error=False
+        )
+        assert not lost.success
+        failure = lost.get_step_failure_events()[0].step_failure_data.error
+        assert "cannot be read" in failure.message and "missing" in failure.message
+        pd.testing.assert_frame_equal(measured(), after)
     finally:
         warehouse.dispose()
 

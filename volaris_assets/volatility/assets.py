@@ -47,22 +47,46 @@ from volaris_assets.warehouse.store import Warehouse
 def stored_close_chain(
     warehouse: Warehouse, symbol: str, session: calendar.Session, store: ColdStore | None = None
 ) -> pd.DataFrame:
-    """The session's last stored snapshot for `symbol`: from the hot table, else from `store`, the
-    cold tier holding the session's compacted file (the hot window is the current session by
-    default, so re-measuring yesterday reads its Parquet file); empty if none was taken."""
-    hot = _hot_close_chain(warehouse, symbol, session)
-    if not hot.empty or store is None:
-        return hot
+    """The session's last stored snapshot for `symbol`; empty if none was taken. `store`: the
+    cold tier, given when the session was compacted. Both tiers are read then, since the hot
+    table may hold a window fetched again after compaction while the file holds the close."""
+    if store is None:
+        return _hot_close_chain(warehouse, symbol, session)
     with open_history(
         warehouse, store, symbols=[symbol], first=session.day, last=session.day
     ) as history:
-        cold = history.sql(
+        if history.problems:  # verified as the run began: gone since
+            raise ProviderError(
+                ErrorCategory.BAD_DATA,
+                f"the cold file of {session.day} cannot be read: {history.problems[0]}",
+            )
+        stored = history.sql(
             f"SELECT * FROM {HISTORY_VIEW} WHERE snapshot_ts = "
             f"(SELECT max(snapshot_ts) FROM {HISTORY_VIEW} WHERE snapshot_ts <= ?)",
             [session.close],
         )
     # The cold tier keeps prices and IV as float32; the measurement works in float64.
-    return cold.astype({c: "float64" for c in cold.columns if cold[c].dtype == "float32"})
+    return stored.astype({c: "float64" for c in stored.columns if stored[c].dtype == "float32"})
+
+
+def readable_compacted_sessions(store: ColdStore, sessions: list[calendar.Session]) -> set[str]:
+    """The compacted sessions among `sessions` (listed once: an object store answers each
+    listing over the network), each file's footer checked. A compacted session is measured
+    from its file, never from a provider's replay (which would overwrite what a history
+    provider gave with, say, the simulated market), so a file that cannot be read fails the
+    run by name before anything is measured."""
+    manifests = store.manifests(sessions[0].day, sessions[-1].day)
+    unreadable = [problem for m in manifests if (problem := store.verify(m))]
+    if unreadable:
+        raise dg.Failure(
+            description=(
+                f"{len(unreadable)} compacted session file(s) cannot be read: "
+                f"{'; '.join(unreadable)}. A compacted session is measured from its file only: "
+                "restore the file (its manifest gives its rows and key checksum), or leave the "
+                "session out of the range."
+            )
+        )
+    return {manifest.session for manifest in manifests}
 
 
 def _hot_close_chain(warehouse: Warehouse, symbol: str, session: calendar.Session) -> pd.DataFrame:
@@ -140,10 +164,7 @@ def iv_metrics(
     sessions = session_range(context)
     latest = calendar.last_completed_session(datetime.now(calendar.UTC))
     store = history.store()
-    # Listed once: an object store answers each listing over the network.
-    compacted = {
-        manifest.session for manifest in store.manifests(sessions[0].day, sessions[-1].day)
-    }
+    compacted = readable_compacted_sessions(store, sessions)
     with warehouse.open() as wh:
         symbols = universe_symbols(wh, "in_sp500", config.symbols)
 
