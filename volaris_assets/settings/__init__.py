@@ -129,7 +129,7 @@ def _validate(env: Mapping[str, str]) -> tuple[Settings | None, list[Problem]]:
     known = fields()
     raw = {name: str(env[name]).strip() for name in known if str(env.get(name) or "").strip()}
     for name in raw:
-        if extra(known[name], "secret"):
+        if _is_secret(known[name], raw[name]):
             redaction.register(*_masked(raw[name])[1])
     try:
         settings = Settings.model_validate(raw)
@@ -147,7 +147,7 @@ def _problem(known: dict[str, FieldInfo], raw: Mapping[str, str], detail: dict) 
 def _make(info: FieldInfo, name: str, value: str, reason: str) -> Problem:
     return Problem(
         variable=name,
-        shown=_shown(value, secret=bool(extra(info, "secret"))),
+        shown=_shown(value, secret=_is_secret(info, value)),
         reason=reason,
         accepted=str(extra(info, "accepted")),
         example=str((info.examples or [""])[0]),
@@ -175,6 +175,12 @@ def _missing_credentials(settings: Settings, raw: Mapping[str, str]) -> list[Pro
 
 def _are(names: list[str]) -> str:
     return "is" if len(names) == 1 else "are"
+
+
+def _is_secret(info: FieldInfo, value: str) -> bool:
+    """Whether `value` of the field `info` is masked (see `model.setting`'s `secret`)."""
+    kind = extra(info, "secret")
+    return bool(kind) and not (kind == "url" and "://" not in value)
 
 
 def _shown(value: str, *, secret: bool) -> str:

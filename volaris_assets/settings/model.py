@@ -30,13 +30,16 @@ def setting(
     accepted: str,
     example: str,
     default: Any = None,
-    secret: bool = False,
+    secret: bool | str = False,
     **bounds: Any,
 ) -> Any:
     """A field read from the environment variable `env`.
 
     `accepted` is the form in words and `example` a value that passes: both go into the error a
-    user sees, so that the message alone is enough to fix the variable.
+    user sees, so that the message alone is enough to fix the variable. `secret`: True for a
+    key, token or URL whose credentials are masked; "url" for a path-or-URL setting, whose
+    value is masked only as a URL (a plain directory holds no credentials, and masking it hid
+    which file an error was about).
     """
     return Field(
         default,
@@ -427,7 +430,7 @@ class Settings(BaseModel):
         "data/history beside the SQLite warehouse.",
         accepted="a directory path, or s3://bucket/prefix (also gs://, abfs://)",
         example="s3://volaris-history/prod",
-        secret=True,
+        secret="url",
     )
     hot_sessions: int = setting(
         "VOLARIS_HOT_SESSIONS",
