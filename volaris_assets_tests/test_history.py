@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from volaris_assets import calendar, doctor, settings
+from volaris_assets import calendar, doctor, redaction, settings
 from volaris_assets.history import compaction
 from volaris_assets.history import definitions as history_definitions
 from volaris_assets.history.assets import operational_retention, option_history
@@ -463,3 +463,46 @@ def test_a_window_fetched_again_after_compaction_replaces_its_snapshot_in_both_t
         ]
     finally:
         warehouse.dispose()
+
+
+def test_a_cold_tier_that_cannot_be_written_fails_by_its_path_and_keeps_the_hot_rows(
+    warehouse_url, tmp_path, instance
+):
+    """A cold tier the OS refuses (here a directory under a file; a full disk or a read-only
+    mount fail the same way) is named as the cold tier, not as a database failure."""
+    warehouse, written = load(warehouse_url, SESSIONS[:1])
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    store = ColdStore(str(blocker / "history"))
+    try:
+        result = dg.materialize(
+            [option_history],
+            partition_key=SESSIONS[0].isoformat(),
+            resources=resources(warehouse_url, store),
+            instance=instance,
+            raise_on_error=False,
+        )
+        assert not result.success
+        message = result.get_step_failure_events()[0].step_failure_data.error.message
+        assert f"Compacting {SESSIONS[0]} stopped" in message and str(blocker) in message
+        assert "database" not in message.lower()
+        assert hot_count(warehouse) == written
+    finally:
+        warehouse.dispose()
+
+
+def test_a_cold_store_made_without_a_url_reads_the_setting(monkeypatch, tmp_path):
+    monkeypatch.setenv("VOLARIS_HISTORY_URL", f" {tmp_path / 'cold'}\n")
+    assert ColdStore().root == str(tmp_path / "cold")
+
+
+def test_a_local_history_directory_is_shown_and_an_object_store_url_keeps_its_masking():
+    """A directory holds no credentials: masking it hid which file an error was about."""
+    path = f"/srv/volaris-history-{uuid.uuid4().hex}"
+    assert settings.problems({"VOLARIS_HISTORY_URL": path}) == []
+    assert (
+        redaction.redact(f"{path}/_manifests/x.json: missing")
+        == f"{path}/_manifests/x.json: missing"
+    )
+    (problem,) = settings.problems({"VOLARIS_HISTORY_URL": "s3://key:hunter2@bucket/x"})
+    assert "hunter2" not in problem.line() and "hunter2" not in redaction.redact("s3 hunter2")

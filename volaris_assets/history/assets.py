@@ -6,6 +6,7 @@ import dagster as dg
 
 from volaris_assets import calendar
 from volaris_assets.cluster import queues
+from volaris_assets.history.cold import ColdFileError
 from volaris_assets.history.compaction import compact_session
 from volaris_assets.history.resource import HistoryResource
 from volaris_assets.history.retention import apply_retention
@@ -31,7 +32,17 @@ def option_history(
 ) -> dg.MaterializeResult:
     day = calendar.session_day(context.partition_key)
     with warehouse.open() as wh:
-        done = compact_session(wh, history.store(), day)
+        try:
+            done = compact_session(wh, history.store(), day)
+        except ColdFileError as error:
+            raise dg.Failure(
+                description=(
+                    f"Compacting {day} stopped: the cold tier could not be read or written "
+                    f"({error}). No hot row was deleted (a row leaves the hot table only once "
+                    "its file is verified). Fix the cold tier (free space, write permission, "
+                    "VOLARIS_HISTORY_URL) and run the partition again."
+                )
+            ) from None
     if done.deferred_symbols:
         context.log.warning(
             "hot rows changed during compaction and stay hot until the next run: %s",

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     import duckdb
 
 DEFAULT_ROOT = DEFAULT_SQLITE_PATH.parent / "history"
+HISTORY_URL_SETTING = "VOLARIS_HISTORY_URL"
 TABLE_DIR = "option_snapshots"
 MANIFEST_DIR = "_manifests"
 FILE_NAME = "part-0.parquet"
@@ -170,7 +171,9 @@ class ColdFileError(Exception):
 
 @contextmanager
 def naming(path: str) -> Iterator[None]:
-    """Turns a failure to read `path` into `ColdFileError` naming it."""
+    """Turns a failure to read or write `path` (a missing file, a full disk, a directory
+    without write permission) into `ColdFileError` naming it: the OS's own error would pass
+    for the warehouse's, since compaction runs inside the warehouse's block."""
     import duckdb
 
     try:
@@ -192,7 +195,8 @@ class Manifest:
 
 
 class ColdStore:
-    """The cold tier at `url`: a local directory (the default, data/history beside the SQLite
+    """The cold tier at `url` (unset: `VOLARIS_HISTORY_URL`, as `Warehouse()` reads
+    `DATABASE_URL`): a local directory (the default, data/history beside the SQLite
     warehouse) or a URL an fsspec filesystem opens (s3://bucket/prefix, gs://..., with the
     store's usual credentials from the environment). Paths are the filesystem's own (no
     scheme); `uri` gives the name DuckDB opens."""
@@ -202,7 +206,7 @@ class ColdStore:
         import fsspec
         from fsspec.implementations.local import LocalFileSystem
 
-        self.url = url or str(DEFAULT_ROOT)
+        self.url = url or os.environ.get(HISTORY_URL_SETTING, "").strip() or str(DEFAULT_ROOT)
         if "://" in self.url:
             self.fs, root = fsspec.core.url_to_fs(self.url)
         else:  # created on first write: reading (the doctor, a query) changes nothing
@@ -251,11 +255,13 @@ class ColdStore:
 
     def write(self, con: duckdb.DuckDBPyConnection, query: str, path: str) -> None:
         """The rows of `query` written to `path` as a cold file (its order kept)."""
-        self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-        con.execute(f"COPY ({query}) TO {literal(self.uri(path))} ({COPY_OPTIONS})")
+        with naming(path):
+            self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+            con.execute(f"COPY ({query}) TO {literal(self.uri(path))} ({COPY_OPTIONS})")
 
     def delete(self, path: str) -> None:
-        self.fs.rm_file(path)
+        with naming(path):
+            self.fs.rm_file(path)
 
     def publish(self, temp: str, session: date) -> None:
         """Atomically give the verified temporary file its session's name. On a local disk the
@@ -265,31 +271,34 @@ class ColdStore:
         self._durable_move(temp, self.file_path(session))
 
     def _durable_move(self, temp: str, path: str) -> None:
-        if self.local:
-            _fsync(temp)
-        self.fs.mv(temp, path)
-        if self.local:
-            _fsync(path.rsplit("/", 1)[0])
+        with naming(path):
+            if self.local:
+                _fsync(temp)
+            self.fs.mv(temp, path)
+            if self.local:
+                _fsync(path.rsplit("/", 1)[0])
 
     def _names(self, directory: str) -> list[str]:
         """Paths of the files directly in `directory` (none when it does not exist)."""
-        try:
-            return [str(p) for p in self.fs.ls(directory, detail=False)]
-        except FileNotFoundError:
-            return []
+        with naming(directory):
+            try:
+                return [str(p) for p in self.fs.ls(directory, detail=False)]
+            except FileNotFoundError:
+                return []
 
     def discard_temporaries(self, session: date) -> int:
         """Remove temporary files a crashed compaction of `session` left; returns how many."""
         stale = [p for p in self._names(self.session_dir(session)) if p.endswith(".tmp")]
         for path in stale:
-            self.fs.rm_file(path)
+            self.delete(path)
         return len(stale)
 
     def write_manifest(self, manifest: Manifest) -> None:
         path = self.manifest_path(date.fromisoformat(manifest.session))
-        self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
         temp = f"{path}.{uuid.uuid4().hex}.tmp"
-        self.fs.pipe_file(temp, json.dumps(asdict(manifest), sort_keys=True).encode())
+        with naming(path):
+            self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+            self.fs.pipe_file(temp, json.dumps(asdict(manifest), sort_keys=True).encode())
         self._durable_move(temp, path)
 
     def manifests(self, first: date | None = None, last: date | None = None) -> list[Manifest]:

@@ -96,15 +96,18 @@ def compact_session(warehouse: Warehouse, store: ColdStore, day: date) -> Compac
         tempfile.TemporaryDirectory(prefix="volaris-compaction-") as work,
         store.connect(f"{work}/staged.duckdb") as con,
     ):
-        con.execute(f"SET memory_limit = '{STAGING_MEMORY}'")
-        con.execute(f"CREATE TABLE staged ({COLUMN_DDL})")
+        staging = f"{work}/staged.duckdb"  # a full local disk fails here, by this name
+        with naming(staging):
+            con.execute(f"SET memory_limit = '{STAGING_MEMORY}'")
+            con.execute(f"CREATE TABLE staged ({COLUMN_DDL})")
         for symbol in sorted(hot_symbols):
             hot = warehouse.read_frame(
                 sa.select(_SNAPS).where(_SNAPS.c.symbol == symbol, _in_day(warehouse, lo, hi))
             )
             hot_keys[symbol] = (len(hot), key_hashes(hot["occ_symbol"], hot["snapshot_ts"]))
             result.hot_rows_read += len(hot)
-            insert_frame(con, "staged", hot)
+            with naming(staging):
+                insert_frame(con, "staged", hot)
         if has_file:  # the file's snapshots that are not hot (a hot one is the newer)
             with naming(final):
                 source = store.parquet(final)
@@ -113,8 +116,9 @@ def compact_session(warehouse: Warehouse, store: ColdStore, day: date) -> Compac
                     f"INSERT INTO staged SELECT f.* FROM {source} f "
                     f"ANTI JOIN staged USING ({SNAPSHOT_KEY})"
                 )
-        result.rows, written = key_checksum(con, "staged")
-        (result.symbols,) = con.execute("SELECT count(DISTINCT symbol) FROM staged").fetchone()
+        with naming(staging):
+            result.rows, written = key_checksum(con, "staged")
+            (result.symbols,) = con.execute("SELECT count(DISTINCT symbol) FROM staged").fetchone()
         temp = store.temp_path(day)
         store.write(con, f"SELECT * FROM staged ORDER BY {ORDER}", temp)
         try:
