@@ -173,11 +173,18 @@ def chosen_session(day: date | None, now: datetime) -> calendar.Session:
     session, has not closed by `now`, or lies before the partitions' first session
     (VOLARIS_FIRST_SESSION) is refused with what to ask for instead."""
     latest = calendar.last_completed_session(now)
+    first = calendar.first_session()
     if day is None:
+        if latest.day < first:
+            raise ValueError(
+                f"the latest completed session, {latest.day}, is before the first session "
+                f"partition, {first} (VOLARIS_FIRST_SESSION): there is no session to "
+                f"materialize until {first} closes, or set VOLARIS_FIRST_SESSION to {latest.day} "
+                "or earlier"
+            )
         return latest
     if day > latest.day:
         raise ValueError(f"{day} has not closed yet; the latest completed session is {latest.day}")
-    first = calendar.first_session()
     if day < first:
         raise ValueError(
             f"{day} is before the first session partition, {first} (VOLARIS_FIRST_SESSION)"
@@ -202,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         session = chosen_session(args.session, datetime.now(calendar.UTC))
     except ValueError as error:
-        print(f"--session: {error}", file=sys.stderr)
+        print(f"--session: {error}" if args.session else str(error), file=sys.stderr)
         return 2
     simulated = any(
         config.providers(c).startswith("simulated") for c in ("chain", "intraday", "daily")

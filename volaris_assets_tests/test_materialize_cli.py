@@ -127,6 +127,25 @@ def test_a_session_that_cannot_be_materialized_is_refused_with_what_to_ask_for(
     assert not (tmp_path / "data").exists()
 
 
+def test_a_first_session_after_the_latest_is_refused_before_anything_runs(tmp_path):
+    """Without --session the latest completed session is asked for; a VOLARIS_FIRST_SESSION
+    after it leaves no partition to ask for, which is said in one line (before: the universe and
+    the chains ran, then an unknown-partition traceback)."""
+    clean = {k: v for k, v in os.environ.items() if k not in settings.fields()}
+    done = subprocess.run(
+        [sys.executable, "-m", "volaris_assets.materialize"],
+        env={**clean, "VOLARIS_FIRST_SESSION": "2080-01-02"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.strip().startswith("the latest completed session, ")
+    assert "before the first session partition, 2080-01-02 (VOLARIS_FIRST_SESSION)" in done.stderr
+    assert not (tmp_path / "data").exists()
+
+
 def test_the_chain_assets_are_left_out_when_only_live_providers_could_serve_a_past_session():
     live = settings.load(
         {
