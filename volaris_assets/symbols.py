@@ -64,10 +64,12 @@ def to_provider(symbol: str, provider: str) -> str:
     return symbol.replace(".", separator)
 
 
-def occ_symbol(symbol: str, expiration: date, right: str, strike: float) -> str:
-    """The OCC option symbol (21 characters, root padded to 6), the contract's natural key.
+def occ_root(symbol: str) -> str:
+    """The OCC option root of `symbol`: class-share separators dropped (BRK.B -> BRKB), as the
+    OCC does."""
+    return symbol.replace(".", "").replace("-", "").replace("/", "")
 
-    Class-share separators are dropped from the root (BRK.B -> BRKB), as the OCC does.
-    """
-    root = symbol.replace(".", "").replace("-", "").replace("/", "")
-    return f"{root:<6}{expiration:%y%m%d}{right}{round(strike * 1000):08d}"
+
+def occ_symbol(symbol: str, expiration: date, right: str, strike: float) -> str:
+    """The OCC option symbol (21 characters, root padded to 6), the contract's natural key."""
+    return f"{occ_root(symbol):<6}{expiration:%y%m%d}{right}{round(strike * 1000):08d}"

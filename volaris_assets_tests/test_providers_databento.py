@@ -176,3 +176,33 @@ def test_a_superseded_definition_for_another_underlying_is_still_bad_data():
     quotes = [{"hd": {"instrument_id": 1}, "levels": [{"bid_px": "1", "ask_px": "2"}]}]
     with pytest.raises(ProviderError, match="answer is for MSFT"):
         databento.parse_chain(definitions, quotes, "SPY")
+
+
+@pytest.mark.parametrize("echoed", ["BRK.B", "BRKB", "brkb"])
+def test_a_class_share_underlying_may_be_spelled_as_its_occ_root(echoed):
+    """The request names the parent by its OCC root (BRKB.OPT); a definition may name the
+    underlying either way, while another symbol (BRKA) is still refused."""
+    definitions = [
+        {
+            "hd": {"instrument_id": 1},
+            "instrument_class": "P",
+            "underlying": echoed,
+            "strike_price": "400000000000",
+            "expiration": "1798664400000000000",
+        }
+    ]
+    quotes = [{"hd": {"instrument_id": 1}, "levels": [{"bid_px": "1", "ask_px": "2"}]}]
+    chain = databento.parse_chain(definitions, quotes, "BRK.B")
+    assert chain["occ_symbol"].str.startswith("BRKB  ").all() and len(chain) == 1
+    with pytest.raises(ProviderError, match="answer is for BRK.A"):
+        databento.parse_chain([{**definitions[0], "underlying": "BRK.A"}], quotes, "BRK.B")
+
+
+def test_a_class_share_chain_reads_through_the_sandbox(clean_sandbox):
+    """The sandbox names the underlying by its OCC root, as the request does: BRK.B's close
+    chain is read (before: `asked for BRK.B, answer is for BRKB`)."""
+    day = SANDBOX_AS_OF.date() - timedelta(days=1)
+    while day.weekday() >= 5:
+        day -= timedelta(days=1)
+    chain = asyncio.run(_with_client(clean_sandbox, lambda c: c.session_close_chain("BRK.B", day)))
+    assert len(chain) > 10 and set(chain["symbol"]) == {"BRK.B"}

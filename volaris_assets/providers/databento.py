@@ -49,7 +49,7 @@ from volaris_assets.providers.http import (
     session_day,
 )
 from volaris_assets.providers.past_chains import close_of, quotes_only
-from volaris_assets.symbols import InvalidSymbol, normalize_symbol, occ_symbol, to_provider
+from volaris_assets.symbols import InvalidSymbol, normalize_symbol, occ_root, to_provider
 
 NAME = "databento"
 DEFAULT_BASE = "https://hist.databento.com"
@@ -143,7 +143,7 @@ class DatabentoClient(HttpSource):
         close = close_of(day)
         parent = {
             "dataset": OPTIONS_DATASET,
-            "symbols": f"{occ_symbol(symbol, day, 'C', 0.0)[:6].rstrip()}.OPT",
+            "symbols": f"{occ_root(symbol)}.OPT",
             "stype_in": "parent",
         }
         midnight = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
@@ -283,10 +283,13 @@ def _top_of_book(record: dict[str, Any]) -> dict[str, Any]:
 def _definitions(records: list[dict[str, Any]], symbol: str) -> pd.DataFrame:
     """The last definition of each instrument, built column by column (a frame from the record
     dicts, mapped over their headers, was most of a large chain's parse). Any definition for
-    another underlying, superseded or not, is bad data."""
+    another underlying, superseded or not, is bad data; the underlying may be spelled as the
+    symbol (BRK.B) or as the OCC root the request named (BRKB.OPT)."""
     rows = [record for record in records if "instrument_class" in record]
+    root = occ_root(symbol)
     for echoed in {row["underlying"] for row in rows if row.get("underlying") is not None}:
-        echoed_symbol(echoed, symbol, NAME)
+        if str(echoed).strip().upper() != root:
+            echoed_symbol(echoed, symbol, NAME)
     frame = pd.DataFrame(
         {
             "instrument": numeric([_header_field(row, "instrument_id") for row in rows]),
