@@ -96,6 +96,57 @@ def test_each_trigger_is_posted_once(warehouse, warehouse_url, instance, receive
     assert alert_row(warehouse, quiet)["trigger_count"] == 0
 
 
+def test_a_trigger_whose_message_failed_is_posted_on_a_later_tick(
+    warehouse, warehouse_url, instance, receiver, tmp_path
+):
+    """Discord answering 500 past the retries: the triggers stay pending (the rules stay
+    claimed) and the next tick posts them; before, they were lost for good."""
+    minute_bar(warehouse, "AAPL", 0, 100.0)
+    one_shot = add_price_alert(warehouse, "AAPL", "above", 99)
+    repeating = add_price_alert(warehouse, "AAPL", "above", 95, repeating=True)
+    res = {
+        "warehouse": WarehouseResource(database_url=warehouse_url),
+        "notifier": notifier_for(receiver, tmp_path),
+    }
+
+    def tick() -> str:
+        with dg.build_sensor_context(instance=instance, resources=res) as context:
+            return str(price_alerts_sensor.evaluate_tick(context).skip_message)
+
+    def deliveries() -> list[tuple]:
+        frame = warehouse.read_frame(
+            "SELECT alert_id, trigger_number, delivery, attempts FROM price_alert_triggers "
+            "ORDER BY alert_id"
+        )
+        return [tuple(row) for row in frame.itertuples(index=False)]
+
+    receiver.fail_next(4, status=500)  # the first try and its three retries
+    assert "2 failed" in tick()
+    assert embeds(receiver) == []
+    assert deliveries() == [(one_shot, 1, None, 1), (repeating, 1, None, 1)]
+    assert not alert_row(warehouse, one_shot)["armed"]  # claimed once, not again
+
+    assert "2 sent" in tick()
+    (posted,) = embeds(receiver)
+    assert posted["title"] == "Price alerts: AAPL above 99, AAPL above 95"
+    assert deliveries() == [(one_shot, 1, "sent", 2), (repeating, 1, "sent", 2)]
+    assert "nothing to deliver" in tick() and len(embeds(receiver)) == 1
+
+
+def test_a_trigger_undelivered_for_a_day_is_expired(warehouse):
+    from volaris_assets.alerts.outbox import EXPIRED, expire_stale, pending_triggers
+
+    minute_bar(warehouse, "AAPL", 0, 100.0)
+    alert = add_price_alert(warehouse, "AAPL", "above", 99)
+    (claimed,) = evaluate_alerts(warehouse)
+    assert pending_triggers(warehouse) == [claimed]
+    assert expire_stale(warehouse, datetime.now(UTC)) == []
+    (expired,) = expire_stale(warehouse, datetime.now(UTC) + timedelta(hours=25))
+    assert expired == claimed and pending_triggers(warehouse) == []
+    row = warehouse.read_frame("SELECT * FROM price_alert_triggers").iloc[0]
+    assert (row["alert_id"], row["delivery"]) == (alert, EXPIRED)
+
+
 def test_concurrent_evaluations_claim_each_trigger_once(warehouse, warehouse_url):
     for i, symbol in enumerate(("AAPL", "MSFT", "NVDA", "KO")):
         minute_bar(warehouse, symbol, 0, 100.0 + i)

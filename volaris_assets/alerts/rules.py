@@ -5,9 +5,11 @@ hours) and its last 1-minute bar's close (`price_bars`): quotes make a cross not
 refresh, and bars still serve a symbol whose quotes are not running.
 
 A trigger is claimed in the database before anyone is told: one conditional UPDATE disarms the
-rule and counts the trigger, and only the evaluation whose UPDATE changed the row reports it. Two
-sensor ticks racing on the same rule therefore post it once, and a tick that dies after the claim
-loses one message rather than sending it twice.
+rule and counts the trigger, and the same transaction records the trigger in
+`price_alert_triggers`, where it waits until its message is delivered (`alerts.outbox`). Two
+sensor ticks racing on the same rule therefore claim it once, and a tick that dies after the
+claim, or a Discord that refuses the message, delays the alert to a later tick instead of
+losing it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from datetime import datetime, timedelta
 import pandas as pd
 import sqlalchemy as sa
 
-from volaris_assets.alerts.tables import price_alerts
+from volaris_assets.alerts.tables import price_alert_triggers, price_alerts
 from volaris_assets.symbols import normalize_symbol
 from volaris_assets.warehouse import tables
 from volaris_assets.warehouse.store import Warehouse, utc_now
@@ -113,7 +115,8 @@ def latest_quotes(warehouse: Warehouse, symbols: list[str]) -> dict[str, Price]:
     )
     with warehouse.engine.connect() as conn:
         return {
-            symbol: Price(_utc(ts), float(last), QUOTE) for symbol, ts, last in conn.execute(query)
+            symbol: Price(as_utc(ts), float(last), QUOTE)
+            for symbol, ts, last in conn.execute(query)
         }
 
 
@@ -137,10 +140,10 @@ def latest_closes(warehouse: Warehouse, symbols: list[str]) -> dict[str, tuple[d
         .where(bars.c.timeframe == "1m")
     )
     with warehouse.engine.connect() as conn:
-        return {symbol: (_utc(ts), float(close)) for symbol, ts, close in conn.execute(query)}
+        return {symbol: (as_utc(ts), float(close)) for symbol, ts, close in conn.execute(query)}
 
 
-def _utc(value: object) -> datetime:
+def as_utc(value: object) -> datetime:
     """A stored instant as an aware UTC datetime (SQLite hands back naive UTC)."""
     stamp = pd.Timestamp(value)
     return (
@@ -169,41 +172,68 @@ def evaluate_alerts(warehouse: Warehouse) -> list[Trigger]:
         if latest is None:
             continue
         hit = crossed(rule.direction, rule.threshold, latest.price)
-        if rule.armed and hit and _claim(warehouse, rule.id, latest.price):
-            fired.append(
-                Trigger(
-                    alert_id=rule.id,
-                    symbol=rule.symbol,
-                    direction=rule.direction,
-                    threshold=rule.threshold,
-                    price=latest.price,
-                    price_ts=latest.ts,
-                    source=latest.source,
-                    repeating=bool(rule.repeating),
-                    count=rule.trigger_count + 1,
-                    note=rule.note,
-                )
+        if rule.armed and hit:
+            trigger = Trigger(
+                alert_id=rule.id,
+                symbol=rule.symbol,
+                direction=rule.direction,
+                threshold=rule.threshold,
+                price=latest.price,
+                price_ts=latest.ts,
+                source=latest.source,
+                repeating=bool(rule.repeating),
+                count=rule.trigger_count + 1,
+                note=rule.note,
             )
+            if _claim(warehouse, trigger):
+                fired.append(trigger)
         elif not rule.armed and rule.repeating and not hit:
             _rearm(warehouse, rule.id)
     return fired
 
 
-def _claim(warehouse: Warehouse, alert_id: int, price: float) -> bool:
-    """Disarm the rule if it is still armed. A reconnect that runs it again after its COMMIT
-    went through finds the rule disarmed and claims nothing: that trigger loses its message
-    rather than sending it twice."""
+def _claim(warehouse: Warehouse, trigger: Trigger) -> bool:
+    """Disarm the rule if it is still armed and still at the count read, and record the
+    trigger, in one transaction. A reconnect that runs it again after its COMMIT went through
+    finds the rule disarmed and claims nothing; the trigger recorded by that COMMIT is still
+    delivered."""
+    now = warehouse.instant(utc_now())
     claim = (
         sa.update(price_alerts)
-        .where(price_alerts.c.id == alert_id, price_alerts.c.armed.is_(True))
+        .where(
+            price_alerts.c.id == trigger.alert_id,
+            price_alerts.c.armed.is_(True),
+            price_alerts.c.trigger_count == trigger.count - 1,
+        )
         .values(
             armed=False,
-            triggered_at=warehouse.instant(utc_now()),
-            trigger_count=price_alerts.c.trigger_count + 1,
-            last_trigger_price=price,
+            triggered_at=now,
+            trigger_count=trigger.count,
+            last_trigger_price=trigger.price,
         )
     )
-    return warehouse.run_transaction(lambda conn: conn.execute(claim).rowcount == 1)
+    record = sa.insert(price_alert_triggers).values(
+        alert_id=trigger.alert_id,
+        trigger_number=trigger.count,
+        symbol=trigger.symbol,
+        direction=trigger.direction,
+        threshold=trigger.threshold,
+        price=trigger.price,
+        price_ts=warehouse.instant(trigger.price_ts),
+        source=trigger.source,
+        repeating=trigger.repeating,
+        note=trigger.note,
+        triggered_at=now,
+        attempts=0,
+    )
+
+    def claim_and_record(conn: sa.Connection) -> bool:
+        if conn.execute(claim).rowcount != 1:
+            return False
+        conn.execute(record)
+        return True
+
+    return warehouse.run_transaction(claim_and_record)
 
 
 def _rearm(warehouse: Warehouse, alert_id: int) -> None:
