@@ -12,7 +12,13 @@ from dagster._core.test_utils import freeze_time
 
 from volaris_assets import calendar
 from volaris_assets.monitoring.check_alerts import MAX_POSTS_PER_TICK, make_check_failure_sensor
-from volaris_assets.monitoring.run_failure import make_discord_on_run_failure_sensor
+from volaris_assets.monitoring.run_failure import (
+    DISCORD_TAG,
+    PENDING,
+    SENT,
+    make_discord_on_run_failure_sensor,
+    make_run_failure_retry_sensor,
+)
 from volaris_assets.monitoring.scan_summary import scan_summary_sensor
 from volaris_assets.monitoring.schwab_token import make_schwab_token_sensor
 from volaris_assets.options.assets import option_chains
@@ -107,6 +113,32 @@ def test_a_notifier_failure_never_fails_the_tick(instance, receiver, tmp_path):
     receiver.fail_next(10, status=502)
     on_failure(sensor, failed, instance, notifier_for(receiver, tmp_path))  # must not raise
     assert len(receiver.requests) == 4 and embeds(receiver) == []  # 1 try + 3 retries
+
+
+def test_a_failed_run_whose_message_failed_is_posted_again(instance, receiver, tmp_path):
+    """Dagster moves the run-failure sensor past the run whatever happened: the run is tagged
+    pending, and the retry sensor posts it once Discord answers (before: lost for good)."""
+    failed = dg.materialize([broken], instance=instance, raise_on_error=False)
+    notifier = notifier_for(receiver, tmp_path)
+    receiver.fail_next(4, status=500)
+    on_failure(make_discord_on_run_failure_sensor(), failed, instance, notifier)
+    assert embeds(receiver) == []
+    assert instance.get_run_by_id(failed.run_id).tags[DISCORD_TAG] == PENDING
+
+    retry = make_run_failure_retry_sensor()
+
+    def tick() -> str:
+        with dg.build_sensor_context(instance=instance, resources={"notifier": notifier}) as ctx:
+            return str(retry.evaluate_tick(ctx).skip_message)
+
+    receiver.fail_next(4, status=500)
+    assert tick().endswith("still pending: 1") and embeds(receiver) == []
+    assert tick().startswith(f"posted again: {failed.run_id[:8]}")
+    [embed] = embeds(receiver)
+    assert embed["title"] == "Run failed: __ephemeral_asset_job__ (broken)"
+    assert "upstream exploded" in embed["description"]
+    assert instance.get_run_by_id(failed.run_id).tags[DISCORD_TAG] == SENT
+    assert tick() == "posted again: none; still pending: 0" and len(embeds(receiver)) == 1
 
 
 def test_check_failures_post_on_transition_only(

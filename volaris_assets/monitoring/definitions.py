@@ -10,7 +10,10 @@ from volaris_assets.monitoring.freshness import freshness_alert_sensor
 from volaris_assets.monitoring.gap_fill import gap_fill_job, make_gap_fill_schedule
 from volaris_assets.monitoring.memory_alerts import memory_warning_sensor
 from volaris_assets.monitoring.retry import RetryTarget, make_retry_failed_symbols_sensor
-from volaris_assets.monitoring.run_failure import make_discord_on_run_failure_sensor
+from volaris_assets.monitoring.run_failure import (
+    make_discord_on_run_failure_sensor,
+    make_run_failure_retry_sensor,
+)
 from volaris_assets.monitoring.scan_summary import scan_summary_sensor
 from volaris_assets.monitoring.schwab_token import make_schwab_token_sensor
 from volaris_assets.options.assets import option_chains
@@ -37,6 +40,7 @@ defs = dg.Definitions(
         freshness_alert_sensor,
         make_check_failure_sensor(),
         make_discord_on_run_failure_sensor(),
+        make_run_failure_retry_sensor(),
         memory_warning_sensor,
         make_retry_failed_symbols_sensor(RETRY_TARGETS),
         scan_summary_sensor,

@@ -10,13 +10,22 @@ started in-process (`make materialize`, `dg.materialize()`, a script) records no
 origin, and Dagster's default matching (the sensor's location == the run's) skips such runs
 silently, so their failures were never posted.
 
+A `@run_failure_sensor` moves its cursor past a run whatever its function did, so a message
+Discord refused (a 5xx, a 429 past the retries, a timeout) would be lost: the run is tagged
+`volaris/discord: pending` instead, and `discord_run_failure_retry` posts it again every minute
+until Discord takes it (tag `sent`), or gives up after a day (tag `expired`, logged). The tag
+shows in the UI beside the run.
+
 Files a failed step links from its failure metadata (a `MetadataValue.path`, e.g. the wheel
 scan's per-symbol results CSV when too few symbols were written) are attached when this process
 can read them, else named.
 """
 
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import dagster as dg
 
@@ -24,12 +33,17 @@ from volaris_assets.dagster_internals import UnresolvedAssetJobDefinition
 from volaris_assets.monitoring.links import run_url
 from volaris_assets.notify.embeds import file_attachment
 from volaris_assets.redaction import redact
-from volaris_assets.resources.notifier import DiscordNotifier, Severity
+from volaris_assets.resources.notifier import DiscordNotifier, Sent, Severity
 
 PARTITION_TAG = "dagster/partition"
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 MAX_ERROR_CHARS = 900
+DISCORD_TAG = "volaris/discord"
+PENDING, SENT, EXPIRED = "pending", "sent", "expired"
+RETRY_INTERVAL_S = 60
+DELIVERY_TTL_S = 24 * 3600
+MAX_RETRIED_PER_TICK = 10
 
 
 def run_partition(run: dg.DagsterRun) -> str | None:
@@ -51,11 +65,31 @@ def run_assets(run: dg.DagsterRun, failed_steps: Sequence[str]) -> list[str]:
     return sorted(names) or sorted(set(failed_steps))
 
 
-def step_errors(context: dg.RunFailureSensorContext) -> list[tuple[str, str]]:
+@dataclass(frozen=True)
+class FailedRun:
+    """What a failure message is made of, read from the instance: the sensor's own context
+    and the retry sensor, which has only the run, build it the same way."""
+
+    run: dg.DagsterRun
+    step_failures: list[dg.DagsterEvent]
+    message: str | None  # the run's own failure (a run can fail outside any step)
+
+    @classmethod
+    def of(cls, instance: dg.DagsterInstance, run: dg.DagsterRun) -> Self:
+        def events(kind: dg.DagsterEventType) -> list[dg.DagsterEvent]:
+            entries = instance.all_logs(run.run_id, of_type=kind)
+            return [entry.dagster_event for entry in entries if entry.dagster_event]
+
+        run_failures = events(dg.DagsterEventType.RUN_FAILURE)
+        message = run_failures[-1].message if run_failures else None
+        return cls(run, events(dg.DagsterEventType.STEP_FAILURE), message)
+
+
+def step_errors(failed: FailedRun) -> list[tuple[str, str]]:
     """(step, innermost error message) per failed step; the innermost cause is the user error
     (the outer layers are Dagster's "Error occurred while executing op ...")."""
     out = []
-    for event in context.get_step_failure_events():
+    for event in failed.step_failures:
         error = event.event_specific_data.error if event.event_specific_data else None
         while error is not None and error.cause is not None:
             error = error.cause
@@ -64,10 +98,10 @@ def step_errors(context: dg.RunFailureSensorContext) -> list[tuple[str, str]]:
     return out
 
 
-def failure_files(context: dg.RunFailureSensorContext) -> dict[str, str]:
+def failure_files(failed: FailedRun) -> dict[str, str]:
     """{file name: path} of the files the failed steps linked from their failure metadata."""
     files = {}
-    for event in context.get_step_failure_events():
+    for event in failed.step_failures:
         data = event.step_failure_data.user_failure_data
         for value in (data.metadata if data is not None else {}).values():
             if isinstance(value, dg.PathMetadataValue):
@@ -75,17 +109,17 @@ def failure_files(context: dg.RunFailureSensorContext) -> dict[str, str]:
     return files
 
 
-def failure_message(context: dg.RunFailureSensorContext) -> tuple[str, str, dict[str, str]]:
+def failure_message(failed: FailedRun) -> tuple[str, str, dict[str, str]]:
     """Title, description and fields for a failed run; every text goes through redaction."""
-    run = context.dagster_run
-    errors = step_errors(context)
+    run = failed.run
+    errors = step_errors(failed)
     assets = run_assets(run, [step for step, _ in errors])
     partition = run_partition(run)
     title = f"Run failed: {run.job_name}"
     if assets:
         title += f" ({', '.join(assets[:3])}{'…' if len(assets) > 3 else ''})"
     detail = "\n".join(f"{step}: {message}" for step, message in errors)
-    description = redact(detail or context.failure_event.message or "run failed")
+    description = redact(detail or failed.message or "run failed")
     fields = {"Run": run.run_id[:8], "Job": run.job_name}
     if assets:
         fields["Assets"] = ", ".join(assets)
@@ -95,6 +129,28 @@ def failure_message(context: dg.RunFailureSensorContext) -> tuple[str, str, dict
     if retry:
         fields["Dagster retry"] = retry
     return title, description[:MAX_ERROR_CHARS], fields
+
+
+def post_failure(notifier: DiscordNotifier, failed: FailedRun, base_url: str | None) -> Sent:
+    """Post the failed run's message, its linked files attached when this process can read
+    them (else named)."""
+    title, description, fields = failure_message(failed)
+    attachments = {}
+    for name, path in failure_files(failed).items():
+        content = file_attachment(path)
+        if content is None:
+            fields[name] = path
+        else:
+            attachments[name] = content
+    return notifier.send(
+        title,
+        description,
+        severity=Severity.ERROR,
+        fields=fields,
+        url=run_url(failed.run.run_id, base_url),
+        dedup_key=f"run-failure:{failed.run.run_id}",
+        attachments=attachments or None,
+    )
 
 
 def make_discord_on_run_failure_sensor(
@@ -120,22 +176,57 @@ def make_discord_on_run_failure_sensor(
         "link to the run.",
     )
     def _sensor(context: dg.RunFailureSensorContext, notifier: DiscordNotifier) -> None:
-        title, description, fields = failure_message(context)
-        attachments = {}
-        for name, path in failure_files(context).items():
-            content = file_attachment(path)
-            if content is None:
-                fields[name] = path
-            else:
-                attachments[name] = content
-        notifier.notify(
-            title,
-            description,
-            severity=Severity.ERROR,
-            fields=fields,
-            url=run_url(context.dagster_run.run_id, webserver_base_url),
-            dedup_key=f"run-failure:{context.dagster_run.run_id}",
-            attachments=attachments or None,
-        )
+        failed = FailedRun.of(context.instance, context.dagster_run)
+        if post_failure(notifier, failed, webserver_base_url) is Sent.FAILED:
+            context.instance.add_run_tags(context.dagster_run.run_id, {DISCORD_TAG: PENDING})
 
     return _sensor
+
+
+def make_run_failure_retry_sensor(
+    *,
+    name: str = "discord_run_failure_retry",
+    webserver_base_url: str | None = None,
+    default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.RUNNING,
+) -> dg.SensorDefinition:
+    """Every minute, post the failed runs tagged pending again, oldest first; the first that
+    fails again ends the tick (Discord is still down, and each try can take the notifier's
+    whole retry budget)."""
+
+    @dg.sensor(
+        name=name,
+        minimum_interval_seconds=RETRY_INTERVAL_S,
+        default_status=default_status,
+        description="Posts again the failed runs whose Discord message failed (tag "
+        f"{DISCORD_TAG}: {PENDING}), until Discord takes it or a day has passed.",
+    )
+    def _retry(context: dg.SensorEvaluationContext, notifier: DiscordNotifier) -> dg.SkipReason:
+        instance = context.instance
+        records = instance.get_run_records(
+            filters=dg.RunsFilter(tags={DISCORD_TAG: PENDING}),
+            limit=MAX_RETRIED_PER_TICK,
+            ascending=True,
+        )
+        done: list[str] = []
+        expired = 0
+        for record in records:
+            run = record.dagster_run
+            ended = record.end_time or record.create_timestamp.timestamp()
+            if time.time() - ended > DELIVERY_TTL_S:
+                instance.add_run_tags(run.run_id, {DISCORD_TAG: EXPIRED})
+                expired += 1
+                context.log.warning(
+                    "run %s's failure was not delivered to Discord within a day; given up",
+                    run.run_id[:8],
+                )
+                continue
+            if post_failure(notifier, FailedRun.of(instance, run), webserver_base_url) is (
+                Sent.FAILED
+            ):
+                break
+            instance.add_run_tags(run.run_id, {DISCORD_TAG: SENT})
+            done.append(run.run_id[:8])
+        pending = len(records) - len(done) - expired
+        return dg.SkipReason(f"posted again: {', '.join(done) or 'none'}; still pending: {pending}")
+
+    return _retry
