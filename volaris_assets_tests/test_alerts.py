@@ -172,8 +172,9 @@ def test_concurrent_evaluations_claim_each_trigger_once(warehouse, warehouse_url
 def test_bad_rules_are_refused(warehouse):
     with pytest.raises(ValueError, match="direction"):
         add_price_alert(warehouse, "AAPL", "sideways", 10)
-    with pytest.raises(ValueError, match="threshold"):
-        add_price_alert(warehouse, "AAPL", "above", 0)
+    for threshold in (0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="threshold"):
+            add_price_alert(warehouse, "AAPL", "above", threshold)
     with pytest.raises(ValueError):
         add_price_alert(warehouse, "'; DROP TABLE price_alerts;--", "above", 10)
 

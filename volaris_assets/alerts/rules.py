@@ -14,6 +14,7 @@ losing it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -71,8 +72,8 @@ def add_price_alert(
     """Store a rule (the bot's write path); returns its id."""
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
-    if not threshold > 0:
-        raise ValueError(f"threshold must be positive, got {threshold!r}")
+    if not 0 < threshold < math.inf:  # NaN fails both; "above inf" could never fire
+        raise ValueError(f"threshold must be a positive number, got {threshold!r}")
     with warehouse.transaction() as conn:
         result = conn.execute(
             sa.insert(price_alerts).values(
