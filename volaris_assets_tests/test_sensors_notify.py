@@ -298,3 +298,29 @@ def test_schwab_warning_needs_the_issue_time(instance, receiver, tmp_path):
     result = tick(make_schwab_token_sensor(), instance, res)
     assert "SCHWAB_REFRESH_TOKEN_ISSUED_AT unset" in result.skip_message
     assert receiver.requests == []
+
+
+def test_a_run_that_failed_outside_any_step_says_why(instance):
+    """A broker gone mid-run fails the run, not a step: Dagster's message alone says only that
+    an exception was thrown; the message carries the error's innermost cause."""
+    from dagster._core.events import JobFailureData
+    from dagster._utils.error import SerializableErrorInfo
+
+    from volaris_assets.monitoring.run_failure import FailedRun, failure_message
+
+    run = dg.materialize([fine], instance=instance).dagster_run
+    cause = SerializableErrorInfo("amqp.exceptions.ConnectionForced: broker gone\n", [], "X")
+    outer = SerializableErrorInfo("DagsterExecutionInterruptedError\n", [], "Y", cause=cause)
+    instance.report_run_failed(
+        run,
+        "Execution of run failed. An exception was thrown during execution.",
+        JobFailureData(error=outer, failure_reason=None, first_step_failure_event=None),
+    )
+    _, description, _ = failure_message(FailedRun.of(instance, run))
+    assert description.startswith("Execution of run failed. An exception was thrown")
+    assert description.endswith("amqp.exceptions.ConnectionForced: broker gone")
+
+
+@dg.asset
+def fine() -> None:
+    pass

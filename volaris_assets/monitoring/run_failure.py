@@ -81,8 +81,19 @@ class FailedRun:
             return [entry.dagster_event for entry in entries if entry.dagster_event]
 
         run_failures = events(dg.DagsterEventType.RUN_FAILURE)
-        message = run_failures[-1].message if run_failures else None
+        message = _run_failure_text(run_failures[-1]) if run_failures else None
         return cls(run, events(dg.DagsterEventType.STEP_FAILURE), message)
+
+
+def _run_failure_text(event: dg.DagsterEvent) -> str | None:
+    """A run that failed outside any step (a broker gone, a code server lost) says only
+    "An exception was thrown during execution"; its error's innermost cause says what."""
+    error = event.job_failure_data.error if event.job_failure_data else None
+    while error is not None and error.cause is not None:
+        error = error.cause
+    if error is None:
+        return event.message
+    return f"{event.message}\n{error.message.strip()}"
 
 
 def step_errors(failed: FailedRun) -> list[tuple[str, str]]:
