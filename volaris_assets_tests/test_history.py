@@ -506,3 +506,19 @@ def test_a_local_history_directory_is_shown_and_an_object_store_url_keeps_its_ma
     )
     (problem,) = settings.problems({"VOLARIS_HISTORY_URL": "s3://key:hunter2@bucket/x"})
     assert "hunter2" not in problem.line() and "hunter2" not in redaction.redact("s3 hunter2")
+
+
+def test_compacting_again_a_session_whose_file_is_gone_fails_by_name(
+    sqlite_warehouse_url, tmp_path
+):
+    """Nothing hot is left to write the file from: the run says the file is missing instead of
+    reporting the manifest's rows as compacted (before: success, from the manifest alone)."""
+    warehouse, _ = load(sqlite_warehouse_url, SESSIONS[:1])
+    store = ColdStore(str(tmp_path / "history"))
+    try:
+        compaction.compact_session(warehouse, store, SESSIONS[0])
+        Path(store.file_path(SESSIONS[0])).unlink()
+        with pytest.raises(compaction.ColdFileError, match="missing"):
+            compaction.compact_session(warehouse, store, SESSIONS[0])
+    finally:
+        warehouse.dispose()

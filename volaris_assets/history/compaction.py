@@ -85,6 +85,8 @@ def compact_session(warehouse: Warehouse, store: ColdStore, day: date) -> Compac
     if not hot_symbols:  # already compacted (or nothing was taken): the file stands
         result.manifest = _current_manifest(store, day)
         if result.manifest is not None:
+            if problem := store.verify(result.manifest):  # nothing hot to write it again from
+                raise ColdFileError(problem)
             result.rows, result.bytes = result.manifest.rows, result.manifest.bytes
             result.symbols = result.manifest.symbols
         result.seconds = time.perf_counter() - started
