@@ -23,6 +23,15 @@ _SEPARATORS = re.compile(r"[-/. ]")
 INDEX_SYMBOLS = frozenset({"SPX", "XSP", "NDX", "RUT", "VIX", "DJX"})
 # Provider -> the prefix it writes before an index name. Providers not listed have none.
 _INDEX_PREFIX: dict[str, str] = {"schwab": "$", "yahoo": "^", "polygon": "I:"}
+# The providers that serve index chains, bars and quotes: those above and the simulated market.
+# Any other is never asked for an index: it would read "SPX" as a stock ticker.
+INDEX_PROVIDERS = frozenset({*_INDEX_PREFIX, "simulated"})
+
+
+def serves(provider: str, symbol: str) -> bool:
+    """Whether `provider` may be asked for `symbol` (any symbol but an index, for most)."""
+    return symbol not in INDEX_SYMBOLS or provider in INDEX_PROVIDERS
+
 
 # Provider -> class-share separator. Providers not listed use the canonical dot.
 _CLASS_SEPARATOR: dict[str, str] = {

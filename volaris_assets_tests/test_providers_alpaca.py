@@ -145,3 +145,24 @@ def test_a_batch_over_the_cap_is_refused_before_sending(clean_sandbox):
         asyncio.run(
             _with_client(clean_sandbox, lambda c: c.bars_many(symbols, "1m", START, SANDBOX_AS_OF))
         )
+
+
+def test_an_index_is_never_asked_of_a_provider_that_serves_none(clean_sandbox):
+    """Alpaca would read SPX as a stock ticker (the sandbox answers it as one): through a
+    chain, the index alone is refused before anything is sent, and a batch goes without it."""
+    from volaris_assets.providers.resilience import ChainExhausted, ResilienceRegistry
+
+    async def action(client):
+        chain = ResilienceRegistry().chain([client])
+        try:
+            await chain.bars("SPX", "1m", START, SANDBOX_AS_OF)
+        except ChainExhausted as refused:
+            alone = refused
+        sent_alone = clean_sandbox.stats.count("alpaca")
+        batch = await chain.bars_many(["AAPL", "SPX"], "1m", START, SANDBOX_AS_OF)
+        return alone, sent_alone, batch
+
+    clean_sandbox.stats.reset()
+    alone, sent_alone, batch = asyncio.run(_with_client(clean_sandbox, action))
+    assert "alpaca=no_data (serves no index (SPX))" in str(alone) and sent_alone == 0
+    assert set(batch.frame["symbol"]) == {"AAPL"} and batch.provider == "alpaca"

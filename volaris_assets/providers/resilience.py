@@ -47,6 +47,7 @@ from volaris_assets.providers.rate_limit import (
     Sleep,
     TokenBucket,
 )
+from volaris_assets.symbols import serves
 
 if TYPE_CHECKING:
     from volaris_assets.providers.budget import Limit, Priority, ProviderBudget
@@ -504,19 +505,23 @@ class FallbackChain:
     ) -> Fetched:
         return await self._first_answer(
             lambda source: current_chain(source, symbol, as_of, only),
-            refuse=lambda source: past_chain(source, as_of),
+            refuse=lambda source: past_chain(source, as_of) or index_refusal(source, symbol),
         )
 
     async def bars(self, symbol: str, timeframe: str, start: datetime, end: datetime) -> Fetched:
-        return await self._first_answer(lambda source: source.bars(symbol, timeframe, start, end))
+        return await self._first_answer(
+            lambda source: source.bars(symbol, timeframe, start, end),
+            refuse=lambda source: index_refusal(source, symbol),
+        )
 
     async def bars_many(
         self, symbols: Sequence[str], timeframe: str, start: datetime, end: datetime
     ) -> Fetched:
         """One multi-symbol bars request from the first provider that answers; a provider
-        without that endpoint is passed over as `not_found`."""
+        without that endpoint is passed over as `not_found`, and one that serves no index is
+        not asked for the batch's indexes (they come back as not returned)."""
         return await self._first_answer(
-            lambda source: batch_bars(source, symbols, timeframe, start, end)
+            lambda source: batch_bars(source, served(source, symbols), timeframe, start, end)
         )
 
     @property
@@ -528,7 +533,9 @@ class FallbackChain:
     async def quotes(self, symbols: Sequence[str], as_of: datetime) -> Fetched:
         """One batch of quotes (one request) from the first provider that answers; a provider
         without a batch quote endpoint is passed over as `not_found`."""
-        return await self._first_answer(lambda source: batch_quotes(source, symbols, as_of))
+        return await self._first_answer(
+            lambda source: batch_quotes(source, served(source, symbols), as_of)
+        )
 
     def rotated(self, start_with: str | None) -> FallbackChain:
         """A copy whose order starts at `start_with` and wraps around (None keeps the order).
@@ -577,6 +584,24 @@ class FallbackChain:
                 failures=tuple((e.provider, e.category) for e in errors),
             )
         raise ChainExhausted(errors)
+
+
+def index_refusal(source: Any, symbol: str) -> ProviderError | None:
+    """`no_data` before anything is sent when `symbol` is an index `source` does not serve
+    (`symbols.INDEX_PROVIDERS`): Alpaca or Tiingo would read SPX as a stock ticker."""
+    name = str(getattr(source, "name", ""))
+    if serves(name, symbol):
+        return None
+    return ProviderError(ErrorCategory.NO_DATA, f"serves no index ({symbol})", provider=name)
+
+
+def served(source: Any, symbols: Sequence[str]) -> list[str]:
+    """The symbols of a batch `source` may be asked for; `no_data` when that is none."""
+    name = str(getattr(source, "name", ""))
+    kept = [symbol for symbol in symbols if serves(name, symbol)]
+    if symbols and not kept:
+        raise ProviderError(ErrorCategory.NO_DATA, "serves no index", provider=name)
+    return kept
 
 
 class ResilienceRegistry:
