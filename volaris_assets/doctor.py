@@ -133,6 +133,11 @@ def check_warehouse(env: Env) -> list[Check]:
                 if "sync_stock_results" in present
                 else None
             )
+            unwritable = (
+                _unwritable_tables(conn, sorted(present & set(metadata.tables)))
+                if parsed.get_backend_name() == "postgresql"
+                else []
+            )
     except sa.exc.SQLAlchemyError as error:
         reason = str(error.orig if getattr(error, "orig", None) else error).strip().splitlines()
         return [
@@ -143,7 +148,35 @@ def check_warehouse(env: Env) -> list[Check]:
         ]
     finally:
         engine.dispose()
+    if unwritable:
+        user = parsed.username or "this user"
+        return [
+            Check(
+                "warehouse",
+                Status.FAIL,
+                f"{shown}: {user} cannot write {', '.join(unwritable)} (INSERT, UPDATE and "
+                f"DELETE needed; GRANT them on the tables to {user})",
+            )
+        ]
     return [_schema_check(shown, missing, drifted, last_result), *disk]
+
+
+# The contract tables of `:tables` the connected user lacks a write privilege on: read-only
+# catalog functions, so the doctor changes nothing while it asks.
+_UNWRITABLE = sa.text(
+    "SELECT t FROM unnest(CAST(:tables AS text[])) AS t WHERE NOT ("
+    "has_table_privilege(quote_ident(t), 'INSERT') AND "
+    "has_table_privilege(quote_ident(t), 'UPDATE') AND "
+    "has_table_privilege(quote_ident(t), 'DELETE')) ORDER BY t"
+)
+
+
+def _unwritable_tables(conn: sa.Connection, tables: list[str]) -> list[str]:
+    """Tables a run would fail to write with a permission error, found before any run does
+    (a user granted SELECT only read as OK)."""
+    if not tables:
+        return []
+    return [row[0] for row in conn.execute(_UNWRITABLE, {"tables": tables})]
 
 
 def _disk_check(database: Path) -> Check:

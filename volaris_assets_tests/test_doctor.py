@@ -303,3 +303,36 @@ def test_a_full_disk_under_a_sqlite_warehouse_fails(tmp_path):
 
 def disk_free(path) -> int:
     return shutil.disk_usage(path).free
+
+
+def test_a_postgresql_user_who_cannot_write_the_warehouse_fails(pg_warehouse_url):
+    """A role granted SELECT only passed as OK, and the first run failed on its first write."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    from volaris_assets.warehouse.urls import normalize_url
+
+    warehouse = Warehouse(pg_warehouse_url)
+    warehouse.create_tables()
+    role = f"doctor_ro_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(normalize_url(pg_warehouse_url), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"CREATE ROLE {role} LOGIN")
+            conn.exec_driver_sql(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+            conn.exec_driver_sql(f"GRANT INSERT, UPDATE, DELETE ON quotes TO {role}")
+        url = sa.make_url(pg_warehouse_url).set(username=role, password=None)
+        env = {"DATABASE_URL": url.render_as_string(hide_password=False)}
+        (check,) = [c for c in doctor.check_warehouse(env) if c.area == "warehouse"]
+        assert check.status is doctor.Status.FAIL
+        assert f"{role} cannot write " in check.detail and "quotes," not in check.detail
+        assert "option_snapshots" in check.detail and "GRANT" in check.detail
+        owner = {"DATABASE_URL": pg_warehouse_url}
+        assert [c.status for c in doctor.check_warehouse(owner)] == [doctor.Status.OK]
+    finally:
+        warehouse.dispose()
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP OWNED BY {role}")
+            conn.exec_driver_sql(f"DROP ROLE {role}")
+        admin.dispose()
