@@ -93,6 +93,16 @@ def test_the_ticker_column_is_found_by_its_usual_names(tmp_path, text, expected)
     assert not load.rejected
 
 
+def test_a_shipped_etf_in_a_user_list_is_an_etf():
+    """SPY listed in VOLARIS_UNIVERSE was stored as "Unclassified" with no name."""
+    from volaris_assets.universe.constituents import ETF_SECTOR, UniverseLoad, with_extra
+
+    load = with_extra(UniverseLoad(), parse_override("spy,AAPL"), indices=True)
+    spy, aapl = load.members
+    assert (spy.symbol, spy.name, spy.sector) == ("SPY", "SPDR S&P 500 ETF Trust", ETF_SECTOR)
+    assert (aapl.symbol, aapl.name) == ("AAPL", None)
+
+
 def test_override_list_and_missing_file():
     assert [m.symbol for m in parse_override("msft, nvda;KO").members] == ["MSFT", "NVDA", "KO"]
     with pytest.raises(FileNotFoundError):

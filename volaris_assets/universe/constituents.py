@@ -234,13 +234,16 @@ def etf_members() -> list[Constituent]:
     return [Constituent(symbol, name, ETF_SECTOR, tracks) for symbol, name, tracks in ETFS]
 
 
+_SHIPPED_ETFS = {member.symbol: member for member in etf_members()}
+
+
 def with_extra(load: UniverseLoad, extra: UniverseLoad, *, indices: bool) -> UniverseLoad:
     """`load` plus the members of `extra` it lacks, and the rejections of both.
 
     Index symbols join only where `indices` is set (the core universe of bars, chains and IV):
     their options settle in cash, so the wheel scan, which sells puts to be assigned shares,
-    has nothing to scan in them. They are named and labelled here because a user list carries
-    no names.
+    has nothing to scan in them. They, and the shipped ETFs, are named and labelled here
+    because a user list carries no names (SPY listed in VOLARIS_UNIVERSE was "Unclassified").
     """
     merged = UniverseLoad(list(load.members), load.rejected + extra.rejected, dict(load.examples))
     for reason, example in extra.examples.items():
@@ -253,6 +256,8 @@ def with_extra(load: UniverseLoad, extra: UniverseLoad, *, indices: bool) -> Uni
             if not indices:
                 continue
             member = Constituent(member.symbol, INDEX_NAMES[member.symbol], INDEX_SECTOR, None)
+        elif member.symbol in _SHIPPED_ETFS:
+            member = _SHIPPED_ETFS[member.symbol]
         if len(merged.members) >= MAX_UNIVERSE:
             merged.reject("over_limit", member.symbol)
             continue
