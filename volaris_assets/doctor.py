@@ -400,7 +400,9 @@ def check_budgets(env: Env) -> list[Check]:
 
 def _budget_check(state: BudgetState) -> Check:
     paused = f", paused until {state.paused_until:%H:%M:%S} UTC (429)" if state.paused_until else ""
-    store = f"{state.backend} {state.where}" + ("" if state.shared else " (FALLBACK)")
+    store = f"{state.backend} {state.where}"
+    if not state.shared:
+        store += f" (FALLBACK: {state.passed_over or 'the shared store is down'})"
     other = ""
     if state.disagrees and state.last_pace is not None:
         other = (

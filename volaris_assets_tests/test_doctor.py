@@ -336,3 +336,20 @@ def test_a_postgresql_user_who_cannot_write_the_warehouse_fails(pg_warehouse_url
             conn.exec_driver_sql(f"DROP OWNED BY {role}")
             conn.exec_driver_sql(f"DROP ROLE {role}")
         admin.dispose()
+
+
+def test_a_budget_on_its_fallback_says_why_the_shared_store_was_passed_over(tmp_path):
+    """Redis refusing: the doctor's line said "(FALLBACK)" and only a run's log said why."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    env = {
+        "VOLARIS_CHAIN_PROVIDERS": "polygon",
+        "POLYGON_API_KEY": SECRETS["POLYGON_API_KEY"],
+        "VOLARIS_BUDGET_FILE": str(tmp_path / "budget.db"),
+        "REDIS_URL": f"redis://127.0.0.1:{closed}/0",
+    }
+    [check] = doctor.check_budgets(env)
+    assert check.status is doctor.Status.WARN
+    assert f"(FALLBACK: redis at 127.0.0.1:{closed}/0 (" in check.detail
+    assert "onnect" in check.detail  # the refused connection, by its error

@@ -111,7 +111,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Literal, TypeVar
 
@@ -146,7 +146,8 @@ class BudgetState:
     provider not configured here the pace the store last reserved at; `last_pace` is the pace
     of the store's last reservation, whichever process made it (None before the first);
     `wait_s` is how long a fresh request asked now would wait; `paused_until` is set while a
-    pause is in force; `shared` is False while this process is on a fallback.
+    pause is in force; `shared` is False while this process is on a fallback, and
+    `passed_over` then names the stores above it and why each failed.
     """
 
     provider: str
@@ -159,6 +160,7 @@ class BudgetState:
     backend: str
     where: str
     shared: bool
+    passed_over: str = ""
 
     @property
     def disagrees(self) -> bool:
@@ -249,8 +251,9 @@ class ProviderBudget:
         for provider, limit in self.limits.items():
             if provider not in by_name and not limit.unlimited:
                 by_name[provider] = Stored(provider, None, Cell())
+        passed_over = self._failover.passed_over(tier)
         return [
-            self._state(by_name[provider], limit, now, tier)
+            replace(self._state(by_name[provider], limit, now, tier), passed_over=passed_over)
             for provider in sorted(by_name)
             if (limit := self._pace(by_name[provider], tier)) is not None
         ]

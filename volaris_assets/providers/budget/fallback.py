@@ -118,6 +118,14 @@ class Failover:
         for tier in self.tiers:
             tier.store.close()
 
+    def passed_over(self, tier: Tier) -> str:
+        """The stores above `tier` and why each failed ("" for the first): what the warning
+        and the doctor say about a fallback."""
+        return "; ".join(
+            f"{above.store.kind} at {above.store.where} ({above.last_error or 'down'})"
+            for above in self.tiers[: self.tiers.index(tier)]
+        )
+
     def _served(self, provider: str | None, tier: Tier, result: T) -> tuple[T, Tier]:
         if provider is not None:
             with self._lock:
@@ -136,10 +144,7 @@ class Failover:
                 tier.store.where,
             )
             return
-        failed = "; ".join(
-            f"{above.store.kind} at {above.store.where} ({above.last_error or 'down'})"
-            for above in self.tiers[: self.tiers.index(tier)]
-        )
+        failed = self.passed_over(tier)
         logger.warning(
             "provider budget unreachable: %s. %s is paced by %s at %s at %.0f%% of its limit "
             "until it answers again (tried every %g s)",
