@@ -216,7 +216,10 @@ def test_scan_summary_posts_counts_top_premiums_and_the_results_csv(
     )
     notify = {"notifier": notifier_for(receiver, tmp_path)}
 
-    first = tick(scan_summary_sensor, instance, notify)
+    receiver.fail_next(4, status=503)  # Discord down for one tick: posted on the next
+    refused = tick(scan_summary_sensor, instance, notify)
+    assert "posted again next tick" in str(refused.skip_message) and embeds(receiver) == []
+    first = tick(scan_summary_sensor, instance, notify, refused.cursor)
     tick(scan_summary_sensor, instance, notify, first.cursor)  # seen: not posted again
     tick(scan_summary_sensor, instance, notify)  # a reset cursor re-reads: the notifier dedups
 
@@ -226,7 +229,7 @@ def test_scan_summary_posts_counts_top_premiums_and_the_results_csv(
     )
     warehouse.dispose()
     assert 0 < len(failed) < len(small_universe)
-    [request] = receiver.requests
+    [request] = [r for r in receiver.requests if r.status and r.status < 300]
     embed = request.payload["embeds"][0]
     ok = len(small_universe) - len(failed)
     assert embed["title"].startswith(

@@ -17,13 +17,16 @@ from volaris_assets.dagster_internals import get_current_timestamp
 from volaris_assets.monitoring.links import run_url
 from volaris_assets.monitoring.retry import RETRY_ATTEMPT_TAG
 from volaris_assets.notify.embeds import file_attachment
-from volaris_assets.resources.notifier import DiscordNotifier, Severity
+from volaris_assets.resources.notifier import DiscordNotifier, Sent, Severity
 from volaris_assets.scan.assets import wheel_premiums
 from volaris_assets.scan.results_csv import METADATA_KEY
 
 INTERVAL_S = 60
 LOOKBACK_S = 3600.0
 REMEMBERED_RUNS = 50
+# A summary Discord refused is posted again each tick for this long, then left (logged as
+# failed by the notifier): a day-old scan summary has been overtaken by the next scan.
+GIVE_UP_S = 24 * 3600.0
 TOP_LINES = 5
 
 
@@ -87,8 +90,9 @@ def summary_message(
 
 def summarise(
     instance: dg.DagsterInstance, record: dg.EventLogRecord, notifier: DiscordNotifier
-) -> str | None:
-    """Post the summary with the results CSV; the CSV's path (None if the run wrote none)."""
+) -> tuple[Sent, str | None]:
+    """Post the summary with the results CSV; what became of it, and the CSV's path (None if
+    the run wrote none)."""
     run = instance.get_run_by_id(record.run_id)
     metadata = dict(record.asset_materialization.metadata)
     title, description, fields, severity = summary_message(metadata, run)
@@ -96,7 +100,7 @@ def summarise(
     content = file_attachment(str(path)) if path else None
     if path and content is None:
         fields["Results CSV"] = str(path)
-    notifier.notify(
+    sent = notifier.send(
         title,
         description,
         severity=severity,
@@ -105,7 +109,7 @@ def summarise(
         dedup_key=f"scan-summary:{record.run_id}",
         attachments={Path(str(path)).name: content} if content is not None else None,
     )
-    return str(path) if path else None
+    return sent, str(path) if path else None
 
 
 @dg.sensor(
@@ -129,14 +133,19 @@ def scan_summary_sensor(
         limit=200,
         ascending=True,
     ).records
-    posted = []
+    posted, waiting = [], ""
     for record in records:
+        if record.run_id not in state["runs"]:
+            sent, path = summarise(context.instance, record, notifier)
+            if sent is Sent.FAILED and get_current_timestamp() - record.timestamp < GIVE_UP_S:
+                # The cursor stays before it: the next tick posts it again.
+                waiting = f"; run {record.run_id[:8]}'s failed, posted again next tick"
+                break
+            context.log.info(
+                "scan summary for run %s (%s), results in %s", record.run_id, sent, path
+            )
+            state["runs"] = [*state["runs"], record.run_id][-REMEMBERED_RUNS:]
+            posted.append(record.run_id[:8])
         state["after"] = record.storage_id
-        if record.run_id in state["runs"]:
-            continue
-        path = summarise(context.instance, record, notifier)
-        context.log.info("scan summary for run %s, results in %s", record.run_id, path)
-        state["runs"] = [*state["runs"], record.run_id][-REMEMBERED_RUNS:]
-        posted.append(record.run_id[:8])
     context.update_cursor(json.dumps(state))
-    return dg.SkipReason(f"summaries posted: {', '.join(posted) or 'none'}")
+    return dg.SkipReason(f"summaries posted: {', '.join(posted) or 'none'}{waiting}")
