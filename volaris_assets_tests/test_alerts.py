@@ -202,12 +202,26 @@ def test_the_morning_digest(sqlite_warehouse_url, small_universe, instance, rece
         resources=res,
         instance=instance,
     )
-    result = daily_digest_job.execute_in_process(
-        instance=instance,
-        resources=res,
-        run_config={"ops": {"post_daily_digest": {"config": {"day": "2026-11-25"}}}},
-    )
+
+    def digest(waits: list[float]) -> dg.ExecuteInProcessResult:
+        config = {"day": "2026-11-25", "retry_waits_s": waits}
+        return daily_digest_job.execute_in_process(
+            instance=instance,
+            resources=res,
+            run_config={"ops": {"post_daily_digest": {"config": config}}},
+            raise_on_error=False,
+        )
+
+    receiver.fail_next(8, status=502)  # refused past the last wait: the run fails, by name
+    refused = digest([0.01])
+    assert not refused.success
+    failure = refused.get_step_failure_events()[0].step_failure_data.error.message
+    assert "Discord refused the digest for 2026-11-24 2 times" in failure
+
+    receiver.fail_next(8, status=502)  # two posts of four tries each refused, then taken
+    result = digest([0.01, 0.01])
     assert result.success
+    assert [r.status for r in receiver.requests] == [502] * 16 + [200]
 
     market = SimulatedMarket()
     closes = {

@@ -5,6 +5,7 @@ through the run-failure alert like any other run. The message links to the IV me
 the UI (`DAGSTER_UI_URL`), where each symbol's history is plotted.
 """
 
+import time
 from datetime import date, datetime
 
 import dagster as dg
@@ -13,7 +14,7 @@ from pydantic import Field
 from volaris_assets import calendar
 from volaris_assets.alerts.digest import build_digest
 from volaris_assets.monitoring.links import asset_url
-from volaris_assets.resources.notifier import DiscordNotifier, Severity
+from volaris_assets.resources.notifier import DiscordNotifier, Sent, Severity
 from volaris_assets.resources.warehouse import WarehouseResource
 from volaris_assets.volatility.assets import iv_metrics
 
@@ -23,6 +24,12 @@ class DigestConfig(dg.Config):
         default=None,
         description="The session (YYYY-MM-DD) the digest is posted on; default today (ET). It "
         "reports on the session before it.",
+    )
+    retry_waits_s: list[float] = Field(
+        default=[30.0, 60.0, 120.0],
+        description="Waits before posting again when Discord refused the digest (after the "
+        "notifier's own quick retries): an outage of a few minutes delays the digest instead "
+        "of losing it; past the last, the run fails and the run-failure alert says so.",
     )
 
 
@@ -39,14 +46,30 @@ def post_daily_digest(
     if digest.empty:
         context.log.warning("no bars or IV metrics for %s: digest not posted", digest.session)
         return dg.Output(False, metadata={"session": digest.session.isoformat()})
-    posted = notifier.notify(
-        f"Daily digest for {digest.session:%a %Y-%m-%d}",
-        f"Moves against {digest.previous:%a %Y-%m-%d}; IV is 30-day ATM.",
-        severity=Severity.INFO,
-        fields=digest.fields(),
-        url=asset_url(iv_metrics.key.to_user_string()),
-        dedup_key=f"digest:{digest.session.isoformat()}",
-    )
+
+    def post() -> Sent:
+        return notifier.send(
+            f"Daily digest for {digest.session:%a %Y-%m-%d}",
+            f"Moves against {digest.previous:%a %Y-%m-%d}; IV is 30-day ATM.",
+            severity=Severity.INFO,
+            fields=digest.fields(),
+            url=asset_url(iv_metrics.key.to_user_string()),
+            dedup_key=f"digest:{digest.session.isoformat()}",
+        )
+
+    sent = post()
+    for wait in config.retry_waits_s:
+        if sent is not Sent.FAILED:
+            break
+        context.log.warning("Discord refused the digest; posting again in %g s", wait)
+        time.sleep(wait)
+        sent = post()
+    if sent is Sent.FAILED:
+        raise dg.Failure(
+            description=f"Discord refused the digest for {digest.session} "
+            f"{len(config.retry_waits_s) + 1} times over {sum(config.retry_waits_s):g} s"
+        )
+    posted = sent is Sent.SENT
     return dg.Output(posted, metadata={"session": digest.session.isoformat(), "posted": posted})
 
 
