@@ -59,7 +59,7 @@ def test_finnhub_profiles_set_sector_and_industry(
         assert row["sub_industry"] == label
         assert row["sector"] == gics_sector([label])  # Unclassified before, and if unknown
         assert row["name"] == f"{symbol} Sandbox Inc"
-    assert tickers.loc["SPY", "sector"] == "ETF" and pd.isna(tickers.loc["SPY", "sub_industry"])
+    assert tickers.loc["SPY", "sector"] == "ETF" and tickers.loc["SPY", "sub_industry"] == "S&P 500"
     assert {gics_sector([industry(s)]) for s in STOCKS} - {UNCLASSIFIED}, "no label classified"
 
     outcomes = Warehouse(warehouse_url).read_frame(
