@@ -16,6 +16,7 @@ from volaris_assets.ingest.loop_lag import LoopLag, lag_warning
 from volaris_assets.ingest.memory import watch_memory
 from volaris_assets.ingest.progress import Progress, progress_line, reported, slow_run_warning
 from volaris_assets.ingest.summary import RunSummary
+from volaris_assets.providers.base import ErrorCategory
 from volaris_assets.providers.budget import Priority
 from volaris_assets.providers.resilience import FallbackChain, Fetched
 from volaris_assets.resources.market_data import MarketDataResource
@@ -243,9 +244,18 @@ def fail_below_threshold(summary: RunSummary, threshold: float, identity: RunIde
             f"{identity.asset} {identity.partition}: {len(summary.ok)} of "
             f"{len(summary.outcomes)} symbols written ({summary.success_rate:.0%}, below the "
             f"{threshold:.0%} threshold of VOLARIS_MIN_SUCCESS_RATE); failures: {categories}"
+            f"{_write_failure_reason(summary)}"
         ),
         metadata=summary.metadata(),
     )
+
+
+def _write_failure_reason(summary: RunSummary) -> str:
+    """What the warehouse said of the first symbol it failed to write (a full disk, a lost
+    server), once: too few of them in a row to end the run as the warehouse's failure, yet
+    the fix is the warehouse's, not a provider's."""
+    failed = next((o for o in summary.outcomes if o.error_type == ErrorCategory.WRITE_FAILED), None)
+    return f". The warehouse: {failed.error_message}" if failed and failed.error_message else ""
 
 
 def _partition_label(context: dg.AssetExecutionContext) -> str:
