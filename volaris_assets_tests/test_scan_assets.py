@@ -6,6 +6,7 @@ from datetime import date
 import dagster as dg
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from volaris_assets import calendar
 from volaris_assets.ingest.validation import validate_chain
@@ -14,6 +15,7 @@ from volaris_assets.providers.simulated import SimulatedProvider
 from volaris_assets.scan.assets import fetch_wheel_chain, wheel_premiums
 from volaris_assets.scan.premiums import WheelSettings, wheel_candidates
 from volaris_assets.universe.assets import scan_universe, sp500_constituents
+from volaris_assets.warehouse import tables
 from volaris_assets.warehouse.store import Warehouse
 from volaris_assets_tests.pipeline_support import resources
 
@@ -104,3 +106,25 @@ def test_a_latest_scan_with_no_candidate_is_not_undone_by_an_earlier_one(
     assert set(marks["symbol"]) == set(small_universe)
     assert {str(d)[:10] for d in marks["scan_date"]} == {"2026-11-24"}
     assert set(marks["candidates"]) == {0}
+
+
+def test_premium_rows_from_before_the_marks_still_hold_back_an_earlier_scan(
+    warehouse_url, small_universe, instance
+):
+    """A warehouse whose latest scan a release without `stock_premium_scans` wrote: the run
+    marks those rows first, so a backfill of an earlier session leaves them in place."""
+    res = resources(warehouse_url)
+    dg.materialize([sp500_constituents, scan_universe], resources=res, instance=instance)
+    assert dg.materialize(
+        [wheel_premiums], partition_key="2026-11-24", resources=res, instance=instance
+    )
+    warehouse = Warehouse(warehouse_url)
+    warehouse.run_transaction(lambda conn: conn.execute(sa.delete(tables.stock_premium_scans)))
+    assert dg.materialize(
+        [wheel_premiums], partition_key="2026-11-23", resources=res, instance=instance
+    )
+    stored = warehouse.read_frame("SELECT DISTINCT scan_date FROM stock_premiums")
+    marks = warehouse.read_frame("SELECT symbol, scan_date FROM stock_premium_scans")
+    warehouse.dispose()
+    assert {str(d)[:10] for d in stored["scan_date"]} == {"2026-11-24"}
+    assert {str(d)[:10] for d in marks["scan_date"]} == {"2026-11-24"} and len(marks) > 0

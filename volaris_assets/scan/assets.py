@@ -1,7 +1,6 @@
 """The wheel-strategy premium scan over the scan universe (the seed's "database scan")."""
 
 import dataclasses
-from datetime import date
 
 import dagster as dg
 import pandas as pd
@@ -26,6 +25,7 @@ from volaris_assets.providers.resilience import ChainExhausted, FallbackChain, F
 from volaris_assets.resources.market_data import MarketDataResource
 from volaris_assets.resources.warehouse import WarehouseResource
 from volaris_assets.scan.liquidity import by_liquidity
+from volaris_assets.scan.marks import mark_earlier_scans, mark_scan
 from volaris_assets.scan.premiums import TopPremiums, WheelSettings, wheel_candidates
 from volaris_assets.scan.results_csv import METADATA_KEY, BestPerSymbol, write_scan_csv
 from volaris_assets.universe.assets import scan_universe
@@ -60,6 +60,12 @@ async def fetch_wheel_chain(
     return dataclasses.replace(whole, attempts=whole.attempts + spent)
 
 
+# Built once: building a statement per symbol is a measurable part of the scan's own work.
+_DELETE_SYMBOL = sa.delete(tables.stock_premiums).where(
+    tables.stock_premiums.c.symbol == sa.bindparam("symbol")
+)
+
+
 def write_premiums(
     conn: Connection,
     warehouse: Warehouse,
@@ -79,29 +85,11 @@ def write_premiums(
     chosen = wheel_candidates(
         validated.frame, settings, stamp={"scan_date": session.day, "updated_at": now}
     )
-    if _scanned_later(conn, symbol, session.day):
+    if not mark_scan(conn, warehouse, symbol, session.day, len(chosen), fetched.provider, now):
         return Written(rows=0, validated=validated), chosen
-    conn.execute(sa.delete(tables.stock_premiums).where(tables.stock_premiums.c.symbol == symbol))
+    conn.execute(_DELETE_SYMBOL, {"symbol": symbol})
     written = warehouse.upsert(conn, "stock_premiums", chosen)
-    mark = {
-        "symbol": symbol,
-        "scan_date": session.day,
-        "candidates": len(chosen),
-        "provider": fetched.provider,
-        "updated_at": now,
-    }
-    warehouse.upsert(conn, "stock_premium_scans", pd.DataFrame([mark]))
     return Written(rows=written, validated=validated), chosen
-
-
-def _scanned_later(conn: Connection, symbol: str, day: date) -> bool:
-    """Whether a scan of a later session than `day` stands for `symbol`: its mark, or its
-    premium rows where a warehouse from before the marks holds rows and no mark."""
-    tests = [
-        sa.select(table.c.symbol).where(table.c.symbol == symbol, table.c.scan_date > day)
-        for table in (tables.stock_premium_scans, tables.stock_premiums)
-    ]
-    return conn.execute(sa.union_all(*tests).limit(1)).first() is not None
 
 
 @dg.asset(
@@ -133,6 +121,7 @@ def wheel_premiums(
     top = TopPremiums()
     best = BestPerSymbol()
     with warehouse.open() as wh:
+        mark_earlier_scans(wh)
         symbols = by_liquidity(
             wh, universe_symbols(wh, "in_scan_universe", config.symbols), session.day
         )
