@@ -97,6 +97,45 @@ def test_bulk_frame_upsert_and_failed_transaction_writes_nothing(warehouse_url):
     warehouse.dispose()
 
 
+def test_a_few_rows_store_what_copy_stores(pg_warehouse_url):
+    """PostgreSQL: up to SMALL_BATCH_ROWS rows go in as one INSERT, more through COPY; both
+    read cells the same way (a naive timestamp is UTC, a date from text or a datetime, a whole
+    float in an integer column, NaN and NaT as NULL, the last row of a key wins)."""
+    from volaris_assets.warehouse import upsert
+
+    warehouse = Warehouse(pg_warehouse_url)
+    warehouse.create_tables()
+    odd = [
+        contract(
+            occ_symbol="AAPL  261218P00190000",
+            last_updated=datetime(2026, 11, 24, 15, 0),  # naive: UTC
+            expiration="2026-12-18",
+            volume=12.0,
+            open_interest=float("nan"),
+            last=pd.NaT,
+        ),
+        contract(occ_symbol="AAPL  261218P00195000", expiration=datetime(2026, 12, 18, 0, 0)),
+        contract(occ_symbol="AAPL  261218P00195000", bid=2.5),  # the same key: this one wins
+    ]
+    columns = "occ_symbol, expiration, volume, open_interest, last, bid, last_updated"
+    query = f"SELECT {columns} FROM option_contracts ORDER BY occ_symbol"
+    try:
+        with warehouse.transaction() as conn:
+            assert warehouse.upsert(conn, "option_contracts", odd) == 2
+        small = warehouse.read_frame(query)
+        with warehouse.transaction() as conn:
+            conn.exec_driver_sql("DELETE FROM option_contracts")
+            frame = pd.DataFrame(odd)
+            upsert.postgres_upsert(
+                conn, metadata.tables["option_contracts"], KEYS["option_contracts"], frame, None
+            )
+        pd.testing.assert_frame_equal(small, warehouse.read_frame(query))
+        assert small["bid"].tolist() == [2.1, 2.5] and small["volume"].tolist() == [12, 10]
+        assert small["last_updated"].iloc[0] == pd.Timestamp(T0)
+    finally:
+        warehouse.dispose()
+
+
 def test_free_text_columns_are_unbounded():
     """Descriptions come from data sources that promise no length (a 221-character
     sub-industry failed the universe on PostgreSQL)."""
@@ -190,7 +229,7 @@ def test_create_tables_widens_what_an_older_release_created_narrow():
         ticker = {"symbol": "KEYS", "is_active": True, "in_sp500": True, "in_scan_universe": True}
         with warehouse.transaction() as conn:
             warehouse.upsert(conn, "tickers", [{**ticker, "name": "Old", "updated_at": T0}])
-            with pytest.raises(psycopg2.errors.StringDataRightTruncation):  # through COPY
+            with pytest.raises(psycopg2.errors.StringDataRightTruncation):  # the driver's own
                 with conn.begin_nested():
                     warehouse.upsert(conn, "tickers", [{**ticker, "sub_industry": "x" * 221}])
         warehouse.create_tables()

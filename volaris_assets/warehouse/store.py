@@ -158,12 +158,19 @@ class Warehouse:
         row at least as new, so an old backfill can never clobber a fresher value.
         """
         target = metadata.tables[table]
-        if self.dialect == "postgresql":
-            frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
-            if frame.empty:
-                return 0
-            return upsert.postgres_upsert(conn, target, KEYS[table], frame, update_where_newer)
-        return upsert.sqlite_upsert(conn, target, KEYS[table], rows, update_where_newer)
+        if self.dialect != "postgresql":
+            return upsert.sqlite_upsert(conn, target, KEYS[table], rows, update_where_newer)
+        if isinstance(rows, pd.DataFrame) and len(rows) > upsert.SMALL_BATCH_ROWS:
+            return upsert.postgres_upsert(conn, target, KEYS[table], rows, update_where_newer)
+        records = rows.to_dict("records") if isinstance(rows, pd.DataFrame) else list(rows)
+        if not records:
+            return 0
+        if len(records) <= upsert.SMALL_BATCH_ROWS:
+            return upsert.postgres_insert_rows(
+                conn, target, KEYS[table], records, update_where_newer
+            )
+        frame = pd.DataFrame(records)
+        return upsert.postgres_upsert(conn, target, KEYS[table], frame, update_where_newer)
 
     def instant(self, value: datetime) -> datetime:
         """A UTC instant in the form this dialect stores it (naive UTC on SQLite)."""
