@@ -1,7 +1,9 @@
-"""The scan's own CPU a symbol: Schwab's chain parse, validation, the wheel pick and the SQLite
-write, without HTTP, this tree against a git revision.
+"""The scan's own CPU a symbol: Schwab's chain parse, validation, the wheel pick and the
+warehouse write (SQLite, or PostgreSQL with `--postgres`), without HTTP, this tree against a
+git revision.
 
     python -m bench.bench_chain_cpu [--baseline-rev HEAD] [--symbols 200] [--pairs 5]
+                                    [--postgres [URL]]
 
 Why apart from `bench_scan`: at R = 100 the scan is bound by its one interpreter (the sandbox
 takes a fifth of the other core or less, `sandbox_cpu_s`), and a whole scan's pace on a shared
@@ -30,6 +32,7 @@ from unittest import mock
 
 from bench import common
 from bench.bench_scan import SESSION_CLOSE
+from bench.bench_warehouse import DEFAULT_PG, ensure_database
 from volaris_assets.providers import schwab
 from volaris_assets.providers.base import ProviderError
 from volaris_assets.sandbox.server import start_sandbox
@@ -48,8 +51,13 @@ payloads = pickle.loads(open(payloads_path, "rb").read())
 as_of = datetime.fromisoformat(close)
 session = types.SimpleNamespace(day=as_of.date(), close=as_of)
 settings = WheelSettings()
-warehouse = Warehouse("sqlite:///" + tempfile.mkdtemp() + "/warehouse.db")
+url = sys.argv[4] or "sqlite:///" + tempfile.mkdtemp() + "/warehouse.db"
+warehouse = Warehouse(url)
 warehouse.create_tables()
+with warehouse.engine.begin() as conn:  # the other package's rows: each starts empty
+    for name in ("stock_premiums", "stock_premium_scans"):
+        if name in warehouse.engine.dialect.get_table_names(conn):
+            conn.exec_driver_sql(f"DELETE FROM {name}")
 
 def one(payload, symbol):
     fetched = types.SimpleNamespace(
@@ -100,11 +108,11 @@ def capture_payloads(count: int) -> list[tuple[Any, str]]:
     return kept
 
 
-def measure(package_root: Path, payloads: Path, repeats: int) -> float:
+def measure(package_root: Path, payloads: Path, repeats: int, database_url: str) -> float:
     """ms a symbol, the best of `repeats` passes, in a fresh interpreter importing
-    `package_root`."""
+    `package_root`, writing to `database_url` (a fresh SQLite file when empty)."""
     env = {**os.environ, "PYTHONPATH": str(package_root), "DAGSTER_DISABLE_TELEMETRY": "1"}
-    args = [str(payloads), str(repeats), SESSION_CLOSE.isoformat()]
+    args = [str(payloads), str(repeats), SESSION_CLOSE.isoformat(), database_url]
     return float(common.run_probe(_PROBE, args, env, package_root, "chain"))
 
 
@@ -114,7 +122,16 @@ def main() -> None:
     parser.add_argument("--symbols", type=int, default=200)
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument(
+        "--postgres",
+        nargs="?",
+        const=DEFAULT_PG,
+        default="",
+        help=f"write to this PostgreSQL database instead of SQLite (default {DEFAULT_PG})",
+    )
     args = parser.parse_args()
+    if args.postgres:
+        ensure_database(args.postgres)
 
     with common.workdir("chain-cpu") as work:
         payloads = capture_payloads(args.symbols)
@@ -123,14 +140,17 @@ def main() -> None:
         baseline_root = common.package_at(args.baseline_rev, work)
         figures: dict[str, list[float]] = {"baseline": [], "current": []}
         for _ in range(args.pairs):
-            figures["baseline"].append(measure(baseline_root, path, args.repeats))
-            figures["current"].append(measure(common.ROOT, path, args.repeats))
+            figures["baseline"].append(measure(baseline_root, path, args.repeats, args.postgres))
+            figures["current"].append(measure(common.ROOT, path, args.repeats, args.postgres))
 
     summary = {
         name: {"best_ms": round(min(runs), 3), "median_ms": round(statistics.median(runs), 3)}
         for name, runs in figures.items()
     }
-    print(f"parse + validate + pick + SQLite write, {len(payloads)} Schwab chains, ms a symbol")
+    written_to = "PostgreSQL" if args.postgres else "SQLite"
+    print(
+        f"parse + validate + pick + {written_to} write, {len(payloads)} Schwab chains, ms a symbol"
+    )
     for name, label in (("baseline", args.baseline_rev), ("current", "this tree")):
         runs = ", ".join(f"{ms:.2f}" for ms in figures[name])
         print(f"  {label}: best {summary[name]['best_ms']}, median {summary[name]['median_ms']}")
@@ -139,6 +159,7 @@ def main() -> None:
         {
             "bench": "chain_cpu",
             "symbols": len(payloads),
+            "warehouse": written_to,
             "baseline_rev": args.baseline_rev,
             **summary,
             "best_ratio": round(summary["current"]["best_ms"] / summary["baseline"]["best_ms"], 3),
