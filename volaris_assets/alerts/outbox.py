@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from volaris_assets.alerts.rules import Trigger, as_utc
+from volaris_assets.alerts.rules import Trigger
 from volaris_assets.alerts.tables import price_alert_triggers
 from volaris_assets.warehouse.store import Warehouse, utc_now
 
@@ -73,21 +73,7 @@ def _select(
     )
     with warehouse.engine.connect() as conn:
         rows = conn.execute(query).all()
-    return [
-        Trigger(
-            alert_id=row.alert_id,
-            symbol=row.symbol,
-            direction=row.direction,
-            threshold=row.threshold,
-            price=row.price,
-            price_ts=as_utc(row.price_ts),
-            source=row.source,
-            repeating=bool(row.repeating),
-            count=row.trigger_number,
-            note=row.note,
-        )
-        for row in rows
-    ]
+    return [Trigger.from_row(row) for row in rows]
 
 
 def _keys_in(triggers: list[Trigger]) -> sa.ColumnElement[bool]:

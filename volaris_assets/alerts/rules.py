@@ -15,8 +15,9 @@ losing it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta
+from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
@@ -57,6 +58,19 @@ class Trigger:
     repeating: bool
     count: int
     note: str | None
+
+    def as_row(self) -> dict[str, Any]:
+        """The `price_alert_triggers` columns the trigger itself fills."""
+        row = asdict(self)
+        row["trigger_number"] = row.pop("count")
+        return row
+
+    @classmethod
+    def from_row(cls, row: Any) -> Trigger:
+        """A trigger read back from `price_alert_triggers`."""
+        values = {f.name: getattr(row, f.name) for f in fields(cls) if f.name != "count"}
+        values |= {"price_ts": as_utc(row.price_ts), "repeating": bool(row.repeating)}
+        return cls(**values, count=row.trigger_number)
 
 
 def add_price_alert(
@@ -214,18 +228,12 @@ def _claim(warehouse: Warehouse, trigger: Trigger) -> bool:
         )
     )
     record = sa.insert(price_alert_triggers).values(
-        alert_id=trigger.alert_id,
-        trigger_number=trigger.count,
-        symbol=trigger.symbol,
-        direction=trigger.direction,
-        threshold=trigger.threshold,
-        price=trigger.price,
-        price_ts=warehouse.instant(trigger.price_ts),
-        source=trigger.source,
-        repeating=trigger.repeating,
-        note=trigger.note,
-        triggered_at=now,
-        attempts=0,
+        {
+            **trigger.as_row(),
+            "price_ts": warehouse.instant(trigger.price_ts),
+            "triggered_at": now,
+            "attempts": 0,
+        }
     )
 
     def claim_and_record(conn: sa.Connection) -> bool:
