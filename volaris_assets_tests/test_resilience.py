@@ -784,3 +784,30 @@ def test_registry_overrides_replace_defaults_by_name() -> None:
     assert registry.limiter("schwab").rate == pytest.approx(2.0 * PACING_HEADROOM)
     with pytest.raises(KeyError, match="etrade"):
         registry.limiter("etrade")
+
+
+def test_a_follow_up_waiting_for_the_budget_is_not_timed_as_the_request() -> None:
+    """A call of two requests on a budget of 2 a second: the second waits ~0.5 s for its turn,
+    longer than the 0.3-s attempt timeout, and is still not a timeout (before: every
+    multi-page chain at Polygon's 5 a minute failed as one)."""
+    from volaris_assets.providers import http
+
+    class TwoPages:
+        name = "polygon"
+
+        async def option_chain(self, symbol, as_of, only=WHOLE_CHAIN) -> pd.DataFrame:
+            follow_ups = http._follow_ups.get()
+            for _ in range(2):
+                await follow_ups.before_request()
+            return _frame("polygon")
+
+    registry = ResilienceRegistry(
+        {"polygon": RateLimit(per_second=2.0, burst=1)},
+        retry=RetrySettings(attempts=1, attempt_timeout_s=0.3),
+        hedge_after_s={},
+    )
+    guarded = registry.guard(TwoPages())
+    started = time.monotonic()
+    frame, attempts = asyncio.run(guarded.call(lambda s: s.option_chain("AAPL", AS_OF)))
+    assert not frame.empty and attempts == 1 and time.monotonic() - started > 0.3
+    assert registry.breaker("polygon").state is CircuitState.CLOSED
