@@ -17,8 +17,8 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from volaris_assets.alerts.rules import Trigger
-from volaris_assets.alerts.tables import price_alert_triggers
 from volaris_assets.warehouse.store import Warehouse, utc_now
+from volaris_assets.warehouse.tables import price_alert_triggers
 
 ALERT_DELIVERY_TTL = timedelta(hours=24)
 # Triggers per message: ~120 characters a line keeps a message inside Discord's 4,096-character

@@ -22,10 +22,10 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from volaris_assets.alerts.tables import price_alert_triggers, price_alerts
 from volaris_assets.symbols import normalize_symbol
 from volaris_assets.warehouse import tables
 from volaris_assets.warehouse.store import Warehouse, utc_now
+from volaris_assets.warehouse.tables import price_alert_triggers, price_alerts
 
 DIRECTIONS = ("above", "below")
 

@@ -27,7 +27,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from volaris_assets import calendar
-from volaris_assets.alerts.tables import price_alerts
 from volaris_assets.ingest.asset_support import OWNERS, asset_metadata
 from volaris_assets.ingest.interrupts import run_interruptibly
 from volaris_assets.ingest.validation import validate_quotes
@@ -42,6 +41,7 @@ from volaris_assets.runtime import peak_rss_mb
 from volaris_assets.universe.assets import sp500_constituents
 from volaris_assets.warehouse import tables
 from volaris_assets.warehouse.store import Warehouse, utc_now
+from volaris_assets.warehouse.tables import price_alerts
 
 # How long the tape keeps a minute: a week of sessions, ~1M rows for 520 symbols.
 HISTORY_DAYS = 7
