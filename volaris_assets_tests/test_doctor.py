@@ -328,6 +328,7 @@ def test_a_postgresql_user_who_cannot_write_the_warehouse_fails(pg_warehouse_url
         assert check.status is doctor.Status.FAIL
         assert f"{role} cannot write " in check.detail and "quotes," not in check.detail
         assert "option_snapshots" in check.detail and "GRANT" in check.detail
+        assert "price_alert_triggers" in check.detail  # the contract's alert tables too
         owner = {"DATABASE_URL": pg_warehouse_url}
         assert [c.status for c in doctor.check_warehouse(owner)] == [doctor.Status.OK]
     finally:
