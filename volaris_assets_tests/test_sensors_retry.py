@@ -178,3 +178,18 @@ def test_a_successful_retry_ends_the_lineage(setup, instance, clean_sandbox, rec
     assert healed.success
     assert drive.tick(T0 + timedelta(hours=2)) == []
     assert receiver.requests == []
+
+
+def test_symbols_a_later_run_wrote_are_not_retried(setup, instance, clean_sandbox, receiver):
+    """The window fetched again (say with another budget) before the retry came due: retrying
+    would put the fallback provider's older fetch over the newer one."""
+    res, defs, sensor = setup
+    drive = Driver(instance, res, defs, sensor)
+    dg.materialize([sp500_constituents], resources=res, instance=instance)
+    clean_sandbox.set_faults(MIXED_FAULTS)
+    drive.run(T0)
+    assert drive.tick(T0 + timedelta(seconds=1)) == []  # queued, 60 s delay
+    clean_sandbox.set_faults("none")
+    assert drive.run(T0 + timedelta(seconds=30)).success  # every symbol written again
+    assert drive.tick(T0 + timedelta(seconds=61)) == []
+    assert receiver.requests == []

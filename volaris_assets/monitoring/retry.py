@@ -13,7 +13,7 @@ rotates the provider chain one further, so attempt 1 starts with the second prov
 import copy
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import dagster as dg
 import sqlalchemy as sa
@@ -101,6 +101,29 @@ def retryable_failures(warehouse: Warehouse, run_id: str, asset: str) -> dict[st
     )
     with warehouse.engine.connect() as conn:
         return {symbol: category for symbol, category in conn.execute(query)}
+
+
+def written_since(
+    warehouse: Warehouse, failed_run: str, asset: str, symbols: Sequence[str]
+) -> set[str]:
+    """The `symbols` a later run wrote for `asset` and the failed run's partition: a retry of
+    them would put older data (its provider the fallback) over a newer fetch of the window."""
+    results = tables.sync_stock_results
+    failed = (
+        sa.select(results.c.partition, sa.func.max(results.c.recorded_at).label("at"))
+        .where(results.c.run_id == failed_run, results.c.asset == asset)
+        .group_by(results.c.partition)
+        .subquery()
+    )
+    query = sa.select(results.c.symbol).where(
+        results.c.asset == asset,
+        results.c.partition == failed.c.partition,
+        results.c.recorded_at > failed.c.at,
+        results.c.status == "ok",
+        results.c.symbol.in_(list(symbols)),
+    )
+    with warehouse.engine.connect() as conn:
+        return {symbol for (symbol,) in conn.execute(query)}
 
 
 def new_materialization_runs(
@@ -230,14 +253,37 @@ def make_retry_failed_symbols_sensor(
         due = [p for p in state.pending if p.due <= now]
         state.pending = [p for p in state.pending if p.due > now]
         requests = []
-        for retry in due:
-            run = context.instance.get_run_by_id(retry.failed_run)
-            if run is None:
-                continue
-            target = by_name[retry.asset]
-            provider = start_with(markets[target.market], retry.attempt)
-            requests.append(retry_request(run, target, retry, provider))
+        if due:
+            with warehouse.open() as wh:
+                for retry in due:
+                    if (request := _request_due(context, wh, markets, retry)) is not None:
+                        requests.append(request)
         return dg.SensorResult(run_requests=requests, cursor=state.dump())
+
+    def _request_due(
+        context: dg.SensorEvaluationContext,
+        warehouse: Warehouse,
+        markets: dict[str, MarketDataResource],
+        retry: PendingRetry,
+    ) -> dg.RunRequest | None:
+        """The retry of the symbols no later run has written since the failure, if any."""
+        run = context.instance.get_run_by_id(retry.failed_run)
+        if run is None:
+            return None
+        written = written_since(warehouse, retry.failed_run, retry.asset, retry.symbols)
+        if written:
+            context.log.info(
+                "%s run %s: %s written by a later run since; not retried",
+                retry.asset,
+                retry.failed_run[:8],
+                ", ".join(sorted(written)),
+            )
+        symbols = [symbol for symbol in retry.symbols if symbol not in written]
+        if not symbols:
+            return None
+        target = by_name[retry.asset]
+        provider = start_with(markets[target.market], retry.attempt)
+        return retry_request(run, target, replace(retry, symbols=symbols), provider)
 
     def _plan(
         context: dg.SensorEvaluationContext,
