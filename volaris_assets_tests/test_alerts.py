@@ -216,7 +216,7 @@ def test_the_morning_digest(sqlite_warehouse_url, small_universe, instance, rece
     refused = digest([0.01])
     assert not refused.success
     failure = refused.get_step_failure_events()[0].step_failure_data.error.message
-    assert "Discord refused the digest for 2026-11-24 2 times" in failure
+    assert "Discord refused the digest for 2026-11-24: 2 posts" in failure
 
     receiver.fail_next(8, status=502)  # two posts of four tries each refused, then taken
     result = digest([0.01, 0.01])

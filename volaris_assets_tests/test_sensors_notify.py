@@ -133,7 +133,7 @@ def test_a_failed_run_whose_message_failed_is_posted_again(instance, receiver, t
 
     receiver.fail_next(4, status=500)
     assert tick().endswith("still pending: 1") and embeds(receiver) == []
-    assert tick().startswith(f"posted again: {failed.run_id[:8]}")
+    assert tick().startswith(f"posted again: {failed.run_id[:8]} (sent)")
     [embed] = embeds(receiver)
     assert embed["title"] == "Run failed: __ephemeral_asset_job__ (broken)"
     assert "upstream exploded" in embed["description"]

@@ -66,8 +66,9 @@ def post_daily_digest(
         sent = post()
     if sent is Sent.FAILED:
         raise dg.Failure(
-            description=f"Discord refused the digest for {digest.session} "
-            f"{len(config.retry_waits_s) + 1} times over {sum(config.retry_waits_s):g} s"
+            description=f"Discord refused the digest for {digest.session}: "
+            f"{len(config.retry_waits_s) + 1} posts (each with the notifier's own retries), "
+            f"{sum(config.retry_waits_s):g} s of waits between them"
         )
     posted = sent is Sent.SENT
     return dg.Output(posted, metadata={"session": digest.session.isoformat(), "posted": posted})

@@ -13,7 +13,8 @@ silently, so their failures were never posted.
 A `@run_failure_sensor` moves its cursor past a run whatever its function did, so a message
 Discord refused (a 5xx, a 429 past the retries, a timeout) would be lost: the run is tagged
 `volaris/discord: pending` instead, and `discord_run_failure_retry` posts it again every minute
-until Discord takes it (tag `sent`), or gives up after a day (tag `expired`, logged). The tag
+until Discord takes it (tag `sent`; `skipped` once no webhook is set), or gives up after a
+day (tag `expired`, logged). The tag
 shows in the UI beside the run.
 
 Files a failed step links from its failure metadata (a `MetadataValue.path`, e.g. the wheel
@@ -40,7 +41,7 @@ RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 MAX_ERROR_CHARS = 900
 DISCORD_TAG = "volaris/discord"
-PENDING, SENT, EXPIRED = "pending", "sent", "expired"
+PENDING, SENT, SKIPPED, EXPIRED = "pending", "sent", "skipped", "expired"
 RETRY_INTERVAL_S = 60
 DELIVERY_TTL_S = 24 * 3600
 MAX_RETRIED_PER_TICK = 10
@@ -231,12 +232,13 @@ def make_run_failure_retry_sensor(
                     run.run_id[:8],
                 )
                 continue
-            if post_failure(notifier, FailedRun.of(instance, run), webserver_base_url) is (
-                Sent.FAILED
-            ):
+            sent = post_failure(notifier, FailedRun.of(instance, run), webserver_base_url)
+            if sent is Sent.FAILED:
                 break
-            instance.add_run_tags(run.run_id, {DISCORD_TAG: SENT})
-            done.append(run.run_id[:8])
+            instance.add_run_tags(
+                run.run_id, {DISCORD_TAG: SKIPPED if sent is Sent.SKIPPED else SENT}
+            )
+            done.append(f"{run.run_id[:8]} ({sent})")
         pending = len(records) - len(done) - expired
         return dg.SkipReason(f"posted again: {', '.join(done) or 'none'}; still pending: {pending}")
 
