@@ -9,7 +9,9 @@ Dagster's Docker and Kubernetes launchers do. The sensors read Dagster's clock
 `define_asset_job` returns; the status of an asset check's execution record). The small box's
 light lane (`small_box/light_lane.py`) executes a run on a thread of the daemon the way
 `dagster api execute_run` does in a process of its own. Its retry daemon (`small_box/retries.py`)
-is Dagster's, with a second look at failures a race in it passes over.
+is Dagster's, with a second look at failures a race in it passes over. The data of a run's
+failure event (`JobFailureData`, its `SerializableErrorInfo`) has no public constructor: the
+run-failure message reads it, and a test builds one.
 
 A minor Dagster upgrade may move or change any of these; volaris_assets_tests/
 test_idiom_internals.py checks each name and the signature we call it with against the installed
@@ -19,6 +21,7 @@ Dagster, so such an upgrade fails there, loudly, rather than on a box at 3 a.m.
 from dagster._core.definitions.unresolved_asset_job_definition import (
     UnresolvedAssetJobDefinition,
 )
+from dagster._core.events import JobFailureData
 from dagster._core.launcher import (
     CheckRunHealthResult,
     LaunchRunContext,
@@ -43,6 +46,7 @@ from dagster._grpc.types import ExecuteRunArgs
 from dagster._serdes import ConfigurableClass
 from dagster._serdes.config_class import ConfigurableClassData
 from dagster._time import get_current_datetime, get_current_timestamp
+from dagster._utils.error import SerializableErrorInfo
 from dagster._utils.hosted_user_process import recon_job_from_origin
 from dagster._utils.interrupts import capture_interrupts
 
@@ -58,9 +62,11 @@ __all__ = [
     "IWorkspaceProcessContext",
     "InProcessCodeLocationOrigin",
     "InProcessWorkspaceLoadTarget",
+    "JobFailureData",
     "LaunchRunContext",
     "LoadableTargetOrigin",
     "RunLauncher",
+    "SerializableErrorInfo",
     "UnresolvedAssetJobDefinition",
     "WILL_RETRY_TAG",
     "WorkerStatus",

@@ -306,9 +306,7 @@ def test_schwab_warning_needs_the_issue_time(instance, receiver, tmp_path):
 def test_a_run_that_failed_outside_any_step_says_why(instance):
     """A broker gone mid-run fails the run, not a step: Dagster's message alone says only that
     an exception was thrown; the message carries the error's innermost cause."""
-    from dagster._core.events import JobFailureData
-    from dagster._utils.error import SerializableErrorInfo
-
+    from volaris_assets.dagster_internals import JobFailureData, SerializableErrorInfo
     from volaris_assets.monitoring.run_failure import FailedRun, failure_message
 
     run = dg.materialize([fine], instance=instance).dagster_run
