@@ -607,6 +607,12 @@ def test_configuration_picks_the_shared_store_and_the_shares(tmp_path):
     warehouse = tmp_path / "wh" / "volaris.db"
     embedded = BudgetConfig.from_env({"DATABASE_URL": f"sqlite:///{warehouse}"})
     assert embedded.sqlite_file == warehouse.with_name("budget.db")
+    # With a PostgreSQL warehouse, the host's file is where every process of the deployment
+    # looks (DAGSTER_HOME), not under whichever folder each was started from.
+    postgres = {"DATABASE_URL": "postgresql://v@db.internal/volaris"}
+    home = BudgetConfig.from_env({**postgres, "DAGSTER_HOME": str(tmp_path / "home")})
+    assert home.sqlite_file == tmp_path / "home" / "budget.db"
+    assert BudgetConfig.from_env(postgres).sqlite_file == Path("data/budget.db")
     tiers = embedded.tiers()
     assert [(t.store.kind, t.share, t.shared) for t in tiers] == [
         ("sqlite", 1.0, True),

@@ -201,7 +201,8 @@ class Settings(BaseModel):
         "VOLARIS_BUDGET_FILE",
         "Provider budget",
         "This host's SQLite budget file: the budget without Redis or PostgreSQL, and the first "
-        "fallback when they are unreachable. Unset: budget.db beside the SQLite warehouse.",
+        "fallback when they are unreachable. Unset: budget.db beside the SQLite warehouse, else "
+        "in DAGSTER_HOME, else under data/.",
         accepted="a file path in an existing directory",
         example="/var/lib/volaris/budget.db",
     )

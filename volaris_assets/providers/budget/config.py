@@ -3,7 +3,7 @@
 - REDIS_URL: the shared budget lives in this Redis (it wins over PostgreSQL).
 - DATABASE_URL: a postgresql:// warehouse holds the shared budget (table `provider_budget`).
 - VOLARIS_BUDGET_FILE: the host's SQLite file; default budget.db beside the SQLite warehouse
-  file, else data/budget.db.
+  file, else in DAGSTER_HOME, else data/budget.db.
 - VOLARIS_BUDGET_HOSTS (default 1): hosts that may ingest from one provider account at once.
 - VOLARIS_BUDGET_PROCESSES (default 6): processes per host that may ingest at once (the
   production deployment's four concurrent runs, the retry sensor and the doctor).
@@ -70,12 +70,22 @@ class BudgetConfig:
 
         database_url = value("DATABASE_URL")
         warehouse_file = sqlite_path(normalize_url(database_url))
-        beside = warehouse_file.with_name(BUDGET_FILE_NAME) if warehouse_file else None
         budget_file = value("VOLARIS_BUDGET_FILE")
+        dagster_home = value("DAGSTER_HOME")
+        if budget_file:
+            sqlite_file = Path(budget_file)
+        elif warehouse_file:
+            sqlite_file = warehouse_file.with_name(BUDGET_FILE_NAME)
+        elif dagster_home:
+            # Every process of a deployment shares DAGSTER_HOME; a path relative to the working
+            # directory gave a daemon and runs started from different folders different files.
+            sqlite_file = Path(dagster_home) / BUDGET_FILE_NAME
+        else:
+            sqlite_file = cls.sqlite_file
         return cls(
             redis_url=value("REDIS_URL"),
             database_url=database_url,
-            sqlite_file=Path(budget_file) if budget_file else beside or cls.sqlite_file,
+            sqlite_file=sqlite_file,
             hosts=count("VOLARIS_BUDGET_HOSTS", cls.hosts),
             processes=count("VOLARIS_BUDGET_PROCESSES", cls.processes),
         )
