@@ -159,7 +159,13 @@ def test_an_index_is_never_asked_of_a_provider_that_serves_none(clean_sandbox):
         except ChainExhausted as refused:
             alone = refused
         sent_alone = clean_sandbox.stats.count("alpaca")
+        try:
+            await chain.bars_many(["SPX", "VIX"], "1m", START, SANDBOX_AS_OF)
+        except ChainExhausted as refused:
+            indexes_only = refused
+        sent_before_batch = clean_sandbox.stats.count("alpaca")
         batch = await chain.bars_many(["AAPL", "SPX"], "1m", START, SANDBOX_AS_OF)
+        assert "alpaca=no_data (serves no index)" in str(indexes_only) and sent_before_batch == 0
         return alone, sent_alone, batch
 
     clean_sandbox.stats.reset()

@@ -535,7 +535,8 @@ class FallbackChain:
         without that endpoint is passed over as `not_found`, and one that serves no index is
         not asked for the batch's indexes (they come back as not returned)."""
         return await self._first_answer(
-            lambda source: batch_bars(source, served(source, symbols), timeframe, start, end)
+            lambda source: batch_bars(source, served(source, symbols), timeframe, start, end),
+            refuse=lambda source: batch_refusal(source, symbols),
         )
 
     @property
@@ -548,7 +549,8 @@ class FallbackChain:
         """One batch of quotes (one request) from the first provider that answers; a provider
         without a batch quote endpoint is passed over as `not_found`."""
         return await self._first_answer(
-            lambda source: batch_quotes(source, served(source, symbols), as_of)
+            lambda source: batch_quotes(source, served(source, symbols), as_of),
+            refuse=lambda source: batch_refusal(source, symbols),
         )
 
     def rotated(self, start_with: str | None) -> FallbackChain:
@@ -610,12 +612,18 @@ def index_refusal(source: Any, symbol: str) -> ProviderError | None:
 
 
 def served(source: Any, symbols: Sequence[str]) -> list[str]:
-    """The symbols of a batch `source` may be asked for; `no_data` when that is none."""
+    """The symbols of a batch `source` may be asked for."""
     name = str(getattr(source, "name", ""))
-    kept = [symbol for symbol in symbols if serves(name, symbol)]
-    if symbols and not kept:
-        raise ProviderError(ErrorCategory.NO_DATA, "serves no index", provider=name)
-    return kept
+    return [symbol for symbol in symbols if serves(name, symbol)]
+
+
+def batch_refusal(source: Any, symbols: Sequence[str]) -> ProviderError | None:
+    """`no_data` before anything is reserved or sent when `source` serves none of a batch's
+    symbols (a batch of indexes only)."""
+    if not symbols or served(source, symbols):
+        return None
+    name = str(getattr(source, "name", ""))
+    return ProviderError(ErrorCategory.NO_DATA, "serves no index", provider=name)
 
 
 class ResilienceRegistry:
